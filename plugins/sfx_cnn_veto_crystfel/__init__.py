@@ -1,0 +1,1 @@
+"""crystfel adapter for sfx-cnn-veto (registered through the sfx_cnn_veto entry-point group)."""

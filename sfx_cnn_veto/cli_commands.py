@@ -1,0 +1,179 @@
+"""Core sub-commands (``plugins``, ``models``, ``score``) and the argument groups others reuse."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from typing import Any
+
+from sfx_cnn_veto import hookimpl
+from sfx_cnn_veto.types import CommandSpec
+
+
+# ---------------------------------------------------------------------------
+# Argument groups shared by sub-commands (also used by the plugins).
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="CrystFEL .lst event lists, or frame files (HDF5/CXI, CBF, EDF, TIFF ...)")
+    parser.add_argument("-x", "--prefix", default="",
+                        help="prefix for file names in lists, as indexamajig's -x")
+    parser.add_argument("--dataset", default=None,
+                        help="HDF5 data set of the frames (default: /entry_1/data_1/data, /data/data, /entry/data/data)")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--model", default=None,
+                        help="trained .keras model (default: the small model shipped with the package)")
+    parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
+    parser.add_argument("--backend", default="keras", help="classifier backend (see 'sfx-cnn-veto plugins')")
+    parser.add_argument("--batch-size", type=int, default=64, help="frames per network call (default 64)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all available)")
+
+
+def model_path(args: argparse.Namespace) -> str:
+    from sfx_cnn_veto.core.model import default_model_path
+    from sfx_cnn_veto.errors import ConfigError
+
+    if args.model:
+        return args.model
+    path = default_model_path()
+    if path is None:
+        raise ConfigError("no --model given and no default model is shipped; train one with 'sfx-cnn-veto train'")
+    return path
+
+
+def load_veto(args: argparse.Namespace):
+    from sfx_cnn_veto.core.pipeline import Veto
+
+    return Veto.load(model_path(args), threshold=args.threshold, backend=args.backend,
+                     batch_size=args.batch_size, threads=args.threads)
+
+
+def reader_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"dataset": args.dataset} if getattr(args, "dataset", None) else {}
+
+
+def progress(total=None, desc="", unit="frame"):
+    """A tqdm bar on stderr (hidden when stderr is not a terminal, unless SFX_CNN_VETO_PROGRESS=1)."""
+    from tqdm import tqdm
+
+    force = os.environ.get("SFX_CNN_VETO_PROGRESS") == "1"
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                disable=False if force else None, mininterval=0.5)
+
+
+# ---------------------------------------------------------------------------
+# plugins
+
+def _configure_plugins(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _run_plugins(args: argparse.Namespace) -> int:
+    from sfx_cnn_veto import manager
+
+    pm = manager.get_plugin_manager()
+    print("Plugins (name | from | hooks):")
+    for name, origin, hooks in manager.iter_plugins(pm):
+        print(f"  {name} | {origin} | {', '.join(h.replace('sfxveto_', '') for h in hooks)}")
+    for name, error in sorted(pm.failed.items()):
+        print(f"  {name} | FAILED TO LOAD | {error}")
+    sections = [
+        ("Readers", "sfxveto_readers", manager.readers(pm)),
+        ("Preprocessing steps", "sfxveto_preprocessing_steps", manager.preprocessing_steps(pm)),
+        ("Architectures", "sfxveto_architectures", manager.architectures(pm)),
+        ("Backends", "sfxveto_backends", manager.backends(pm)),
+        ("Labelers", "sfxveto_labelers", manager.labelers(pm)),
+        ("Sinks", "sfxveto_sinks", manager.sinks(pm)),
+        ("Commands", "sfxveto_commands", manager.commands(pm)),
+    ]
+    for title, hook, records in sections:
+        print(f"{title}:")
+        for key, record in sorted(records.items()):
+            desc = getattr(record, "description", "") or getattr(record, "help", "")
+            print(f"  {key:<28} {manager.provider_of(hook, record.name, pm):<28} {desc}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# models
+
+def _configure_models(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--summary", metavar="NAME", help="print the Keras summary of one architecture")
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from sfx_cnn_veto import manager
+    from sfx_cnn_veto.core.architectures import trainable_parameters
+    from sfx_cnn_veto.errors import ConfigError
+
+    specs = manager.architectures()
+    if args.summary:
+        if args.summary not in specs:
+            raise ConfigError(f"no architecture {args.summary!r} (have: {', '.join(sorted(specs))})")
+        specs[args.summary].build(specs[args.summary].input_shape).summary(print_fn=print)
+        return 0
+    print(f"{'name':<12} {'input':<12} {'trainable':>10}  description")
+    for name, spec in sorted(specs.items()):
+        model = spec.build(spec.input_shape)
+        shape = "x".join(str(d) for d in spec.input_shape)
+        print(f"{name:<12} {shape:<12} {trainable_parameters(model):>10,}  {spec.description}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# score
+
+def _configure_score(parser: argparse.ArgumentParser) -> None:
+    add_input_arguments(parser)
+    add_model_arguments(parser)
+    parser.add_argument("-o", "--output", default="-", help="scores CSV (default: standard output)")
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
+    from sfx_cnn_veto.io.store import FrameStore, iter_events
+
+    veto = load_veto(args)
+    counts = {"hit": 0, "miss": 0, "error": 0}
+    start = time.perf_counter()
+    out = sys.stdout if args.output == "-" else open(args.output + ".part", "w", newline="")
+    try:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["file", "event", "score", "is_hit", "error"])
+        with FrameStore(reader_options(args)) as store, progress(desc="score") as bar:
+            events = iter_events(args.inputs, store, prefix=args.prefix)
+            for ref, decision in veto.stream_events(events, store):
+                counts[decision.label] += 1
+                if decision.error:
+                    print(f"sfx-cnn-veto: {ref}: {decision.error} (kept as a hit)", file=sys.stderr)
+                writer.writerow([ref.path, ref.event or "",
+                                 "" if decision.error else f"{decision.score:.6f}",
+                                 int(decision.is_hit), decision.error or ""])
+                bar.update(1)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if out is not sys.stdout:
+        os.replace(args.output + ".part", args.output)
+    total = sum(counts.values())
+    elapsed = time.perf_counter() - start
+    print(f"{total} events: {counts['hit']} hits, {counts['miss']} misses, {counts['error']} errors "
+          f"({total / elapsed if elapsed else 0:.0f} frames/s)", file=sys.stderr)
+    return EXIT_EVENT_ERRORS if counts["error"] else 0
+
+
+@hookimpl(trylast=True)
+def sfxveto_commands():
+    return [
+        CommandSpec("plugins", "list loaded plugins, what each provides, and from where",
+                    _configure_plugins, _run_plugins),
+        CommandSpec("models", "list registered architectures with input shape and trainable parameters",
+                    _configure_models, _run_models),
+        CommandSpec("score", "score events of .lst lists or frame files; writes file,event,score,is_hit CSV",
+                    _configure_score, _run_score),
+    ]

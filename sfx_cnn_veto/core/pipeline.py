@@ -1,0 +1,289 @@
+"""The public API: ``Veto.load(path)``, ``score``, ``decide``, ``stream``.
+
+Example
+-------
+>>> veto = Veto.load("model.keras")                       # doctest: +SKIP
+>>> veto.score(frames)            # hit probability per frame   # doctest: +SKIP
+>>> for key, decision in veto.stream(pairs): ...                # doctest: +SKIP
+
+Every frame that goes in comes out with a :class:`Decision`. When a frame
+cannot be scored (unreadable, too small, mostly NaN, a non-finite network
+output) the decision carries ``error`` and, failing open, ``is_hit=True``: a
+lost hit is the worst outcome.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from sfx_cnn_veto import manager
+from sfx_cnn_veto.core.crop import Region, crop_region
+from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
+from sfx_cnn_veto.errors import ConfigError, FrameReadError, VetoError
+
+DEFAULT_BATCH = 64
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The veto's verdict on one frame.
+
+    ``score`` is the hit probability (NaN when undecided), ``is_hit`` the
+    decision (``True`` when undecided: fail open), ``error`` why it is undecided.
+    """
+
+    score: float
+    is_hit: bool
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def label(self) -> str:
+        return "error" if self.error else ("hit" if self.is_hit else "miss")
+
+
+class Preprocessor:
+    """Crop and normalize as a model's metadata says, with steps looked up through hooks."""
+
+    def __init__(self, metadata: ModelMetadata, pm=None) -> None:
+        self.metadata = metadata
+        steps = manager.preprocessing_steps(pm)
+        key = f"normalize:{metadata.normalize}"
+        if key not in steps:
+            names = sorted(k.split(":", 1)[1] for k in steps if k.startswith("normalize:"))
+            raise ConfigError(
+                f"normalize method {metadata.normalize!r} is not registered (have: {', '.join(names)})"
+            )
+        self._normalize = steps[key].func
+        self._params = dict(metadata.normalize_params)
+        self.crop_shape = tuple(metadata.crop_shape)
+        self.center = metadata.crop_center
+
+    def region(self, frame_shape: Sequence[int]) -> Region:
+        return crop_region(frame_shape, self.crop_shape, self.center)
+
+    def __call__(self, frame: np.ndarray, *, cropped: bool = False) -> np.ndarray:
+        frame = np.asarray(frame)
+        if frame.ndim != 2:
+            raise FrameReadError(f"expected a 2-D frame, got shape {frame.shape}")
+        if frame.dtype.kind not in "fiub":
+            raise FrameReadError(f"expected a numeric frame, got dtype {frame.dtype}")
+        if not cropped:
+            frame = frame[self.region(frame.shape)]
+        elif frame.shape != self.crop_shape:
+            raise FrameReadError(f"expected a {self.crop_shape} crop, got {frame.shape}")
+        return self._normalize(frame, **self._params)
+
+
+class Veto:
+    """A loaded model with its preprocessing and classifier backend.
+
+    Parameters
+    ----------
+    model : VetoModel
+    threshold : float, optional
+        Overrides the model's decision threshold.
+    backend : str
+        Classifier backend name (``sfx-cnn-veto plugins`` lists them).
+    batch_size : int
+        Frames per network call in :meth:`stream`.
+    threads : int, optional
+        Threads for the backend (default: the cores available).
+    """
+
+    def __init__(
+        self,
+        model: VetoModel,
+        *,
+        threshold: float | None = None,
+        backend: str = "keras",
+        batch_size: int = DEFAULT_BATCH,
+        threads: int | None = None,
+        pm=None,
+    ) -> None:
+        self.model = model
+        self.metadata = model.metadata
+        if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+            raise ConfigError(f"threshold: expected a number in [0, 1], got {threshold}")
+        self.threshold = float(self.metadata.threshold if threshold is None else threshold)
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: expected a positive integer, got {batch_size}")
+        self.preprocess = Preprocessor(self.metadata, pm)
+        specs = manager.backends(pm)
+        if backend not in specs:
+            raise ConfigError(f"backend {backend!r} is not registered (have: {', '.join(sorted(specs))})")
+        self.backend_name = backend
+        self.classifier = specs[backend].create(
+            model.keras_model, {"hit_index": model.hit_index, "threads": threads}
+        )
+
+    @classmethod
+    def load(cls, path: str, **kwargs: Any) -> "Veto":
+        """Load a ``.keras`` model file with its metadata (see :class:`Veto` for options)."""
+        return cls(VetoModel.load(path), **kwargs)
+
+    @property
+    def crop_shape(self) -> tuple[int, int]:
+        return self.preprocess.crop_shape
+
+    # -- arrays in memory ----------------------------------------------------
+    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Hit probabilities for preprocessed crops ``(N, H, W)`` or ``(N, H, W, 1)``."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim == 3:
+            batch = batch[..., None]
+        return self.classifier.predict(batch)
+
+    def score(self, frames: Iterable[np.ndarray] | np.ndarray, *, cropped: bool = False) -> np.ndarray:
+        """Hit probability of each frame (NaN where a frame cannot be scored)."""
+        return np.array([d.score for d in self.decide(frames, cropped=cropped)], dtype=np.float64)
+
+    def decide(self, frames: Iterable[np.ndarray] | np.ndarray, *, cropped: bool = False) -> list[Decision]:
+        """A :class:`Decision` for each frame, in order."""
+        return [d for _, d in self.stream(enumerate(frames), cropped=cropped)]
+
+    def stream(
+        self,
+        items: Iterable[tuple[Any, Any]],
+        *,
+        cropped: bool = False,
+        batch_size: int | None = None,
+    ) -> Iterator[tuple[Any, Decision]]:
+        """Decide ``(key, frame)`` pairs, batching internally, yielding ``(key, Decision)`` in order.
+
+        A ``frame`` may also be an exception (a read that failed upstream): it
+        comes out as an error decision, so the event is still accounted for.
+        """
+        size = batch_size or self.batch_size
+        keys: list[Any] = []
+        crops: list[np.ndarray | None] = []
+        errors: list[str | None] = []
+        for key, frame in items:
+            keys.append(key)
+            if isinstance(frame, BaseException):
+                crops.append(None)
+                errors.append(_reason(frame))
+            else:
+                try:
+                    crops.append(self.preprocess(frame, cropped=cropped))
+                    errors.append(None)
+                except VetoError as exc:
+                    crops.append(None)
+                    errors.append(_reason(exc))
+                except Exception as exc:  # noqa: BLE001 - never lose a frame to a bug
+                    crops.append(None)
+                    errors.append(f"preprocessing failed ({type(exc).__name__}: {exc})")
+            if len(keys) >= size:
+                yield from self._flush(keys, crops, errors)
+                keys, crops, errors = [], [], []
+        if keys:
+            yield from self._flush(keys, crops, errors)
+
+    def _flush(self, keys, crops, errors) -> Iterator[tuple[Any, Decision]]:
+        good = [i for i, c in enumerate(crops) if c is not None]
+        scores = np.full(len(keys), np.nan)
+        if good:
+            try:
+                scores[good] = self.predict_batch(np.stack([crops[i] for i in good]))
+            except Exception as exc:  # noqa: BLE001 - fail open on a backend crash
+                for i in good:
+                    errors[i] = f"classifier failed ({type(exc).__name__}: {exc})"
+        for i, key in enumerate(keys):
+            yield key, self.make_decision(scores[i], errors[i])
+
+    def make_decision(self, score: float, error: str | None = None) -> Decision:
+        """Turn a score into a decision; a non-finite score is an error, failing open."""
+        if error is None and not math.isfinite(score):
+            error = f"classifier returned a non-finite score ({score})"
+        if error is not None:
+            return Decision(float("nan"), True, error)
+        return Decision(float(score), bool(score >= self.threshold), None)
+
+    # -- files ---------------------------------------------------------------
+    def stream_events(
+        self,
+        events: Iterable[tuple[Any, str | None]],
+        store: Any,
+        *,
+        prefetch: int = 2,
+        on_read: Callable[[], None] | None = None,
+    ) -> Iterator[tuple[Any, Decision]]:
+        """Decide events of files: ``(EventRef, error_or_None)`` pairs from :func:`sfx_cnn_veto.io.store.iter_events`.
+
+        Only the crop is read from HDF5 (a hyperslab). Reading runs in a
+        background thread, ``prefetch`` batches ahead, so it overlaps scoring.
+        """
+
+        def read_one(ref, error):
+            if error is not None:
+                return ref, FrameReadError(error)
+            try:
+                shape = store.frame_shape(ref)
+                self.metadata.check_frame_shape(shape, source=str(ref))
+                return ref, store.read(ref, self.preprocess.region(shape))
+            except VetoError as exc:
+                return ref, exc
+            except Exception as exc:  # noqa: BLE001
+                return ref, FrameReadError(f"{ref}: {type(exc).__name__}: {exc}")
+
+        pairs = (read_one(ref, error) for ref, error in events)
+        if prefetch > 0:
+            pairs = _background(pairs, maxsize=prefetch * self.batch_size)
+        yield from self.stream(pairs, cropped=True)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0]
+
+
+_DONE = object()
+
+
+def _background(iterable: Iterable[Any], *, maxsize: int) -> Iterator[Any]:
+    """Run ``iterable`` in a daemon thread, ``maxsize`` items ahead (h5py releases the GIL on reads)."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
+    failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in iterable:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            failure.append(exc)
+        finally:
+            try:
+                q.put(_DONE, timeout=1.0)
+            except queue.Full:
+                pass  # the consumer has gone
+
+    thread = threading.Thread(target=work, name="sfx-cnn-veto-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                break
+            yield item
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()

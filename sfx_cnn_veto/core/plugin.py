@@ -1,0 +1,41 @@
+"""Built-in steps, architectures and backends, registered as any plugin's would be."""
+
+from __future__ import annotations
+
+from sfx_cnn_veto import hookimpl
+from sfx_cnn_veto.core import architectures, crop, normalize
+from sfx_cnn_veto.types import ArchitectureSpec, BackendSpec, StepSpec
+
+
+@hookimpl(trylast=True)
+def sfxveto_preprocessing_steps():
+    return [
+        StepSpec("crop", "centre", crop.crop, "centre crop around the beam centre (paper: 350x350)"),
+        StepSpec("normalize", "standardize", normalize.standardize, "per-frame (x - mean) / std (the paper's)"),
+        StepSpec("normalize", "robust", normalize.robust, "signed log of (x - median) / (1.4826 MAD): gain/background robust"),
+        StepSpec("normalize", "none", normalize.none, "float32 cast only"),
+    ]
+
+
+@hookimpl(trylast=True)
+def sfxveto_architectures():
+    return [
+        ArchitectureSpec(
+            name="paper",
+            build=architectures.build_paper_model,
+            input_shape=(350, 350, 1),
+            description="Li 2018 Table I: 18 layers, 11,098 trainable parameters",
+            default_normalize="standardize",
+        ),
+    ]
+
+
+def _create_keras(model, options):
+    from sfx_cnn_veto.core.backends import create_keras
+
+    return create_keras(model, options)
+
+
+@hookimpl(trylast=True)
+def sfxveto_backends():
+    return [BackendSpec("keras", _create_keras, "tf.function, fixed input signature (oneDNN on)")]

@@ -1,0 +1,1 @@
+"""Frames in: CrystFEL lists, HDF5/CXI files, every single-frame format fabio reads."""

@@ -1,0 +1,131 @@
+"""HDF5 frames: CXI multi-event files, Cheetah single frames, compressed data.
+
+Events of a 3-D dataset are ``//0 ... //N-1`` (CrystFEL's ``dim0 = %``).
+``read(..., region=...)`` reads only that hyperslab, so a 350x350 crop of a
+1750x1750 frame never reads the whole frame. Compressed datasets need the
+filters of :mod:`hdf5plugin` (bitshuffle/LZ4, Blosc ...), imported here.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from sfx_cnn_veto.errors import FrameReadError
+from sfx_cnn_veto.io.base import FrameSource, Region
+from sfx_cnn_veto.io.events import EventRef, event_for_index
+
+#: Tried in order when no dataset is configured.
+DEFAULT_DATASETS = ("/entry_1/data_1/data", "/data/data", "/entry/data/data")
+
+
+def _h5py():
+    import h5py
+    import hdf5plugin  # noqa: F401 - registers the compression filters with h5py
+
+    return h5py
+
+
+class HDF5Source(FrameSource):
+    """Frames of one HDF5 file.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    options : dict
+        ``dataset``: the data set path (default: the first of
+        :data:`DEFAULT_DATASETS` that exists).
+    """
+
+    def __init__(self, path: str, options: dict[str, Any] | None = None) -> None:
+        options = options or {}
+        self.path = path
+        h5py = _h5py()
+        try:
+            self._file = h5py.File(path, "r")
+        except FileNotFoundError as exc:
+            raise FrameReadError(f"{path}: file not found") from exc
+        except PermissionError as exc:
+            raise FrameReadError(f"{path}: permission denied") from exc
+        except OSError as exc:
+            raise FrameReadError(f"{path}: not a readable HDF5 file ({exc})") from exc
+        wanted = options.get("dataset")
+        candidates: Sequence[str] = (wanted,) if wanted else DEFAULT_DATASETS
+        self.dataset_path = next((name for name in candidates if name in self._file), None)
+        if self.dataset_path is None:
+            self._file.close()
+            raise FrameReadError(
+                f"{path}: no data set {' or '.join(candidates)} in the file"
+                + ("" if wanted else "; name one with --dataset")
+            )
+        self._ds = self._file[self.dataset_path]
+        if self._ds.ndim not in (2, 3):
+            shape = self._ds.shape
+            self._file.close()
+            raise FrameReadError(
+                f"{path}:{self.dataset_path}: expected a 2-D frame or a 3-D stack of frames, "
+                f"got shape {shape}"
+            )
+
+    @property
+    def multi_event(self) -> bool:
+        return self._ds.ndim == 3
+
+    def _refresh(self) -> None:
+        """See frames appended since opening (a run still being written)."""
+        try:
+            self._ds.refresh()
+        except Exception:  # noqa: BLE001 - not SWMR: reopen instead
+            h5py = _h5py()
+            self._file.close()
+            self._file = h5py.File(self.path, "r")
+            self._ds = self._file[self.dataset_path]
+
+    def events(self) -> list[str | None]:
+        if not self.multi_event:
+            return [None]
+        return [event_for_index(i) for i in range(self._ds.shape[0])]
+
+    def frame_shape(self) -> tuple[int, int]:
+        return tuple(self._ds.shape[-2:])  # type: ignore[return-value]
+
+    def read(self, event: str | None, region: Region | None = None) -> np.ndarray:
+        ys, xs = region if region is not None else (slice(None), slice(None))
+        if not self.multi_event:
+            if event not in (None, "//", "//0"):
+                raise FrameReadError(f"{self.path}: single-frame file has no event {event}")
+            return self._read((ys, xs), event)
+        if event is None:
+            raise FrameReadError(f"{self.path}: file holds {self._ds.shape[0]} frames; name one (//N)")
+        try:
+            index = EventRef(self.path, event).index
+        except ValueError as exc:
+            raise FrameReadError(f"{self.path} {event}: {exc}") from exc
+        if index >= self._ds.shape[0]:
+            self._refresh()
+            if index >= self._ds.shape[0]:
+                raise FrameReadError(
+                    f"{self.path} {event}: event out of range (the file holds {self._ds.shape[0]} frames)"
+                )
+        return self._read((index, ys, xs), event)
+
+    def _read(self, selection: tuple, event: str | None) -> np.ndarray:
+        try:
+            return np.asarray(self._ds[selection])
+        except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, RuntimeError ...
+            raise FrameReadError(
+                f"{self.path} {event or ''}: cannot read frame ({type(exc).__name__}: {exc})".replace("  ", " ")
+            ) from exc
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def open_hdf5(path: str, options: dict[str, Any] | None = None) -> HDF5Source:
+    return HDF5Source(os.fspath(path), options)

@@ -1,0 +1,106 @@
+"""Records that plugins return from registration hooks.
+
+Each record names what it provides; the manager collects them, checks that no
+two plugins claim the same name, and says which plugin provided what.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    """A frame reader for one family of files.
+
+    Parameters
+    ----------
+    name : str
+        Short name, e.g. ``"hdf5"``.
+    patterns : sequence of str
+        Glob patterns of the file names it claims (``"*.cxi"``); checked
+        without importing the reader.
+    open : callable
+        ``open(path, options) -> FrameSource``: a :class:`sfx_cnn_veto.io.base.FrameSource`.
+    priority : int
+        Higher wins when several readers claim a file.
+    """
+
+    name: str
+    patterns: Sequence[str]
+    open: Callable[..., Any]
+    priority: int = 0
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A preprocessing step: ``kind`` is ``"crop"`` or ``"normalize"``.
+
+    ``func(frame, **params) -> ndarray`` works on one 2-D float32 frame.
+    """
+
+    kind: str
+    name: str
+    func: Callable[..., Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """A Keras architecture: ``build(input_shape, **kwargs) -> keras.Model``."""
+
+    name: str
+    build: Callable[..., Any]
+    input_shape: tuple[int, int, int] = (350, 350, 1)
+    description: str = ""
+    #: Preprocessing this architecture is meant to be trained with.
+    default_normalize: str = "standardize"
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A classifier backend: ``create(keras_model, options) -> Classifier``.
+
+    A Classifier has ``predict(batch) -> ndarray`` taking float32 ``(N, H, W, 1)``
+    and returning the hit probability ``(N,)``.
+    """
+
+    name: str
+    create: Callable[..., Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LabelerSpec:
+    """A peak counter: ``create(options) -> callable(frame) -> int``."""
+
+    name: str
+    create: Callable[..., Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    """Where decisions go: ``create(options) -> sink`` with ``write(decision)`` and ``close()``."""
+
+    name: str
+    create: Callable[..., Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A CLI sub-command.
+
+    ``configure(parser)`` adds its arguments; ``run(args) -> int`` is its exit
+    status.
+    """
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    aliases: tuple[str, ...] = field(default_factory=tuple)
