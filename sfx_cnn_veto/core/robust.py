@@ -73,7 +73,7 @@ def build_veto_model(input_shape: Sequence[int] = (350, 350, 1), *, filters: Seq
     x = layers.MaxPooling2D(first_pool, name="pool0")(inputs)
     for i, n in enumerate(filters, start=1):
         x = layers.Conv2D(n, 3, padding="same", name=f"conv{i}")(x)
-        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
         x = layers.ReLU(name=f"relu{i}")(x)
         if i < len(filters):
             x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
