@@ -156,7 +156,7 @@ def test_geometry_centre_and_mask(tmp_path):
         f["/entry_1/data_1/mask"] = mask
     geom = {"mask": "/entry_1/data_1/mask", "mask_bad": "0x1", "p0/corner_x": "-30", "p0/corner_y": "-40.5",
             "p0/fs": "+1.0x", "p0/ss": "+1.0y", "p0/min_fs": "0", "p0/min_ss": "0"}
-    assert L.geom_beam_center(geom) == (40.5, 30.0)
+    assert L.geom_beam_center(geom) == (40.0, 29.5)
     good = L.geom_mask(geom, str(cxi), (64, 80))
     assert good[:, :10].sum() == 0 and good[:, 10:].all()
     assert (L.cxi_mask(str(cxi), (64, 80)) == good).all()

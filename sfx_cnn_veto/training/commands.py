@@ -35,8 +35,12 @@ def configure_label(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--cxi-npeaks", action="store_true",
                      help="take /entry_1/result_1/nPeaks from each CXI file")
     pf = parser.add_argument_group("peakfinder8 (indexamajig-style)")
-    pf.add_argument("--threshold", type=float, default=DEFAULTS["threshold"],
-                    help=f"ADC threshold in ADU (default {DEFAULTS['threshold']}: the SNR cut decides)")
+    pf.add_argument("--threshold", type=float, default=None,
+                    help="ADC threshold in ADU (default: --threshold-photons x the geometry's adu_per_photon, "
+                         "else 0: the SNR cut alone decides)")
+    pf.add_argument("--threshold-photons", type=float, default=3.0,
+                    help="ADC threshold in photons when the geometry gives adu_per_photon and no --threshold "
+                         "is set (default 3: keeps one- and two-photon noise pixels out, whatever the gain)")
     pf.add_argument("--min-snr", type=float, default=DEFAULTS["min_snr"], help=f"default {DEFAULTS['min_snr']}")
     pf.add_argument("--min-pix-count", type=int, default=DEFAULTS["min_pix_count"],
                     help=f"default {DEFAULTS['min_pix_count']}")
@@ -86,13 +90,14 @@ class _FrameCounter:
         self.spec = specs[args.labeler]
         self.args = args
         self.base = {
-            "threshold": args.threshold, "min_snr": args.min_snr, "min_pix_count": args.min_pix_count,
+            "min_snr": args.min_snr, "min_pix_count": args.min_pix_count,
             "max_pix_count": args.max_pix_count, "local_bg_radius": args.local_bg_radius,
             "min_res": args.min_res, "max_res": args.max_res, "max_num_peaks": args.max_num_peaks,
             "fast_mode": args.fast_mode,
         }
         self._counters: dict[tuple, Any] = {}
         self._geoms: dict[str, dict] = {}
+        self._said: set = set()
 
     def _geom(self, list_path: str | None) -> dict[str, str] | None:
         from sfx_cnn_veto.training.labels import read_geom
@@ -123,9 +128,23 @@ class _FrameCounter:
             mask = L.geom_mask(geom, data_file, shape)
         else:
             mask = L.cxi_mask(data_file, shape)
-        options = dict(self.base, center=center, mask=mask)
+        threshold = self.args.threshold
+        if threshold is None:
+            adu = None
+            if geom is not None and geom.get("adu_per_photon"):
+                try:
+                    adu = float(geom["adu_per_photon"])
+                except ValueError:
+                    adu = None
+            threshold = self.args.threshold_photons * adu if adu else 0.0
+            if (list_path, adu) not in self._said:
+                self._said.add((list_path, adu))
+                print(f"sfx-cnn-veto: {list_path or data_file}: peakfinder8 threshold {threshold:g} ADU"
+                      + (f" ({self.args.threshold_photons:g} photons x {adu:g} ADU/photon)" if adu else ""),
+                      file=sys.stderr)
+        options = dict(self.base, center=center, mask=mask, threshold=threshold)
         # one counter per (mask, centre): files of a run share them
-        sig = (center, None if mask is None else hash(np.packbits(mask).tobytes()), shape)
+        sig = (center, None if mask is None else hash(np.packbits(mask).tobytes()), shape, threshold)
         for k, c in self._counters.items():
             if getattr(c, "_sig", None) == sig:
                 self._counters[key] = c

@@ -350,7 +350,11 @@ def read_geom(path: str) -> dict[str, str]:
 
 
 def geom_beam_center(geom: dict[str, str]) -> tuple[float, float] | None:
-    """Beam centre ``(row, col)`` of a single-panel geometry: where ``corner + (ss, fs)`` is (0, 0).
+    """Beam centre ``(row, col)`` in pixel-index coordinates of a single-panel geometry.
+
+    CrystFEL's ``corner_x``/``corner_y`` locate the outer corner of the panel's
+    first pixel; pixel ``i``'s centre lies at ``corner + i + 0.5``, so the beam
+    (x = y = 0) is at index ``-corner - 0.5``.
 
     Only ``+1.0x`` fast scan and ``+1.0y`` slow scan panels are understood;
     for anything else ``None`` (the frame centre is used).
@@ -364,8 +368,8 @@ def geom_beam_center(geom: dict[str, str]) -> tuple[float, float] | None:
     if fs not in ("+1.0x", "1.0x", "+x", "x") or ss not in ("+1.0y", "1.0y", "+y", "y"):
         return None
     try:
-        cx = -float(geom[f"{p}/corner_x"]) + float(geom.get(f"{p}/min_fs", 0))
-        cy = -float(geom[f"{p}/corner_y"]) + float(geom.get(f"{p}/min_ss", 0))
+        cx = -float(geom[f"{p}/corner_x"]) - 0.5 + float(geom.get(f"{p}/min_fs", 0))
+        cy = -float(geom[f"{p}/corner_y"]) - 0.5 + float(geom.get(f"{p}/min_ss", 0))
     except (KeyError, ValueError):
         return None
     return (cy, cx)
