@@ -163,3 +163,17 @@ def test_geometry_centre_and_mask(tmp_path):
     path = tmp_path / "g.geom"
     path.write_text("clen = 0.08 ; comment\nres = 9090.9\np0/corner_x = -30\n")
     assert L.read_geom(str(path))["clen"] == "0.08"
+
+
+def test_psana_peakfinder8_agrees_with_om():
+    pytest.importorskip("psana.peakfinder8")
+    from sfx_cnn_veto import manager
+
+    rng = np.random.default_rng(7)
+    frame = _spots(rng.normal(100, 5, (128, 128)).astype(np.float32),
+                   [(20 + 22 * (i // 4), 20 + 25 * (i % 4)) for i in range(12)])
+    specs = manager.labelers()
+    om = specs["peakfinder8"].create({})
+    ps = specs["psana-peakfinder8"].create({})
+    assert ps(frame) == om(frame) == 12
+    assert ps(rng.normal(100, 5, (128, 128)).astype(np.float32)) == 0

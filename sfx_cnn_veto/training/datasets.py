@@ -140,7 +140,11 @@ class Augmentation:
     pixels set far above the background (so the network cannot learn a run's
     fixed hot-pixel pattern, or mistake hot pixels for Bragg peaks);
     ``background``: range of extra background, as a multiple of the crop's own
-    smooth background, with its photon noise.
+    smooth background, with its photon noise; ``weaken``: range (log-uniform)
+    of a factor on the signal above the smooth background, with noise added
+    back so the noise level stays (weaker crystals, lower flux); ``p_raw``:
+    the fraction of samples that get the raw-frame changes (the others get
+    only shifts and flips of their cached normalized crop, which is cheaper).
     """
 
     shift: int = 0
@@ -149,6 +153,8 @@ class Augmentation:
     offset: tuple[float, float] = (0.0, 0.0)
     hot_pixels: int = 0
     background: tuple[float, float] = (0.0, 0.0)
+    weaken: tuple[float, float] = (1.0, 1.0)
+    p_raw: float = 1.0
 
     @classmethod
     def parse(cls, text: str, *, margin: int) -> "Augmentation":
@@ -166,11 +172,13 @@ class Augmentation:
                 raise ConfigError(
                     f"augmentation: unknown key {key!r} (expected some of {', '.join(cls.__dataclass_fields__)})"
                 )
-            if key in ("gain", "offset", "background"):
+            if key in ("gain", "offset", "background", "weaken"):
                 lo, _, hi = value.partition(":")
                 values[key] = (float(lo), float(hi or lo))
             elif key == "flips":
                 values[key] = value.strip().lower() in ("1", "true", "yes", "on")
+            elif key == "p_raw":
+                values[key] = float(value)
             else:
                 values[key] = int(value)
         aug = cls(**values)
@@ -181,50 +189,81 @@ class Augmentation:
     @classmethod
     def default(cls, margin: int = 8) -> "Augmentation":
         return cls(shift=margin, flips=True, gain=(0.5, 2.5), offset=(-5.0, 5.0), hot_pixels=150,
-                   background=(0.0, 4.0))
+                   background=(0.0, 4.0), weaken=(0.15, 1.0), p_raw=0.5)
 
     def describe(self) -> dict[str, Any]:
         return {"shift": self.shift, "flips": self.flips, "gain": list(self.gain), "offset": list(self.offset),
-                "hot_pixels": self.hot_pixels, "background": list(self.background)}
+                "hot_pixels": self.hot_pixels, "background": list(self.background), "weaken": list(self.weaken),
+                "p_raw": self.p_raw}
+
+    @property
+    def raw_changes(self) -> bool:
+        """Whether some changes need the raw ADU frame (then the frame is normalized again)."""
+        return bool(self.gain != (1.0, 1.0) or self.offset != (0.0, 0.0) or self.hot_pixels
+                    or self.background != (0.0, 0.0) or self.weaken != (1.0, 1.0))
 
     @property
     def active(self) -> bool:
-        return bool(self.shift or self.flips or self.gain != (1.0, 1.0) or self.offset != (0.0, 0.0)
-                    or self.hot_pixels or self.background != (0.0, 0.0))
+        return bool(self.shift or self.flips or self.raw_changes)
 
 
-def _smooth_background(frame: np.ndarray, block: int = 10) -> np.ndarray:
-    """A coarse background: block medians, upsampled (nearest), shape of ``frame``."""
+def _smooth_background(frame: np.ndarray, med: float, scale: float, block: int = 10) -> np.ndarray:
+    """A coarse background: block means of the frame clipped at ``med + 3 scale`` (spots left out), upsampled."""
     h, w = frame.shape
     hb, wb = h // block, w // block
     if hb == 0 or wb == 0:
-        return np.full_like(frame, np.median(frame))
-    core = frame[: hb * block, : wb * block].reshape(hb, block, wb, block)
-    med = np.median(core.transpose(0, 2, 1, 3).reshape(hb, wb, -1), axis=-1).astype(np.float32)
-    up = np.repeat(np.repeat(med, block, axis=0), block, axis=1)
+        return np.full_like(frame, med)
+    core = np.minimum(frame[: hb * block, : wb * block], np.float32(med + 3.0 * scale))
+    means = core.reshape(hb, block, wb, block).mean(axis=(1, 3), dtype=np.float32)
+    up = np.repeat(np.repeat(means, block, axis=0), block, axis=1)
     return np.pad(up, ((0, h - up.shape[0]), (0, w - up.shape[1])), mode="edge")
 
 
-def augment_one(raw: np.ndarray, aug: Augmentation, rng: np.random.Generator, *, margin: int,
+def _shift_flip(window: np.ndarray, aug: Augmentation, rng: np.random.Generator, margin: int,
                 crop_shape: Sequence[int]) -> np.ndarray:
-    """One augmented raw crop ``crop_shape`` from a raw window with ``margin``."""
     h, w = int(crop_shape[0]), int(crop_shape[1])
     if aug.shift:
-        dy, dx = rng.integers(-aug.shift, aug.shift + 1, size=2)
+        dy, dx = (int(v) for v in rng.integers(-aug.shift, aug.shift + 1, size=2))
     else:
         dy = dx = 0
-    frame = np.array(raw[margin + dy: margin + dy + h, margin + dx: margin + dx + w], dtype=np.float32)
+    frame = window[margin + dy: margin + dy + h, margin + dx: margin + dx + w]
+    if aug.flips:
+        k = int(rng.integers(0, 4)) if h == w else 2 * int(rng.integers(0, 2))
+        if k:
+            frame = np.rot90(frame, k)
+        if rng.integers(0, 2):
+            frame = frame[:, ::-1]
+    return frame
+
+
+def augment_raw(frame: np.ndarray, aug: Augmentation, rng: np.random.Generator) -> np.ndarray:
+    """The raw-frame changes (signal weakening, extra background, gain, offset, hot pixels) of one crop."""
+    frame = np.array(frame, dtype=np.float32)
+    h, w = frame.shape
     sample = frame[::4, ::4]
     med = float(np.median(sample))
     scale = float(np.median(np.abs(sample - med))) * 1.4826 or 1.0
-    if aug.background != (0.0, 0.0):
-        k = float(rng.uniform(*aug.background))
-        if k > 0:
-            bg = np.maximum(_smooth_background(frame) - med + scale, 0.0)
-            # extra background k*bg with noise of the same relative size as the frame's own
-            noise = rng.standard_normal(frame.shape).astype(np.float32)
-            extra = k * bg + noise * np.sqrt(np.maximum(k * bg, 0.0) * max(scale, 1.0)).astype(np.float32)
-            frame += extra.astype(np.float32)
+    need_bg = aug.weaken != (1.0, 1.0) or aug.background != (0.0, 0.0)
+    if need_bg:
+        bg = _smooth_background(frame, med, scale)
+        variance = None  # of the noise to add
+        if aug.weaken != (1.0, 1.0):
+            lo, hi = aug.weaken
+            alpha = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            if alpha < 1.0:
+                # weaker signal above the background; the noise it loses is added back below
+                frame = bg + np.float32(alpha) * (frame - bg)
+                variance = np.float32(scale * scale * (1.0 - alpha * alpha))
+        if aug.background != (0.0, 0.0):
+            k = float(rng.uniform(*aug.background))
+            if k > 0:
+                # extra background with photon-like noise: variance proportional to the added level
+                extra = np.float32(k) * np.maximum(bg - np.float32(med - scale), np.float32(0.0))
+                frame = frame + extra
+                more = extra * np.float32(max(scale, 1.0))
+                variance = more if variance is None else variance + more
+        if variance is not None:
+            frame = frame + rng.standard_normal(frame.shape, dtype=np.float32) * np.sqrt(variance)
     if aug.gain != (1.0, 1.0):
         frame *= np.float32(rng.uniform(*aug.gain))
     if aug.offset != (0.0, 0.0):
@@ -236,25 +275,48 @@ def augment_one(raw: np.ndarray, aug: Augmentation, rng: np.random.Generator, *,
             xs = rng.integers(0, w, size=n)
             level = np.float32(abs(med) + scale)
             frame[ys, xs] = med + level * rng.uniform(5.0, 500.0, size=n).astype(np.float32)
-    if aug.flips:
-        k = int(rng.integers(0, 4)) if h == w else 2 * int(rng.integers(0, 2))
-        if k:
-            frame = np.rot90(frame, k)
-        if rng.integers(0, 2):
-            frame = frame[:, ::-1]
-    return np.ascontiguousarray(frame)
+    return frame
+
+
+def augment_one(raw: np.ndarray, aug: Augmentation, rng: np.random.Generator, *, margin: int,
+                crop_shape: Sequence[int]) -> np.ndarray:
+    """One augmented raw crop ``crop_shape`` from a raw window with ``margin`` (all changes applied)."""
+    frame = _shift_flip(raw, aug, rng, margin, crop_shape)
+    if aug.raw_changes:
+        frame = augment_raw(frame, aug, rng)
+    return np.ascontiguousarray(frame, dtype=np.float32)
 
 
 def make_batch(crops: CropSet, indices: Sequence[int], normalize: Callable[[np.ndarray], np.ndarray], *,
-               aug: Augmentation | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Normalized ``(len(indices), H, W, 1)`` float32 batch, augmented when ``aug`` is given."""
+               aug: Augmentation | None = None, rng: np.random.Generator | None = None,
+               cache: np.ndarray | None = None) -> np.ndarray:
+    """Normalized ``(len(indices), H, W, 1)`` float32 batch, augmented when ``aug`` is given.
+
+    With ``cache`` (the normalized windows, :func:`normalized_windows`), a
+    sample that gets no raw-frame change (probability ``1 - aug.p_raw``) is
+    shifted and flipped from its cached normalized window instead of being
+    normalized again.
+    """
     h, w = crops.crop_shape
     out = np.empty((len(indices), h, w, 1), dtype=np.float32)
     m = crops.margin
     for j, i in enumerate(indices):
         if aug is not None and aug.active:
-            frame = augment_one(crops.crops[i], aug, rng, margin=m, crop_shape=(h, w))
+            use_raw = aug.raw_changes and (cache is None or rng.random() < aug.p_raw)
+            if use_raw:
+                out[j, :, :, 0] = normalize(augment_one(crops.crops[i], aug, rng, margin=m, crop_shape=(h, w)))
+            else:
+                source = cache[i] if cache is not None else crops.crops[i]
+                frame = _shift_flip(source, aug, rng, m, (h, w))
+                out[j, :, :, 0] = frame if cache is not None else normalize(np.ascontiguousarray(frame))
         else:
-            frame = crops.crops[i, m:m + h, m:m + w]
-        out[j, :, :, 0] = normalize(frame)
+            out[j, :, :, 0] = normalize(crops.crops[i, m:m + h, m:m + w])
+    return out
+
+
+def normalized_windows(crops: CropSet, normalize: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Each raw window normalized as a whole (the cache :func:`make_batch` shifts and flips)."""
+    out = np.empty_like(crops.crops)
+    for i in range(len(crops)):
+        out[i] = normalize(crops.crops[i])
     return out

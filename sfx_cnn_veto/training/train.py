@@ -26,6 +26,7 @@ from sfx_cnn_veto.training.datasets import (
     CropSet,
     holdout_split,
     make_batch,
+    normalized_windows,
     normalizer,
     read_crops,
 )
@@ -241,6 +242,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     model.compile(optimizer=_optimizer(cfg), loss="categorical_crossentropy", metrics=["accuracy"])
     classifier = KerasClassifier(model, hit_index=1)
 
+    cache = normalized_windows(train_set, normalize) if aug.active and aug.p_raw < 1.0 else None
     weights = _class_weights(train_set.labels) if cfg.class_weight else {0: 1.0, 1: 1.0}
     rng = np.random.default_rng(cfg.seed)
     n = len(train_set)
@@ -255,7 +257,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             losses, accs = [], []
             for s in range(steps):
                 idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-                x = make_batch(train_set, idx, normalize, aug=aug, rng=rng)
+                x = make_batch(train_set, idx, normalize, aug=aug, rng=rng, cache=cache)
                 y = train_set.labels[idx]
                 onehot = np.eye(2, dtype=np.float32)[y]
                 sw = np.array([weights[int(c)] for c in y], dtype=np.float32)
