@@ -112,12 +112,45 @@ def test_holdout_split_reproducible_and_stratified():
 
 def test_augmentation_is_seeded_and_keeps_shape():
     raw = np.random.default_rng(0).normal(100, 5, (72, 72)).astype(np.float32)
-    aug = Augmentation.parse("shift=4,flips=1,gain=0.5:2,hot_pixels=30,background=0:3", margin=4)
+    aug = Augmentation.parse("shift=4,flips=1,gain=0.5:2,hot_pixels=30,background=0:3,weaken=0.2:1,p_raw=0.5",
+                             margin=4)
     x1 = augment_one(raw, aug, np.random.default_rng(5), margin=4, crop_shape=(64, 64))
     x2 = augment_one(raw, aug, np.random.default_rng(5), margin=4, crop_shape=(64, 64))
     assert x1.shape == (64, 64) and np.array_equal(x1, x2)
     with pytest.raises(Exception):
         Augmentation.parse("shift=9", margin=4)
+
+
+def test_weakening_keeps_noise_and_lowers_spots():
+    from sfx_cnn_veto.training.datasets import augment_raw
+
+    rng = np.random.default_rng(0)
+    frame = rng.normal(100, 5, (100, 100)).astype(np.float32)
+    frame[50, 50] = 600.0
+    aug = Augmentation(flips=False, weaken=(0.2, 0.2))
+    out = augment_raw(frame, aug, np.random.default_rng(1))
+    assert out[50, 50] == pytest.approx(100 + 0.2 * 500, abs=25)
+    noise = out.copy()
+    noise[45:56, 45:56] = 100
+    assert np.std(noise) == pytest.approx(5.0, rel=0.15)  # noise level kept
+    assert np.median(out) == pytest.approx(100, abs=1)
+
+
+def test_make_batch_cache_path_matches_shapes():
+    from sfx_cnn_veto.training.datasets import make_batch, normalized_windows, normalizer
+
+    rng = np.random.default_rng(0)
+    raw = rng.normal(100, 5, (6, 72, 72)).astype(np.float32)
+    rows = [LabelRow("f", f"//{i}", "r", 0, i % 2) for i in range(6)]
+    crops = CropSet(raw, np.array([i % 2 for i in range(6)]), rows, 4, (64, 64))
+    norm = normalizer("despeckle")
+    cache = normalized_windows(crops, norm)
+    aug = Augmentation.parse("shift=4,flips=1,background=0:2,p_raw=0.5", margin=4)
+    a = make_batch(crops, range(6), norm, aug=aug, rng=np.random.default_rng(3), cache=cache)
+    b = make_batch(crops, range(6), norm, aug=aug, rng=np.random.default_rng(3), cache=cache)
+    assert a.shape == (6, 64, 64, 1) and np.array_equal(a, b)
+    plain = make_batch(crops, range(6), norm)
+    assert np.array_equal(plain[0, :, :, 0], norm(raw[0, 4:68, 4:68]))
 
 
 def test_despeckle_removes_isolated_pixels_keeps_spots():
