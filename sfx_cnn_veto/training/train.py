@@ -241,6 +241,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             else specs[arch].build(input_shape)
     model.compile(optimizer=_optimizer(cfg), loss="categorical_crossentropy", metrics=["accuracy"])
     classifier = KerasClassifier(model, hit_index=1)
+    calib_idx = np.sort(np.random.default_rng(cfg.seed + 1).permutation(len(train_set))[:300])
+    x_calib = make_batch(train_set, calib_idx, normalize) if batchnorm_layers(model) else np.zeros((0,))
 
     cache = normalized_windows(train_set, normalize) if aug.active and aug.p_raw < 1.0 else None
     weights = _class_weights(train_set.labels) if cfg.class_weight else {0: 1.0, 1: 1.0}
@@ -265,6 +267,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 losses.append(float(out["loss"]))
                 accs.append(float(out.get("accuracy", float("nan"))))
                 bar.update(1)
+            recalibrate_batchnorm(model, x_calib, batch=cfg.batch_size)
             val_scores = _predict(classifier, x_val)
             val_loss = _balanced_ce(val_scores, y_val)
             val_acc = float(np.mean((val_scores >= 0.5) == (y_val == 1)))
@@ -365,6 +368,36 @@ def _takes_seed(build) -> bool:
         return "seed" in inspect.signature(build).parameters
     except (TypeError, ValueError):
         return False
+
+
+def batchnorm_layers(model) -> list:
+    from sfx_cnn_veto.core.tf import import_keras
+
+    keras = import_keras()
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def recalibrate_batchnorm(model, x: np.ndarray, *, batch: int = 100) -> None:
+    """Set every BatchNormalization layer's moving statistics to their mean over ``x`` ("precise BN").
+
+    With few training steps, Keras's moving averages (momentum 0.99) are far
+    from the data's statistics, and a network that classifies well in
+    training mode says "hit" for everything at inference. Running the
+    un-augmented training crops through the network in training mode with
+    a cumulative-average momentum fixes that; weights are not changed.
+    """
+    layers = batchnorm_layers(model)
+    if not layers or len(x) == 0:
+        return
+    saved = [layer.momentum for layer in layers]
+    try:
+        for k, start in enumerate(range(0, len(x), batch)):
+            for layer in layers:
+                layer.momentum = k / (k + 1.0)  # k = 0 replaces, then running mean of batch statistics
+            model(x[start:start + batch], training=True)
+    finally:
+        for layer, momentum in zip(layers, saved):
+            layer.momentum = momentum
 
 
 def _predict(classifier, x: np.ndarray, batch: int = 256) -> np.ndarray:
