@@ -269,7 +269,8 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--momentum", type=float, default=d.momentum, help="default 0.9")
     parser.add_argument("--no-class-weight", action="store_true", help="do not weight classes by their rarity")
     parser.add_argument("--augment", default=d.augment,
-                        help="'default', 'none', or e.g. 'shift=8,flips=1,gain=0.5:2.5,hot_pixels=150,background=0:4'")
+                        help="'default' (= shift=MARGIN,flips=1,gain=0.5:2.5,offset=-5:5,hot_pixels=150,background=0:4,"
+                             "weaken=0.08:1,p_raw=0.75), 'none', or such a list")
     parser.add_argument("--margin", type=int, default=d.margin, help="pixels read around the crop for shifts (default 8)")
     parser.add_argument("--holdout", type=float, default=d.holdout,
                         help="fraction held out when no --val-runs (default 0.15)")
@@ -316,7 +317,10 @@ def run_train(args: argparse.Namespace) -> int:
           f"{val['source']}: sensitivity {o['sensitivity']}, specificity {o['specificity']}, "
           f"accuracy {o['accuracy']}", file=sys.stderr)
     if "runs" in val:
-        print(table_markdown({"runs": val["runs"], "overall": o}, list(val["runs"])), file=sys.stderr)
+        print(f"validation at that threshold ({val['source']}; the Set column names the run's role):",
+              file=sys.stderr)
+        print(table_markdown({"runs": val["runs"], "overall": o}, list(val["runs"]), cfg.train_runs or ()),
+              file=sys.stderr)
     if result.curves_path:
         print(f"training curves: {result.curves_path}", file=sys.stderr)
     return 0

@@ -189,7 +189,7 @@ class Augmentation:
     @classmethod
     def default(cls, margin: int = 8) -> "Augmentation":
         return cls(shift=margin, flips=True, gain=(0.5, 2.5), offset=(-5.0, 5.0), hot_pixels=150,
-                   background=(0.0, 4.0), weaken=(0.15, 1.0), p_raw=0.5)
+                   background=(0.0, 4.0), weaken=(0.08, 1.0), p_raw=0.75)
 
     def describe(self) -> dict[str, Any]:
         return {"shift": self.shift, "flips": self.flips, "gain": list(self.gain), "offset": list(self.offset),
