@@ -178,32 +178,54 @@ def _free_port() -> int:
 
 
 class _Subscriber(threading.Thread):
-    """Collects messages of one tag from OM's ZMQ PUB socket."""
+    """Collects messages from OM's ZMQ PUB socket (``cnn_veto`` and any ``extra_tags``), and
+    optionally asks OM's responding socket for the next hit, as CrystFEL's OM client does."""
 
-    def __init__(self, url: str, tag: str) -> None:
+    def __init__(self, url: str, tag: str, *, extra_tags: tuple[str, ...] = (), request_url: str | None = None):
         super().__init__(daemon=True)
         import zmq
 
         self.zmq = zmq
+        self.tag = tag
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.SUB)
-        self.sock.setsockopt_string(zmq.SUBSCRIBE, tag)
+        for t in (tag, *extra_tags):
+            self.sock.setsockopt_string(zmq.SUBSCRIBE, t)
         self.sock.connect(url)
+        self.req = None
+        if request_url:
+            self.req = self.ctx.socket(zmq.REQ)
+            self.req.connect(request_url)
+            self.req.send(b"next")  # queued until OM binds; answered with the next hit
         self.messages: list[dict] = []
+        self.other: dict[str, int] = {}
+        self.reply: bytes | None = None
         self.stop = threading.Event()
 
     def run(self) -> None:
         poller = self.zmq.Poller()
         poller.register(self.sock, self.zmq.POLLIN)
+        if self.req is not None:
+            poller.register(self.req, self.zmq.POLLIN)
         while not self.stop.is_set():
-            if poller.poll(100):
-                _tag = self.sock.recv_string()
-                self.messages.append(self.sock.recv_pyobj())
+            for sock, _ in poller.poll(100):
+                if sock is self.req:
+                    self.reply = self.req.recv()
+                    poller.unregister(self.req)
+                    continue
+                tag = self.sock.recv_string()
+                message = self.sock.recv_pyobj()
+                if tag == self.tag:
+                    self.messages.append(message)
+                else:
+                    self.other[tag] = self.other.get(tag, 0) + 1
 
     def close(self) -> None:
         self.stop.set()
         self.join(5)
         self.sock.close(linger=0)
+        if self.req is not None:
+            self.req.close(linger=0)
         self.ctx.term()
 
 
@@ -214,7 +236,9 @@ def _launcher() -> list[str]:
     return [sys.executable, "-m", "sfx_cnn_veto_om"]  # same launcher, from a source checkout
 
 
-def run_monitor(workdir: Path, files_list: Path, *, processing_layer: str, cnn_veto: dict | None) -> dict:
+def run_monitor(
+    workdir: Path, files_list: Path, *, processing_layer: str, cnn_veto: dict | None, om_services: bool = False
+) -> dict:
     """Run the real OM monitor under ``mpirun -n 3`` through the launcher; return what it said."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((EXAMPLE / "monitor.yaml").read_text())
@@ -224,6 +248,9 @@ def run_monitor(workdir: Path, files_list: Path, *, processing_layer: str, cnn_v
     pub, rep = _free_port(), _free_port()
     config["crystallography"]["data_broadcast_url"] = f"tcp://127.0.0.1:{pub}"
     config["crystallography"]["responding_url"] = f"tcp://127.0.0.1:{rep}"
+    if om_services:  # OM's own outputs besides ours: hit/non-hit frame sending, plots
+        config["crystallography"]["hit_frame_sending_interval"] = 2
+        config["crystallography"]["non_hit_frame_sending_interval"] = 2
     if cnn_veto is None:
         config.pop("cnn_veto", None)
     else:
@@ -237,7 +264,11 @@ def run_monitor(workdir: Path, files_list: Path, *, processing_layer: str, cnn_v
     env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
     cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-n", "3", *_launcher(),
            "-c", "monitor.yaml", str(files_list)]
-    sub = _Subscriber(f"tcp://127.0.0.1:{pub}", "cnn_veto")
+    sub = _Subscriber(
+        f"tcp://127.0.0.1:{pub}", "cnn_veto",
+        extra_tags=("omdata", "omframedata") if om_services else (),
+        request_url=f"tcp://127.0.0.1:{rep}" if om_services else None,
+    )
     sub.start()
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -260,7 +291,7 @@ def run_monitor(workdir: Path, files_list: Path, *, processing_layer: str, cnn_v
             rows = list(csv.DictReader(fh))
     finals = [m for m in sub.messages if m.get("final")]
     return {"rc": proc.returncode, "log": log, "messages": sub.messages, "final": finals[-1] if finals else None,
-            "rows": rows, "seconds": time.monotonic() - start}
+            "rows": rows, "seconds": time.monotonic() - start, "other": sub.other, "reply": sub.reply}
 
 
 def _expected_event_ids(truth) -> dict[str, bool]:
@@ -306,7 +337,7 @@ def om_runs(om_demo, tmp_path_factory):
                                           cnn_veto=None)
             else:
                 cache[name] = run_monitor(root / name, om_demo["list"], processing_layer=layer,
-                                          cnn_veto={"model": str(model), "mode": name})
+                                          cnn_veto={"model": str(model), "mode": name}, om_services=name == "veto")
             run = cache[name]
             summary = {k: run["final"][k] for k in ("frames", "hits", "vetoed", "kept", "errors", "peakfinder8_calls",
                                                    "cnn_miss_pf8_hit", "agreement")} if run["final"] else None
@@ -364,6 +395,21 @@ def test_veto_mode_skips_peakfinder8_and_vetoes_no_hit(om_runs, om_demo):
     assert _pf8_hits(rows) == _pf8_hits(off)
     assert final["hits"] == len(_pf8_hits(off))
     assert f"vetoed={final['vetoed']}" in run["log"]
+
+
+@needs_om
+@needs_mpi
+def test_veto_mode_keeps_om_plots_frame_sending_and_crystfel_responder(om_runs, om_demo):
+    """OM's own outputs still flow with the veto on: hit-rate/powder plots, sent frames, the CrystFEL answer."""
+    import msgpack
+
+    run = om_runs("veto")
+    assert run["other"].get("omdata", 0) >= 1, f"no 'omdata' (hit-rate plots) broadcast: {run['other']}"
+    assert run["other"].get("omframedata", 0) >= 1, f"no 'omframedata' (frame sending) broadcast: {run['other']}"
+    assert run["reply"] is not None, "OM's responder did not answer the CrystFEL-style 'next' request"
+    answer = msgpack.unpackb(run["reply"], raw=False)
+    hits = {eid for eid, row in _check_common(run, om_demo["truth"]).items() if row["frame_is_hit"] == "1"}
+    assert answer["event_id"] in hits and len(answer["peak_list"]["intensity"]) > 10
 
 
 @needs_om

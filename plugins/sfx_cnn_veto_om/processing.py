@@ -40,7 +40,7 @@ from typing import Any, Dict, Tuple, Union
 
 import numpy as np
 from om.lib.parameters import MonitorParameters
-from om.lib.rich_console import console, get_current_timestamp
+from om.lib.rich_console import get_current_timestamp
 from om.processing_layer.crystallography import CrystallographyProcessing
 
 from sfx_cnn_veto.errors import VetoError
@@ -135,14 +135,13 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
             self._veto = veto
         except Exception as exc:  # noqa: BLE001 - fail open: this rank peak-finds every frame
             self._veto_load_error = f"model not loaded on rank {node_rank} ({type(exc).__name__}: {exc})"
-            console.print(
-                f"{get_current_timestamp()} OM Warning: cnn_veto: {self._veto_load_error}; "
-                "this rank runs peakfinder8 on every frame (fail open).",
-                style="warning",
+            _say(
+                f"OM Warning: cnn_veto: {self._veto_load_error}; "
+                "this rank runs peakfinder8 on every frame (fail open)."
             )
         else:
-            console.print(
-                f"{get_current_timestamp()} cnn_veto: rank {node_rank} loaded {os.path.basename(cfg.model)} "
+            _say(
+                f"cnn_veto: rank {node_rank} loaded {os.path.basename(cfg.model)} "
                 f"(mode {cfg.mode}, threshold {self._veto.threshold:g}, {threads} thread(s)) "
                 f"in {time.perf_counter() - start:.1f} s"
             )
@@ -240,8 +239,8 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
                 ["event_id", "rank", "mode", "score", "cnn_hit", "vetoed", "peakfinder8", "num_peaks",
                  "frame_is_hit", "cnn_ms", "error"]
             )
-        console.print(
-            f"{get_current_timestamp()} cnn_veto: mode {cfg.mode}"
+        _say(
+            f"cnn_veto: mode {cfg.mode}"
             + (f", model {cfg.model}" if cfg.model else "")
             + f"; counts broadcast with tag '{cfg.broadcast_tag}'"
         )
@@ -264,7 +263,7 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
         try:
             self._count(received, rank)
         except Exception as exc:  # noqa: BLE001 - statistics must never stop the monitor
-            console.print(f"{get_current_timestamp()} OM Warning: cnn_veto statistics: {exc}", style="warning")
+            _say(f"OM Warning: cnn_veto statistics: {type(exc).__name__}: {exc}")
         return feedback
 
     def _count(self, received: Dict[str, Any], rank: int) -> None:
@@ -294,29 +293,33 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
         if stats.frames % cfg.broadcast_interval == 0:
             self._data_broadcast_socket.send_data(tag=cfg.broadcast_tag, message=stats.message())
         if cfg.summary_interval and stats.frames % cfg.summary_interval == 0:
-            print(f"{get_current_timestamp()} {stats.summary()}", flush=True)
+            _say(stats.summary())
 
     def end_processing_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> None:
         super().end_processing_on_collecting_node(node_rank=node_rank, node_pool_size=node_pool_size)
         stats = self._veto_stats
         if self._decisions_handle is not None:
             self._decisions_handle.close()
-        print(f"{get_current_timestamp()} {stats.summary(final=True)}", flush=True)
+        _say(stats.summary(final=True))
         for rank in sorted(stats.ranks):
             report = stats.ranks[rank]
-            print(
-                f"{get_current_timestamp()} cnn_veto rank {rank}: frames={report.get('frames')} "
+            _say(
+                f"cnn_veto rank {rank}: frames={report.get('frames')} "
                 f"peakfinder8_calls={report.get('peakfinder8_calls')} "
                 f"peakfinder8_skipped={report.get('peakfinder8_skipped')} "
                 f"cnn_calls={report.get('cnn_calls')} cnn_errors={report.get('cnn_errors')}"
-                + (f" model_error={report['model_error']!r}" if report.get("model_error") else ""),
-                flush=True,
+                + (f" model_error={report['model_error']!r}" if report.get("model_error") else "")
             )
         try:
             self._data_broadcast_socket.send_data(tag=self._veto_config.broadcast_tag, message=stats.message(final=True))
             time.sleep(0.5)  # let the I/O thread deliver it before OM calls MPI_Finalize and exits
         except Exception as exc:  # noqa: BLE001
-            console.print(f"{get_current_timestamp()} OM Warning: cnn_veto final broadcast failed: {exc}")
+            _say(f"OM Warning: cnn_veto final broadcast failed: {type(exc).__name__}: {exc}")
+
+
+def _say(text: str) -> None:
+    """One unwrapped console line with OM's timestamp (rich would wrap it at 80 columns)."""
+    print(f"{get_current_timestamp()} {text}", flush=True)
 
 
 def _group_or_none(monitor_parameters: MonitorParameters) -> Any:
