@@ -120,7 +120,7 @@ def _collect(hook_name: str, pm: VetoPluginManager | None, **kwargs: Any) -> dic
     hook = getattr(pm.hook, hook_name)
     records: dict[str, Any] = {}
     providers: dict[str, str] = {}
-    for impl in reversed(hook.get_hookimpls()):  # registration order: built-ins first
+    for impl in hook.get_hookimpls():  # built-ins (trylast) first, then in registration order
         result = impl.function(**kwargs)
         for record in result or ():
             key = getattr(record, "kind", "") + ":" + record.name if hasattr(record, "kind") else record.name
