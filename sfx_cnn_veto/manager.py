@@ -36,6 +36,7 @@ ENTRY_POINT_GROUP = PROJECT_NAME
 #: Built-in plugins, registered before any entry point, like pytest's default_plugins.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "sfx_cnn_veto.io.plugin",
+    "sfx_cnn_veto.io.sinks",
     "sfx_cnn_veto.core.plugin",
     "sfx_cnn_veto.cli_commands",
 )

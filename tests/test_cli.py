@@ -90,3 +90,17 @@ def test_importing_the_package_does_not_import_tensorflow():
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sinks_write_hit_and_miss_lists(mixed_inputs, paper_model_file, capsys):
+    tmp, cxi = mixed_inputs
+    code = main(["score", cxi, "-m", paper_model_file, "--threshold", "0.5", "-o", str(tmp / "s.csv"),
+                 "--sink", f"hits-lst:{tmp / 'hits.lst'}", "--sink", f"misses-lst:{tmp / 'misses.lst'}"])
+    assert code == 0
+    rows = list(csv.DictReader(open(tmp / "s.csv")))
+    hits = [f"{cxi} {r['event']}" for r in rows if r["is_hit"] == "1"]
+    misses = [f"{cxi} {r['event']}" for r in rows if r["is_hit"] == "0"]
+    assert open(tmp / "hits.lst").read().splitlines() == hits
+    assert open(tmp / "misses.lst").read().splitlines() == misses
+    assert main(["score", cxi, "-m", paper_model_file, "--sink", "nope:x"]) == 1
+    assert "no sink 'nope'" in capsys.readouterr().err

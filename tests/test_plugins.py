@@ -39,7 +39,7 @@ class ConstSource(FrameSource):
 
 def test_builtins_are_registered_as_plugins(plugin_manager):
     names = [name for name, _, _ in manager.iter_plugins(plugin_manager)]
-    assert names[:3] == list(manager.BUILTIN_PLUGINS)
+    assert names[: len(manager.BUILTIN_PLUGINS)] == list(manager.BUILTIN_PLUGINS)
     assert {"hdf5", "fabio"} <= set(manager.readers())
     assert "paper" in manager.architectures()
     assert "keras" in manager.backends()
