@@ -44,10 +44,15 @@ HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
 MPIRUN = shutil.which("mpirun")
 
 needs_om = pytest.mark.skipif(not HAVE_OM, reason="ondamonitor (OM) is not installed: pip install 'sfx-cnn-veto[om]'")
-needs_mpi = pytest.mark.skipif(
+_mpi_skip = pytest.mark.skipif(
     not (MPIRUN and HAVE_MPI4PY),
     reason="mpirun or mpi4py missing: apt-get install openmpi-bin libopenmpi-dev; pip install mpi4py",
 )
+
+
+def needs_mpi(func):
+    """Runs the real monitor under mpirun (a few seconds per mode; runs in CI)."""
+    return pytest.mark.om(pytest.mark.mpi(pytest.mark.slow(_mpi_skip(func))))
 
 
 # ---------------------------------------------------------------------------
