@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "om"
 RUN_TIMEOUT = 240  # seconds, per monitor run (normally 3-15 s)
 N_FILES, N_FRAMES = 4, 10
+TRAIN_FRAMES = 96
 
 HAVE_OM = importlib.util.find_spec("om") is not None
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
@@ -154,13 +155,14 @@ def test_launcher_loads_dotted_and_bare_layer_names(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def om_demo(tmp_path_factory):
-    """Demo HDF5 files (4 x 10 frames, 700x700) + a tiny model trained on obvious frames."""
+    """Demo HDF5 files (4 x 10 frames, 700x700; the simulator's when installed) + a tiny model trained on others."""
     from sfx_cnn_veto_om import demo
 
     root = tmp_path_factory.mktemp("om_demo")
     truth = demo.write_eiger_files(str(root / "data"), files=N_FILES, frames=N_FRAMES, seed=7)
-    info = demo.train_tiny_model(str(root / "model.keras"))
-    assert info["accuracy"] >= 0.95, f"the demo model did not learn the obvious frames: {info}"
+    info = demo.train_tiny_model(str(root / "model.keras"), frames=TRAIN_FRAMES, seed=1)
+    print(f"\n[om demo] {truth.source} frames: {truth.num_frames} ({truth.num_hits} hits); tiny model {info}")
+    assert info["accuracy"] >= 0.95, f"the demo model did not learn the demo frames: {info}"
     return {"root": root, "truth": truth, "list": root / "data" / "files.lst", "model": root / "model.keras"}
 
 
@@ -250,6 +252,7 @@ def run_monitor(
     config["om"]["processing_layer"] = processing_layer
     config["om"]["colors_in_rich_console"] = False
     config["crystallography"]["geometry_file"] = str(EXAMPLE / "detector.geom")
+    config["peakfinder8_peak_detection"]["bad_pixel_map_filename"] = str(files_list.parent / "mask.h5")
     pub, rep = _free_port(), _free_port()
     config["crystallography"]["data_broadcast_url"] = f"tcp://127.0.0.1:{pub}"
     config["crystallography"]["responding_url"] = f"tcp://127.0.0.1:{rep}"
@@ -372,10 +375,14 @@ def test_off_mode_is_stock_behaviour(om_runs, om_demo):
     rows = _check_common(om_runs("off"), truth)
     final = om_runs("off")["final"]
     assert final["vetoed"] == 0 and final["peakfinder8_calls"] == truth.num_frames and final["cnn_frames"] == 0
-    # The demo frames are obvious: peakfinder8 finds exactly the simulated hits.
+    # peakfinder8 (this config) finds the simulated hits: exactly on the obvious stand-in frames,
+    # at least 90% agreement on the simulator's (weak crystals exist there).
     expected = {eid for eid, hit in _expected_event_ids(truth).items() if hit}
-    assert _pf8_hits(rows) == expected
+    found = _pf8_hits(rows)
+    agree = 1 - len(found ^ expected) / truth.num_frames
+    print(f"\n[om off] peakfinder8 vs truth: {len(found)} hits found, {len(expected)} simulated, agreement {agree:.3f}")
     assert 0 < len(expected) < truth.num_frames
+    assert found == expected if truth.source == "spots" else agree >= 0.9
 
 
 @needs_om
@@ -437,7 +444,7 @@ def test_tag_mode_runs_both_and_reports_agreement(om_runs, om_demo):
     assert "agreement=" in run["log"]
 
 
-def _in_process_layer(model: Path, tmp_path: Path, mode: str = "veto"):
+def _in_process_layer(model: Path, tmp_path: Path, mask: str, mode: str = "veto"):
     """OM's real processing layer object on "rank 1", without MPI (initialize + process_data)."""
     from om.lib.parameters import MonitorParameters
 
@@ -445,6 +452,7 @@ def _in_process_layer(model: Path, tmp_path: Path, mode: str = "veto"):
 
     config = yaml.safe_load((EXAMPLE / "monitor.yaml").read_text())
     config["crystallography"]["geometry_file"] = str(EXAMPLE / "detector.geom")
+    config["peakfinder8_peak_detection"]["bad_pixel_map_filename"] = str(mask)
     config["cnn_veto"] = {"model": str(model), "mode": mode, "threads": 1}
     (tmp_path / "monitor.yaml").write_text(yaml.safe_dump(config))
     return CnnVetoCrystallographyProcessing(monitor_parameters=MonitorParameters(config=str(tmp_path / "monitor.yaml")))
@@ -467,23 +475,34 @@ def _process_first_file(layer, om_demo):
     return outputs, report
 
 
+@pytest.fixture(scope="session")
+def stock_hits(om_demo, tmp_path_factory):
+    """peakfinder8's verdict on the first demo file, from the layer in ``off`` mode (stock OM)."""
+    if not HAVE_OM:
+        pytest.skip("ondamonitor (OM) is not installed")
+    tmp = tmp_path_factory.mktemp("om_off_in_process")
+    outputs, report = _process_first_file(_in_process_layer(om_demo["model"], tmp, om_demo["truth"].mask, "off"),
+                                          om_demo)
+    assert report["peakfinder8_calls"] == len(outputs) and report["cnn_calls"] == 0
+    return [bool(o["frame_is_hit"]) for o in outputs]
+
+
 @needs_om
-def test_fail_open_when_the_model_returns_nan(om_demo, tmp_path):
+def test_fail_open_when_the_model_returns_nan(om_demo, stock_hits, tmp_path):
     """The real model loader and backend with NaN weights: every frame is peak-found, none vetoed."""
-    layer = _in_process_layer(_nan_model(om_demo["model"], tmp_path / "nan.keras"), tmp_path)
+    layer = _in_process_layer(_nan_model(om_demo["model"], tmp_path / "nan.keras"), tmp_path, om_demo["truth"].mask)
     outputs, report = _process_first_file(layer, om_demo)
-    hits = om_demo["truth"].is_hit[0]
-    for out, hit in zip(outputs, hits):
+    for out in outputs:
         record = out["cnn_veto"]
         assert record["peakfinder8"] and not record["vetoed"] and record["cnn_hit"] is None
         assert "non-finite" in record["error"]
-        assert out["frame_is_hit"] == hit
-    assert report["cnn_errors"] == report["peakfinder8_calls"] == report["frames"] == len(hits)
+    assert [o["frame_is_hit"] for o in outputs] == stock_hits
+    assert report["cnn_errors"] == report["peakfinder8_calls"] == report["frames"] == len(stock_hits)
     assert report["vetoed"] == 0 and report["model_error"] is None
 
 
 @needs_om
-def test_fail_open_when_the_classifier_raises_or_cannot_load(om_demo, tmp_path, monkeypatch):
+def test_fail_open_when_the_classifier_raises_or_cannot_load(om_demo, stock_hits, tmp_path, monkeypatch):
     """A classifier that raises, or a model that fails to load on a rank, never stops process_data."""
     import sfx_cnn_veto.core.pipeline as pipeline
 
@@ -497,31 +516,35 @@ def test_fail_open_when_the_classifier_raises_or_cannot_load(om_demo, tmp_path, 
         def predict_batch(self, batch):
             return np.zeros(len(batch))
 
-    hits = om_demo["truth"].is_hit[0]
+    mask = om_demo["truth"].mask
     monkeypatch.setattr(pipeline.Veto, "load", classmethod(lambda cls, *a, **k: Crashing()))
-    outputs, report = _process_first_file(_in_process_layer(om_demo["model"], tmp_path), om_demo)
+    outputs, report = _process_first_file(_in_process_layer(om_demo["model"], tmp_path, mask), om_demo)
     assert all("backend exploded" in o["cnn_veto"]["error"] and o["cnn_veto"]["peakfinder8"] for o in outputs)
-    assert [o["frame_is_hit"] for o in outputs] == hits
-    assert report["cnn_errors"] == report["peakfinder8_calls"] == len(hits)
+    assert [o["frame_is_hit"] for o in outputs] == stock_hits
+    assert report["cnn_errors"] == report["peakfinder8_calls"] == len(stock_hits)
 
     def refuse(cls, *a, **k):
         raise OSError("disk gone")
 
     monkeypatch.setattr(pipeline.Veto, "load", classmethod(refuse))
-    outputs, report = _process_first_file(_in_process_layer(om_demo["model"], tmp_path), om_demo)
+    outputs, report = _process_first_file(_in_process_layer(om_demo["model"], tmp_path, mask), om_demo)
     assert all("disk gone" in o["cnn_veto"]["error"] and o["cnn_veto"]["peakfinder8"] for o in outputs)
-    assert [o["frame_is_hit"] for o in outputs] == hits
+    assert [o["frame_is_hit"] for o in outputs] == stock_hits
     assert "disk gone" in report["model_error"] and report["vetoed"] == 0
 
 
 @needs_om
-def test_veto_in_process_matches_truth(om_demo, tmp_path):
-    """The good model, in process: misses skip peakfinder8 (empty peak list, not a hit), hits are kept."""
-    outputs, report = _process_first_file(_in_process_layer(om_demo["model"], tmp_path), om_demo)
-    for out, hit in zip(outputs, om_demo["truth"].is_hit[0]):
+def test_veto_in_process(om_demo, stock_hits, tmp_path):
+    """The good model, in process: CNN misses skip peakfinder8 (empty peak list, not a hit); no stock hit is lost."""
+    outputs, report = _process_first_file(_in_process_layer(om_demo["model"], tmp_path, om_demo["truth"].mask),
+                                          om_demo)
+    for out, stock in zip(outputs, stock_hits):
         record = out["cnn_veto"]
-        assert record["vetoed"] == (not hit) and record["peakfinder8"] == hit and record["error"] is None
-        assert out["frame_is_hit"] == hit
-        if not hit:
+        assert record["error"] is None and record["vetoed"] == (not record["cnn_hit"])
+        assert record["peakfinder8"] == (not record["vetoed"])
+        if record["vetoed"]:
             assert out["peak_list"]["intensity"] == [] and out["peak_list"]["num_peaks"] == 0
-    assert report["peakfinder8_skipped"] == report["vetoed"] == sum(not h for h in om_demo["truth"].is_hit[0])
+            assert out["frame_is_hit"] is False and not stock, "a frame peakfinder8 calls a hit was vetoed"
+        else:
+            assert out["frame_is_hit"] == stock
+    assert report["peakfinder8_skipped"] == report["vetoed"] > 0

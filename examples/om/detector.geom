@@ -1,9 +1,11 @@
-; A single 700x700 panel (75 um pixels) for the simulated demo frames.
-; Frames are read by OM's EigerFilesDataRetrieval from entry/data/data (N, ss, fs).
-adu_per_photon = 1
-res = 13333.3
-clen = 0.1
-photon_energy = 9000
+; One 700x700 panel (110 um pixels, 80 mm) as OM reads the demo frames: the
+; simulator's CSPAD-like detector (sfx_cnn_veto.simulate, run90) seen as one
+; panel; its gaps and beamstop are in the bad-pixel map (run/data/mask.h5).
+; OM's EigerFilesDataRetrieval reads frames from entry/data/data (N, ss, fs).
+photon_energy = 9500
+adu_per_photon = 8
+clen = 0.08
+res = 9090.91
 
 data = /entry/data/data
 dim0 = %
@@ -14,7 +16,7 @@ p0/min_fs = 0
 p0/max_fs = 699
 p0/min_ss = 0
 p0/max_ss = 699
-p0/corner_x = -350.0
-p0/corner_y = -350.0
+p0/corner_x = -350
+p0/corner_y = -350
 p0/fs = +1.0x
 p0/ss = +1.0y
