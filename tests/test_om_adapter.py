@@ -196,9 +196,16 @@ class _Subscriber(threading.Thread):
         self.tag = tag
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.SUB)
-        for t in (tag, *extra_tags):
-            self.sock.setsockopt_string(zmq.SUBSCRIBE, t)
+        self.sock.setsockopt_string(zmq.SUBSCRIBE, tag)
         self.sock.connect(url)
+        # OM's big messages on their own socket: OM's PUB queue holds one message per
+        # subscriber, so sharing a pipe with 4 MB plots would drop small counts messages.
+        self.extra = None
+        if extra_tags:
+            self.extra = self.ctx.socket(zmq.SUB)
+            for t in extra_tags:
+                self.extra.setsockopt_string(zmq.SUBSCRIBE, t)
+            self.extra.connect(url)
         self.req = None
         if request_url:
             self.req = self.ctx.socket(zmq.REQ)
@@ -212,6 +219,8 @@ class _Subscriber(threading.Thread):
     def run(self) -> None:
         poller = self.zmq.Poller()
         poller.register(self.sock, self.zmq.POLLIN)
+        if self.extra is not None:
+            poller.register(self.extra, self.zmq.POLLIN)
         if self.req is not None:
             poller.register(self.req, self.zmq.POLLIN)
         while not self.stop.is_set():
@@ -220,9 +229,9 @@ class _Subscriber(threading.Thread):
                     self.reply = self.req.recv()
                     poller.unregister(self.req)
                     continue
-                tag = self.sock.recv_string()
-                message = self.sock.recv_pyobj()
-                if tag == self.tag:
+                tag = sock.recv_string()
+                message = sock.recv_pyobj()
+                if sock is self.sock:
                     self.messages.append(message)
                 else:
                     self.other[tag] = self.other.get(tag, 0) + 1
@@ -231,6 +240,8 @@ class _Subscriber(threading.Thread):
         self.stop.set()
         self.join(5)
         self.sock.close(linger=0)
+        if self.extra is not None:
+            self.extra.close(linger=0)
         if self.req is not None:
             self.req.close(linger=0)
         self.ctx.term()

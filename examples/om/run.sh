@@ -29,7 +29,7 @@ fi
 if [[ -z "$MODEL" ]]; then
   MODEL=run/demo-model.keras
   if [[ ! -f "$MODEL" ]]; then
-    echo "no model given and none installed: training the tiny demo model (about 15 s)"
+    echo "no model given and none installed: training the tiny demo model (200 simulated frames, 20-40 s)"
     "$PYTHON" -m sfx_cnn_veto_om.demo model "$MODEL"
   fi
 fi

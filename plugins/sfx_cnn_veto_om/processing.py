@@ -311,8 +311,14 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
                 + (f" model_error={report['model_error']!r}" if report.get("model_error") else "")
             )
         try:
-            self._data_broadcast_socket.send_data(tag=self._veto_config.broadcast_tag, message=stats.message(final=True))
-            time.sleep(0.5)  # let the I/O thread deliver it before OM calls MPI_Finalize and exits
+            # OM's PUB socket queues at most one message per subscriber and OM exits
+            # right after this: let the queue drain, then send the final counts twice.
+            for pause in (0.2, 0.3):
+                time.sleep(pause)
+                self._data_broadcast_socket.send_data(
+                    tag=self._veto_config.broadcast_tag, message=stats.message(final=True)
+                )
+            time.sleep(0.3)
         except Exception as exc:  # noqa: BLE001
             _say(f"OM Warning: cnn_veto final broadcast failed: {type(exc).__name__}: {exc}")
 
