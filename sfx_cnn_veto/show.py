@@ -56,13 +56,19 @@ def render_frame(
     rows, cols = crop_region(frame.shape, crop_shape, crop_center)
     shown = display_scale(frame)
     crop = shown[rows, cols]
+    # a large frame is max-binned for the left panel, so one-pixel spots stay visible
+    factor = max(1, int(np.ceil(max(frame.shape) / 480.0)))
+    binned = _max_bin(shown, factor)
     vmax = max(float(np.percentile(shown, 99.97)), 2.0)
     vmax_crop = max(float(np.percentile(crop, 99.9)), 2.0)
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.6), dpi=dpi)
-    axes[0].imshow(shown, cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest", origin="upper")
+    height, width = frame.shape
+    axes[0].imshow(binned, cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest", origin="upper",
+                   extent=(-0.5, binned.shape[1] * factor - 0.5, binned.shape[0] * factor - 0.5, -0.5))
     axes[0].add_patch(Rectangle((cols.start - 0.5, rows.start - 0.5), cols.stop - cols.start,
                                 rows.stop - rows.start, fill=False, edgecolor="cyan", linewidth=1.0))
-    axes[0].set_title(f"frame {frame.shape[0]}x{frame.shape[1]} (log ADU above median)", fontsize=10)
+    binning = f", {factor}x{factor} max-binned" if factor > 1 else ""
+    axes[0].set_title(f"frame {height}x{width} (log ADU above median{binning})", fontsize=10)
     axes[1].imshow(crop, cmap="magma", vmin=0.0, vmax=vmax_crop, interpolation="nearest", origin="upper",
                    extent=(cols.start - 0.5, cols.stop - 0.5, rows.stop - 0.5, rows.start - 0.5))
     axes[1].set_title(f"crop {crop.shape[0]}x{crop.shape[1]} (what the network sees)", fontsize=10)
@@ -93,6 +99,15 @@ def render_frame(
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def _max_bin(image: np.ndarray, factor: int) -> np.ndarray:
+    if factor == 1:
+        return image
+    height, width = image.shape
+    padded = np.zeros((-(-height // factor) * factor, -(-width // factor) * factor), image.dtype)
+    padded[:height, :width] = image
+    return padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor).max(axis=(1, 3))
 
 
 def truth_for(path: str, event: str | None) -> dict | None:
