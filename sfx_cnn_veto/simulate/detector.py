@@ -198,11 +198,13 @@ class DetectorModel:
         self.air_pattern = (run.background * (air * solid + halo) * transmission).astype(np.float32)
         self.water_pattern = (water * solid * transmission).astype(np.float32)
         # hot ("salt") and cold ("pepper") pixels, fixed for the run
-        n_bad = rng.binomial(height * width, run.hot_pixel_density)
-        flat = rng.choice(height * width, size=n_bad, replace=False)
+        active = np.flatnonzero(self.panel_id.ravel() >= 0)
+        n_bad = rng.binomial(len(active), run.hot_pixel_density)
+        flat = np.sort(rng.choice(active, size=n_bad, replace=False))
         hot = rng.random(n_bad) < 0.8
         self.hot_index = flat[hot]
-        self.hot_level = rng.lognormal(np.log(60.0 * det.adu_per_photon), 0.8, hot.sum()).astype(np.float32)
+        self.hot_level = (det.adu_per_photon * (15.0 + rng.lognormal(np.log(45.0), 0.8, hot.sum()))
+                          ).astype(np.float32)
         self.cold_index = flat[~hot]
         self.cold_level = (-rng.uniform(20, 60, (~hot).sum()) * det.adu_per_photon / 8.0).astype(np.float32)
         self.mask = np.zeros(self.shape, np.uint16)
