@@ -98,7 +98,21 @@ def render_frame(
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
+    _to_palette(path)
     return path
+
+
+def _to_palette(path: str) -> None:
+    """Re-save a PNG with a 256-colour palette (about half the size; the colour map has 256 colours)."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with matplotlib
+        return
+    if not path.lower().endswith(".png"):
+        return
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    small.save(path, optimize=True)
 
 
 def _max_bin(image: np.ndarray, factor: int) -> np.ndarray:
