@@ -55,7 +55,7 @@ def render_frame(
     frame = np.asarray(frame)
     rows, cols = crop_region(frame.shape, crop_shape, crop_center)
     shown = display_scale(frame)
-    crop = shown[rows, cols]
+    crop = display_scale(frame[rows, cols])      # its own median: the crop is darker than the rings
     # a large frame is max-binned for the left panel, so one-pixel spots stay visible
     factor = max(1, int(np.ceil(max(frame.shape) / 480.0)))
     binned = _max_bin(shown, factor)

@@ -22,7 +22,7 @@ CROP_SHAPE = (350, 350)
 SPOT_SNR = 5.0
 
 TRUTH_FIELDS = ("event", "crystal", "n_crystals", "strength", "n_spots", "n_spots_frame",
-                "strong_background", "pulse", "air_scale", "water_scale", "n_zingers")
+                "strong_background", "pulse", "background", "water_ring", "n_zingers")
 
 
 class RunSimulator:
@@ -107,8 +107,8 @@ class RunSimulator:
             "n_spots_frame": n_spots_frame,
             "strong_background": int(strong),
             "pulse": round(pulse, 4),
-            "air_scale": round(air_scale, 4),
-            "water_scale": round(water_scale, 4),
+            "background": round(air_scale * run.background, 4),   # air/solvent scatter level (1 = nominal)
+            "water_ring": round(water_scale, 4),                   # water ring level (1 = nominal)
             "n_zingers": n_zingers,
         }
         return frame, truth
