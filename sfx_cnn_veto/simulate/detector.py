@@ -17,6 +17,9 @@ from sfx_cnn_veto.simulate.physics import Geometry
 #: CXI-style mask bits (0 = good pixel)
 MASK_GAP = 1
 MASK_BEAMSTOP = 2
+MASK_BAD_PIXEL = 4           #: hot or cold pixel found in a dark run (most of them, not all)
+#: fraction of the hot and cold pixels that the run's mask knows about
+KNOWN_BAD_FRACTION = 0.9
 
 
 def _noise_kernel():
@@ -210,6 +213,8 @@ class DetectorModel:
         self.mask = np.zeros(self.shape, np.uint16)
         self.mask[self.panel_id < 0] |= MASK_GAP
         self.mask[shadow] |= MASK_BEAMSTOP
+        known = flat[rng.random(n_bad) < KNOWN_BAD_FRACTION]
+        self.mask.ravel()[known] |= MASK_BAD_PIXEL
         self.read_noise = float(det.read_noise_adu)
         self.saturation = float(det.saturation_adu)
         self.common_mode = float(det.common_mode_adu)

@@ -4,7 +4,8 @@ Per run ``NAME`` in ``outdir``:
 
 * ``NAME.cxi``: ``/entry_1/data_1/data`` float32 ``(N, H, W)`` ADU, one chunk a
   frame; ``/entry_1/data_1/mask`` uint16 (CXI convention: 0 = good, bit 1 = panel
-  gap, bit 2 = beamstop shadow); geometry under ``/entry_1/instrument_1``
+  gap, bit 2 = beamstop shadow, bit 4 =
+  hot/cold pixel known from a dark run, 90 % of them); geometry under ``/entry_1/instrument_1``
   (``detector_1/distance``, ``x_pixel_size``, ``y_pixel_size`` in m,
   ``beam_center_x``/``_y`` in pixels, ``adu_per_photon``; ``source_1/energy`` in J
   and ``photon_energy_ev``); the run's configuration as JSON in
@@ -96,7 +97,7 @@ def write_run(
         data.attrs["units"] = "ADU"
         data.attrs["axes"] = "experiment_identifier:y:x"
         mask = data_1.create_dataset("mask", data=sim.detector.mask)
-        mask.attrs["convention"] = "CXI: 0 = good pixel; bit 1 = panel gap, bit 2 = beamstop shadow"
+        mask.attrs["convention"] = "CXI: 0 = good pixel; bit 1 = panel gap, bit 2 = beamstop shadow, bit 4 = hot/cold pixel known from a dark run"
         inst = entry.create_group("instrument_1")
         det_g = inst.create_group("detector_1")
         det_g["data"] = data                               # hard links, as CXI files have
