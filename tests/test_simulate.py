@@ -408,3 +408,36 @@ def test_write_experiment_echoes_a_config_that_loads_back(tmp_path):
     again = load_experiment(str(tmp_path / "experiment.yaml"))
     assert again.seed == 5 and again.frames_per_run == 3
     assert again.run("run99") == dataclasses.replace(exp.run("run99"), frames=None)
+
+
+def test_peakfinder8_labels_nominal_hits_as_hits_and_misses_as_misses(tmp_path):
+    """The paper's labels come from peakfinder8 (< 2 peaks miss, > 10 hit): at nominal
+    strength, crystal frames must give well over 10 peaks and empty frames fewer than 2."""
+    crystallography = pytest.importorskip("om.algorithms.crystallography")
+    run = default_experiment().run("run94")
+    sim = RunSimulator(run, 21)
+    mask_file = tmp_path / "mask.h5"
+    with h5py.File(mask_file, "w") as f:
+        f["mask"] = (sim.detector.mask == 0).astype(np.int8)
+    height, width = sim.detector.shape
+    y, x = np.indices(sim.detector.shape)
+    radius = np.hypot(x - run.beam_center[0], y - run.beam_center[1]).astype(np.float32)
+    pf8 = crystallography.Peakfinder8PeakDetection(
+        radius_pixel_map=radius,
+        layout_info={"asic_nx": width, "asic_ny": height, "nasics_x": 1, "nasics_y": 1},
+        crystallography_parameters={
+            "max_num_peaks": 2048, "adc_threshold": 40.0, "minimum_snr": 5.0, "min_pixel_count": 2,
+            "max_pixel_count": 40, "local_bg_radius": 3, "min_res": 0, "max_res": 10000,
+            "bad_pixel_map_filename": str(mask_file), "bad_pixel_map_hdf5_path": "/mask"},
+    )
+    hits, misses = [], []
+    for i in range(40):
+        frame, truth = sim.frame(i)
+        n = pf8.find_peaks(data=frame)["num_peaks"]
+        if truth["crystal"] and truth["strength"] >= 0.5:
+            hits.append(n)
+        elif not truth["crystal"]:
+            misses.append(n)
+    assert len(hits) >= 5 and len(misses) >= 15
+    assert min(hits) > 20, hits
+    assert np.mean(np.array(misses) < 2) >= 0.9, misses

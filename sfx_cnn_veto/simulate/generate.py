@@ -36,9 +36,9 @@ class RunSimulator:
         c = run.crystal
         self.structure = make_structure(tuple(c.cell), c.space_group, float(c.d_min), int(c.structure_seed))
         height, width = self.detector.shape
-        top = (height - CROP_SHAPE[0]) // 2
-        left = (width - CROP_SHAPE[1]) // 2
-        self.crop = (slice(top, top + CROP_SHAPE[0]), slice(left, left + CROP_SHAPE[1]))
+        # the network's centre crop (the whole frame if the frame is smaller)
+        top, left = max((height - CROP_SHAPE[0]) // 2, 0), max((width - CROP_SHAPE[1]) // 2, 0)
+        self.crop = (slice(top, min(top + CROP_SHAPE[0], height)), slice(left, min(left + CROP_SHAPE[1], width)))
 
     def frame(self, index: int) -> tuple[np.ndarray, dict]:
         """Frame ``index`` of the run (float32 ADU) and its truth record."""
