@@ -69,14 +69,14 @@ def _noise_kernel():
                 continue
             state += golden
             z = splitmix(state)
-            noise = normal_table[np.int64(z & mask16)]
+            noise = np.float64(normal_table[np.int64(z & mask16)])
             mu = np.float64(lam_f[i])
             if mu <= 0.0:
                 k = 0.0
             elif mu < 10.0:
                 # inversion; the first four terms without branches (most pixels)
                 u = np.float64(z >> s16) * inv48
-                p0 = explam_f[i]
+                p0 = np.float64(explam_f[i])
                 p1 = p0 * mu
                 p2 = p1 * mu * 0.5
                 p3 = p2 * mu * (1.0 / 3.0)
@@ -134,7 +134,7 @@ def normal_table() -> np.ndarray:
     if _NORMAL_TABLE is None:
         from scipy.special import ndtri
 
-        _NORMAL_TABLE = ndtri((np.arange(65536) + 0.5) / 65536.0).astype(np.float64)
+        _NORMAL_TABLE = ndtri((np.arange(65536) + 0.5) / 65536.0).astype(np.float32)
     return _NORMAL_TABLE
 
 
@@ -234,7 +234,7 @@ class DetectorModel:
         seed = int(rng.integers(0, 2**63 - 1))
         out = np.empty(self.shape, np.float32)
         lam = np.ascontiguousarray(lam, dtype=np.float32)
-        noise_kernel()(lam, np.exp(-lam.astype(np.float64)), self.gain_map, self.panel_id,
+        noise_kernel()(lam, np.exp(-lam), self.gain_map, self.panel_id,
                        offsets.astype(np.float64), self.read_noise, self.saturation, seed, normal_table(), out)
         flat = out.ravel()
         if len(self.hot_index):

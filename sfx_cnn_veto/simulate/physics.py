@@ -78,6 +78,11 @@ class Structure:
     hkl: np.ndarray
     g0: np.ndarray
     intensity: np.ndarray
+    s2: np.ndarray = None   #: |g0|^2, (1/d)^2
+
+    def __post_init__(self) -> None:
+        if self.s2 is None:
+            object.__setattr__(self, "s2", np.einsum("ij,ij->i", self.g0, self.g0))
 
 
 @functools.lru_cache(maxsize=8)
@@ -178,16 +183,18 @@ def predict_reflections(
     wavelength = geometry.wavelength_a
     k0 = 1.0 / wavelength
     g = structure.g0 @ rotation.T
-    s2 = np.einsum("ij,ij->i", g, g)
+    s2 = structure.s2                                  # |g|^2 does not change with the rotation
     kz = g[:, 2] + k0
-    k_len = np.sqrt(g[:, 0] ** 2 + g[:, 1] ** 2 + kz * kz)
+    # |g + k0|^2 - k0^2 = s2 + 2 k0 gz; the excitation error without a square root for most
+    k_len = np.sqrt(s2 + 2.0 * k0 * g[:, 2] + k0 * k0)
     exc = k_len - k0
-    s = np.sqrt(s2)
     eta = np.radians(mosaicity_deg)
-    sigma2 = (1.0 / (size_um * 1e4)) ** 2 + (s * eta) ** 2 + (s2 * wavelength * bandwidth / 2.0) ** 2
-    partiality = np.exp(-0.5 * exc * exc / sigma2)
-    keep = (partiality >= min_partiality) & (kz > 0)
-    g, kz, k_len, s2, partiality = g[keep], kz[keep], k_len[keep], s2[keep], partiality[keep]
+    sigma2 = (1.0 / (size_um * 1e4)) ** 2 + s2 * eta * eta + (s2 * wavelength * bandwidth / 2.0) ** 2
+    near = (exc * exc < 2.0 * np.log(1.0 / min_partiality) * sigma2) & (kz > 0)
+    index = np.flatnonzero(near)
+    g, kz, k_len, s2 = g[index], kz[index], k_len[index], s2[index]
+    partiality = np.exp(-0.5 * exc[index] ** 2 / sigma2[index])
+    keep = index
     # direction of the diffracted beam, then the detector plane
     x = geometry.distance_m * g[:, 0] / kz
     y = geometry.distance_m * g[:, 1] / kz
