@@ -17,11 +17,15 @@ from sfx_cnn_veto.core.crop import DEFAULT_CROP, crop_region
 
 
 def display_scale(frame: np.ndarray) -> np.ndarray:
-    """``log10(1 + max(frame - median, 0))``: flat background near 0, spots and rings stand out."""
+    """``log10(1 + max(frame - median - 2 sigma, 0))`` with a robust sigma (MAD): the
+    read-noise floor and panel offsets go dark; photons, spots and rings stand out."""
     frame = np.asarray(frame, dtype=np.float32)
     finite = np.isfinite(frame)
-    base = float(np.median(frame[finite])) if finite.any() else 0.0
-    return np.log10(1.0 + np.clip(np.where(finite, frame, base) - base, 0.0, None))
+    values = frame[finite][::7] if finite.any() else np.zeros(1, np.float32)
+    base = float(np.median(values))
+    sigma = 1.4826 * float(np.median(np.abs(values - base)))
+    floor = base + 2.0 * sigma
+    return np.log10(1.0 + np.clip(np.where(finite, frame, base) - floor, 0.0, None))
 
 
 def render_frame(
@@ -68,7 +72,7 @@ def render_frame(
     axes[0].add_patch(Rectangle((cols.start - 0.5, rows.start - 0.5), cols.stop - cols.start,
                                 rows.stop - rows.start, fill=False, edgecolor="cyan", linewidth=1.0))
     binning = f", {factor}x{factor} max-binned" if factor > 1 else ""
-    axes[0].set_title(f"frame {height}x{width} (log ADU above median{binning})", fontsize=10)
+    axes[0].set_title(f"frame {height}x{width} (log ADU above the noise floor{binning})", fontsize=10)
     axes[1].imshow(crop, cmap="magma", vmin=0.0, vmax=vmax_crop, interpolation="nearest", origin="upper",
                    extent=(cols.start - 0.5, cols.stop - 0.5, rows.stop - 0.5, rows.start - 0.5))
     axes[1].set_title(f"crop {crop.shape[0]}x{crop.shape[1]} (what the network sees)", fontsize=10)
