@@ -412,3 +412,33 @@ def test_psana1_standin_api(frames, direct, tmp_path):
     assert pv.center == (180.0, 220.0) and pv.center_origin == "geometry"
     want = [d for d in shifted.decide([f for f in frames if f is not None]) if d.is_hit]
     assert len(hits) == len(want) + 1  # + the event without data (kept, fail open)
+
+
+@needs_psana
+def test_cli_psana_command(run_files, direct, model_path, tmp_path, capsys):
+    """``sfx-cnn-veto psana`` (registered by the plugin's entry point): table, hit list, exit 2 on errors."""
+    from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS, main
+    from sfx_cnn_veto_psana import read_hits, read_table
+
+    veto, expected = direct
+    code = main(["psana", "--exp", run_files.exp, "--run", str(run_files.run), "--dir", run_files.dir,
+                 "--offline", "--detector", DETECTOR, "-m", model_path, "--threshold", repr(veto.threshold),
+                 "--table", str(tmp_path / "t.h5"), "--hits", str(tmp_path / "h.npy")])
+    assert code == EXIT_EVENT_ERRORS  # two events could not be scored (kept as hits)
+    rows = read_table(tmp_path / "t.h5")
+    np.testing.assert_array_equal(rows["timestamp"], run_files.timestamps)
+    want = [int(t) for t, e in zip(run_files.timestamps, expected) if e is None or e.is_hit]
+    assert read_hits(tmp_path / "h.npy").tolist() == sorted(want)
+    assert "2 errors" in capsys.readouterr().err
+
+
+def test_plugin_import_is_light():
+    """Importing the adapter (as the plugin manager does) imports neither psana nor TensorFlow."""
+    code = ("import sys, sfx_cnn_veto_psana, sfx_cnn_veto_psana.plugin, sfx_cnn_veto_psana.veto, "
+            "sfx_cnn_veto_psana.outputs, sfx_cnn_veto_psana.xtc; "
+            "from sfx_cnn_veto import manager; manager.commands(); "
+            "bad = [m for m in ('psana', 'tensorflow', 'keras') if m in sys.modules]; "
+            "assert not bad, bad")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "plugins")]))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -42,7 +42,8 @@ class VetoTable:
     ----------
     ds : psana DataSource or None
         A psana2 DataSource: the table goes through ``ds.smalldata``. ``None``
-        (or a DataSource without ``smalldata``): h5py, one process only.
+        (or a DataSource without working ``smalldata``, like psana2's
+        ``files=`` mode or LCLS-I psana): h5py, one process only.
     filename : path
         The HDF5 table.
     hits : path, optional
@@ -70,7 +71,8 @@ class VetoTable:
         self.counts = {"hit": 0, "miss": 0, "error": 0}
         self._errors_logged = 0
         smalldata = getattr(ds, "smalldata", None) if ds is not None else None
-        if callable(smalldata):
+        # psana2's files= DataSource has smalldata() but no smalldata_obj behind it (4.3.4): h5py then.
+        if callable(smalldata) and hasattr(ds, "smalldata_obj"):
             self._smd = smalldata(filename=self.filename, batch_size=int(batch_size))
             self._h5 = None
         else:
