@@ -8,6 +8,8 @@ named as such. Everything else uses psana2 4.3.4 itself, serially and under
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import os
 import re
 import shutil
@@ -24,16 +26,47 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "psana", "veto_xtc2.py")
 DETECTOR = "camera"
 
-try:  # psana2 imports mpi4py; both are optional extras
-    import psana  # noqa: F401
+HAVE_PSANA = importlib.util.find_spec("psana") is not None and importlib.util.find_spec("mpi4py") is not None
+WHY_NO_PSANA = "psana2 (and mpi4py) not installed: pip install 'sfx-cnn-veto[psana]'"
 
-    HAVE_PSANA = True
-    WHY_NO_PSANA = ""
-except Exception as exc:  # noqa: BLE001 - any import failure means: not installed properly
-    HAVE_PSANA = False
-    WHY_NO_PSANA = f"psana2 not importable ({type(exc).__name__}: {exc}); pip install 'sfx-cnn-veto[psana]'"
 
-needs_psana = pytest.mark.skipif(not HAVE_PSANA, reason=WHY_NO_PSANA)
+def _c_environ_keys() -> set[str]:
+    libc = ctypes.CDLL(None)
+    envp = ctypes.POINTER(ctypes.c_char_p).in_dll(libc, "environ")
+    keys, i = set(), 0
+    while envp[i]:
+        keys.add(envp[i].split(b"=", 1)[0].decode(errors="replace"))
+        i += 1
+    return keys
+
+
+def _import_psana():
+    """``import psana`` for in-process tests, undoing what it does to child processes.
+
+    Importing psana2 runs ``MPI_Init`` (mpi4py), and Open MPI's singleton
+    start puts OMPI_*/PMIX_* variables into the C environment (not into
+    ``os.environ``). Any later ``mpirun`` started with the inherited
+    environment (``subprocess.run(cmd)`` without ``env=``) in this pytest
+    process then fails. Drop the variables that appeared.
+    """
+    before = _c_environ_keys()
+    try:
+        import psana
+    except Exception as exc:  # noqa: BLE001 - installed but broken: skip with the reason
+        pytest.skip(f"psana2 not importable ({type(exc).__name__}: {exc})")
+    for key in _c_environ_keys() - before:
+        if key not in os.environ:
+            os.unsetenv(key)
+    return psana
+
+
+
+
+def needs_psana(test):
+    """Mark a test as using the real psana2, skipped (with the reason) where it is not installed."""
+    return pytest.mark.psana(pytest.mark.skipif(not HAVE_PSANA, reason=WHY_NO_PSANA)(test))
+
+
 MPIRUN = shutil.which("mpirun")
 needs_mpirun = pytest.mark.skipif(MPIRUN is None, reason="mpirun not found (apt-get install openmpi-bin)")
 
@@ -89,7 +122,13 @@ def direct(model_path, frames):
 
 
 @pytest.fixture(scope="module")
-def run_files(tmp_path_factory, frames):
+def ps():
+    """The psana2 module (imported without leaking MPI state into child processes)."""
+    return _import_psana()
+
+
+@pytest.fixture(scope="module")
+def run_files(ps, tmp_path_factory, frames):
     from sfx_cnn_veto_psana.xtc import write_run
 
     return write_run(tmp_path_factory.mktemp("xtc"), frames, exp="sfxtest01", run=3, detector_name=DETECTOR)
@@ -235,7 +274,7 @@ def test_image_source_and_centre_override(run_files, frames, direct):
 
 
 @needs_psana
-def test_geometry_centre_from_psana_geometry():
+def test_geometry_centre_from_psana_geometry(ps):
     """The crop centre for assembled images comes from psana's own GeometryAccess (epix100a default geometry).
 
     The detector object is a minimal holder for psana2's real geometry class
@@ -245,14 +284,14 @@ def test_geometry_centre_from_psana_geometry():
 
     from sfx_cnn_veto_psana import PsanaVeto
 
-    path = os.path.join(os.path.dirname(psana.__file__), "pscalib", "geometry", "data", "geometry-def-epix100a.data")
+    path = os.path.join(os.path.dirname(ps.__file__), "pscalib", "geometry", "data", "geometry-def-epix100a.data")
     geo = GeometryAccess(path)
     rows, cols = geo.get_pixel_coord_indexes()
     x, y, _ = geo.get_pixel_coords()
     shape = (int(rows.max()) + 1, int(cols.max()) + 1)
 
     holder = types.SimpleNamespace(raw=types.SimpleNamespace(_det_geo=lambda: geo))
-    pv = PsanaVeto(lambda: None, detector=holder, source="image", psana=psana)
+    pv = PsanaVeto(lambda: None, detector=holder, source="image", psana=ps)
     centre = pv.geometry_center(None, shape)
     assert centre is not None
     # independent check: fit image index = a*x + b*y + c over all pixels; c is the index of x=y=0
@@ -276,6 +315,8 @@ def _clean_env():
     return env
 
 
+@pytest.mark.slow
+@pytest.mark.mpi
 @needs_psana
 @needs_mpirun
 def test_mpi_every_event_once(run_files, frames, direct, model_path, tmp_path):
@@ -382,8 +423,7 @@ def test_psana1_standin_api(frames, direct, tmp_path):
     veto, expected = direct
     fake = FakePsana1
     assert psana_generation(fake) == 1
-    if HAVE_PSANA:
-        assert psana_generation(psana) == 2
+    assert psana_generation(types.SimpleNamespace(xtc_version=2)) == 2  # what psana2 declares
     fake._events = [
         fake._Event(fake.EventId(1_600_000_000 + i, 1000 * i, 3 * i), {} if f is None else {"DscCsPad": f})
         for i, f in enumerate(frames)
@@ -442,3 +482,10 @@ def test_plugin_import_is_light():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "plugins")]))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@needs_psana
+def test_psana_import_leaves_children_clean(ps):
+    """After the in-process psana import, child processes see no Open MPI singleton state."""
+    out = subprocess.run(["env"], capture_output=True, text=True, timeout=30).stdout
+    assert "OMPI_MCA_ess=singleton" not in out and "PMIX_SERVER_URI" not in out
