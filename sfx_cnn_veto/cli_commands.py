@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -163,34 +162,49 @@ def _configure_score(parser: argparse.ArgumentParser) -> None:
     add_input_arguments(parser)
     add_model_arguments(parser)
     parser.add_argument("-o", "--output", default="-", help="scores CSV (default: standard output)")
+    parser.add_argument("--sink", action="append", default=[], metavar="NAME:PATH",
+                        help="also send decisions to a sink, e.g. hits-lst:hits.lst (repeatable; "
+                             "'sfx-cnn-veto plugins' lists sinks)")
+
+
+def open_sinks(specs: list[str]) -> list[Any]:
+    """Sinks named ``NAME:PATH`` on the command line, through the ``sfxveto_sinks`` hook."""
+    from sfx_cnn_veto import manager
+    from sfx_cnn_veto.errors import ConfigError
+
+    available = manager.sinks()
+    sinks = []
+    for spec in specs:
+        name, _, path = spec.partition(":")
+        if name not in available:
+            raise ConfigError(f"--sink {spec}: no sink {name!r} (have: {', '.join(sorted(available))})")
+        sinks.append(available[name].create({"path": path}))
+    return sinks
 
 
 def _run_score(args: argparse.Namespace) -> int:
+    from sfx_cnn_veto import manager
     from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
+    from sfx_cnn_veto.io.sinks import CsvSink
     from sfx_cnn_veto.io.store import FrameStore, iter_events
 
     veto = load_veto(args)
+    sinks = open_sinks(args.sink)
+    main_sink = CsvSink(handle=sys.stdout) if args.output == "-" else CsvSink(args.output)
     counts = {"hit": 0, "miss": 0, "error": 0}
     start = time.perf_counter()
-    out = sys.stdout if args.output == "-" else open(args.output + ".part", "w", newline="")
-    try:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["file", "event", "score", "is_hit", "error"])
-        with FrameStore(reader_options(args)) as store, progress(desc="score") as bar:
-            events = iter_events(args.inputs, store, prefix=list_prefix(args))
-            for ref, decision in veto.stream_events(events, store):
-                counts[decision.label] += 1
-                if decision.error:
-                    print(f"sfx-cnn-veto: {ref}: {decision.error} (kept as a hit)", file=sys.stderr)
-                writer.writerow([ref.path, ref.event or "",
-                                 "" if decision.error else f"{decision.score:.6f}",
-                                 int(decision.is_hit), decision.error or ""])
-                bar.update(1)
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    if out is not sys.stdout:
-        os.replace(args.output + ".part", args.output)
+    with FrameStore(reader_options(args)) as store, progress(desc="score") as bar:
+        events = iter_events(args.inputs, store, prefix=list_prefix(args))
+        for ref, decision in veto.stream_events(events, store):
+            counts[decision.label] += 1
+            if decision.error:
+                print(f"sfx-cnn-veto: {ref}: {decision.error} (kept as a hit)", file=sys.stderr)
+            for sink in (main_sink, *sinks):
+                sink.write(ref, decision)
+            manager.notify_decision(ref, decision)
+            bar.update(1)
+    for sink in (main_sink, *sinks):
+        sink.close()
     total = sum(counts.values())
     elapsed = time.perf_counter() - start
     print(f"{total} events: {counts['hit']} hits, {counts['miss']} misses, {counts['error']} errors "
