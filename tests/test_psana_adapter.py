@@ -76,19 +76,9 @@ needs_mpirun = pytest.mark.skipif(MPIRUN is None, reason="mpirun not found (apt-
 # the frames directly", which needs no training) and a run with awkward events
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    import keras
-
-    from sfx_cnn_veto.core.architectures import build_paper_model
-    from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
-
-    keras.utils.set_random_seed(7)
-    path = tmp_path_factory.mktemp("model") / "random.keras"
-    VetoModel(
-        build_paper_model(),
-        ModelMetadata(architecture="paper", input_shape=(350, 350, 1), crop_shape=(350, 350), normalize="standardize"),
-    ).save(path)
-    return str(path)
+def model_path(paper_model_file):
+    """The paper network with seeded random weights (sfx_cnn_veto.testing)."""
+    return paper_model_file
 
 
 @pytest.fixture(scope="module")
