@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -94,13 +95,15 @@ def cmd_veto(args) -> int:
         center = tuple(args.center) if args.center else None
         veto = PsanaVeto.load(model, detector=run.Detector(args.detector), source=args.source,
                               threshold=args.threshold, batch_size=args.batch_size, center=center)
-        n = 0
+        n, start = 0, time.perf_counter()
         for evt, decision in veto.events(run):
             table.record(evt, decision)
             n += 1
         if n:
+            rate = n / (time.perf_counter() - start)
             print(f"rank {rank}: scored {n} events (hit {table.counts['hit']}, miss {table.counts['miss']}, "
-                  f"error {table.counts['error']}); crop centre: {veto.center_origin}", flush=True)
+                  f"error {table.counts['error']}); crop centre: {veto.center_origin}; "
+                  f"{rate:.1f} events/s including model load", flush=True)
     written = table.done()
     if written:
         from sfx_cnn_veto_psana import read_hits, read_table
