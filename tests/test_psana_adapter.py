@@ -356,8 +356,14 @@ class FakePsana1:
     ``psana.DataSource('exp=...:run=...')``, ``ds.events()``,
     ``psana.Detector(name)`` with ``raw/calib/image(evt)``,
     ``point_indexes(evt, pxy_um=(0, 0))`` and ``indexes_xy(evt)``,
-    ``evt.get(psana.EventId).time() -> (sec, nsec)``. No ``xtc_version``.
+    ``evt.get(psana.EventId).time() -> (sec, nsec)``, ``.fiducials()``;
+    ``idx`` mode: ``next(ds.runs()).event(psana.EventTime(time, fiducials))``.
+    No ``xtc_version``.
     """
+
+    class EventTime:
+        def __init__(self, time, fiducials):
+            self.key = (int(time), int(fiducials))
 
     class EventId:
         def __init__(self, sec, nsec, fiducials):
@@ -381,6 +387,13 @@ class FakePsana1:
     @classmethod
     def DataSource(cls, source):
         assert re.fullmatch(r"exp=\w+:run=\d+(:smd|:idx)?", source), source
+        if source.endswith(":idx"):
+            index = {}
+            for evt in cls._events:
+                sec, nsec = evt._eid.time()
+                index[((sec << 32) | nsec, evt._eid.fiducials())] = evt
+            run = types.SimpleNamespace(event=lambda t: index[t.key], times=lambda: list(index))
+            return types.SimpleNamespace(runs=lambda: iter([run]))
         return types.SimpleNamespace(events=lambda: iter(cls._events))
 
     @classmethod
@@ -407,7 +420,7 @@ class FakePsana1:
 def test_psana1_standin_api(frames, direct, tmp_path):
     """The psana1 branch (told apart by the missing ``xtc_version``) against FakePsana1."""
     from sfx_cnn_veto.core.pipeline import Veto
-    from sfx_cnn_veto_psana import PsanaVeto, VetoTable, read_hits, read_table
+    from sfx_cnn_veto_psana import PsanaVeto, VetoTable, hit_rows, psana1_events_at, read_hits, read_table
     from sfx_cnn_veto_psana.veto import psana_generation
 
     veto, expected = direct
@@ -420,7 +433,8 @@ def test_psana1_standin_api(frames, direct, tmp_path):
     ]
     ds = fake.DataSource("exp=cxic0415:run=90:smd")
     pv = PsanaVeto(veto, detector=fake.Detector("DscCsPad"), source="calib", psana=fake)
-    table = VetoTable(None, tmp_path / "veto.h5", hits=tmp_path / "hits.npy", timestamp=pv.timestamp)
+    table = VetoTable(None, tmp_path / "veto.h5", hits=tmp_path / "hits.npy", timestamp=pv.timestamp,
+                      fiducials=pv.fiducials)
     out = []
     for evt, decision in pv.events(ds, batch_size=3):
         table.record(evt, decision)
@@ -433,7 +447,15 @@ def test_psana1_standin_api(frames, direct, tmp_path):
     assert stamps == [((1_600_000_000 + i) << 32) | (1000 * i) for i in range(len(frames))]
     rows = read_table(tmp_path / "veto.h5")
     np.testing.assert_array_equal(rows["timestamp"], stamps)
-    assert set(read_hits(tmp_path / "hits.npy").tolist()) == {s for s, (_, d) in zip(stamps, out) if d.is_hit}
+    hit_stamps = {s for s, (_, d) in zip(stamps, out) if d.is_hit}
+    assert set(read_hits(tmp_path / "hits.npy").tolist()) == hit_stamps
+    np.testing.assert_array_equal(rows["fiducials"], [3 * i for i in range(len(frames))])
+
+    # second pass, idx mode: random access to the hits only
+    rows = hit_rows(tmp_path / "veto.h5")
+    run = next(fake.DataSource("exp=cxic0415:run=90:idx").runs())
+    again = list(psana1_events_at(run, rows["timestamp"], rows["fiducials"], psana=fake))
+    assert {pv.timestamp(evt) for evt in again} == hit_stamps and len(again) == len(hit_stamps)
 
     # assembled image: the crop centre comes from point_indexes (the geometry's beam position)
     shifted = Veto(veto.model, threshold=veto.threshold, center=(180.0, 220.0))

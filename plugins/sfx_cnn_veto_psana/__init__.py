@@ -17,7 +17,9 @@ __all__ = [
     "PsanaVeto",
     "VetoTable",
     "select_timestamps",
+    "psana1_events_at",
     "read_table",
+    "hit_rows",
     "read_hits",
     "write_hits",
     "write_xtc2",
@@ -28,6 +30,8 @@ __all__ = [
 _WHERE = {
     "PsanaVeto": "veto",
     "select_timestamps": "veto",
+    "psana1_events_at": "veto",
+    "hit_rows": "outputs",
     "VetoTable": "outputs",
     "read_table": "outputs",
     "read_hits": "outputs",

@@ -54,6 +54,10 @@ class VetoTable:
     timestamp : callable, optional
         ``evt -> int`` (default ``evt.timestamp``; give
         :meth:`PsanaVeto.timestamp` for psana1 events).
+    fiducials : callable, optional
+        ``evt -> int``: adds a ``fiducials`` column (h5py table only; give
+        :meth:`PsanaVeto.fiducials` for psana1, whose ``idx`` mode addresses
+        events by time and fiducials).
     """
 
     def __init__(
@@ -64,10 +68,12 @@ class VetoTable:
         hits: str | os.PathLike | None = None,
         batch_size: int = 100,
         timestamp: Callable[[Any], int] | None = None,
+        fiducials: Callable[[Any], int] | None = None,
     ) -> None:
         self.filename = os.path.abspath(os.fspath(filename))
         self.hits_path = None if hits is None else os.path.abspath(os.fspath(hits))
         self._timestamp = timestamp or (lambda evt: int(evt.timestamp))
+        self._fiducials = fiducials
         self.counts = {"hit": 0, "miss": 0, "error": 0}
         self._errors_logged = 0
         smalldata = getattr(ds, "smalldata", None) if ds is not None else None
@@ -77,7 +83,7 @@ class VetoTable:
             self._h5 = None
         else:
             self._smd = None
-            self._h5 = _H5Table(self.filename)
+            self._h5 = _H5Table(self.filename, fiducials=fiducials is not None)
         self._done = False
 
     def record(self, evt: Any, decision: Any) -> None:
@@ -94,6 +100,8 @@ class VetoTable:
         if self._smd is not None:
             self._smd.event(evt, {"veto": row})
         else:
+            if self._fiducials is not None:
+                row["fiducials"] = np.uint32(self._fiducials(evt) or 0)
             self._h5.append(self._timestamp(evt), row, decision.error or "")
 
     def _safe_ts(self, evt: Any) -> Any:
@@ -137,7 +145,7 @@ class VetoTable:
 class _H5Table:
     """The table's layout written with h5py (no psana smalldata)."""
 
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, *, fiducials: bool = False) -> None:
         import h5py
 
         self._file = h5py.File(filename, "w")
@@ -148,6 +156,10 @@ class _H5Table:
             "is_hit": f.create_dataset("veto/is_hit", (0,), maxshape=(None,), dtype=np.uint8, chunks=(1024,)),
             "error": f.create_dataset("veto/error", (0,), maxshape=(None,), dtype=np.uint8, chunks=(1024,)),
         }
+        if fiducials:
+            self._cols["fiducials"] = f.create_dataset(
+                "fiducials", (0,), maxshape=(None,), dtype=np.uint32, chunks=(1024,)
+            )
         self._text = f.create_dataset(
             "veto/error_text", (0,), maxshape=(None,), dtype=h5py.string_dtype(), chunks=(1024,)
         )
@@ -176,7 +188,7 @@ class _H5Table:
 
 
 def read_table(filename: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The table's columns, sorted by timestamp: ``timestamp, score, is_hit, error``."""
+    """The table's columns, sorted by timestamp: ``timestamp, score, is_hit, error`` (+ ``fiducials``, psana1)."""
     import h5py
 
     with h5py.File(os.fspath(filename), "r") as f:
@@ -189,6 +201,8 @@ def read_table(filename: str | os.PathLike) -> dict[str, np.ndarray]:
             "is_hit": np.asarray(f["veto/is_hit"][:]).astype(bool),
             "error": np.asarray(f["veto/error"][:]).astype(bool),
         }
+        if "fiducials" in f:
+            cols["fiducials"] = np.asarray(f["fiducials"][:], dtype=np.uint32)
     order = np.argsort(ts, kind="stable")
     return {k: v[order] for k, v in cols.items()}
 
@@ -201,6 +215,13 @@ def hit_timestamps(filename: str | os.PathLike) -> np.ndarray:
     """Sorted timestamps of the table's hits (undecided frames included: fail open)."""
     table = read_table(filename)
     return np.unique(table["timestamp"][table["is_hit"]]).astype(np.uint64)
+
+
+def hit_rows(filename: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The table's rows for hits (undecided included), sorted: for a psana1 ``idx`` second pass."""
+    table = read_table(filename)
+    keep = table["is_hit"]
+    return {k: v[keep] for k, v in table.items()}
 
 
 def write_hits(path: str | os.PathLike, timestamps) -> str:

@@ -98,7 +98,8 @@ def _run(args: argparse.Namespace) -> int:
         for run, det in runs:
             veto = PsanaVeto.load(model, detector=det, source=args.source, psana=psana, **options)
             if table is None:
-                table = VetoTable(None, args.table, hits=args.hits, timestamp=veto.timestamp)
+                table = VetoTable(None, args.table, hits=args.hits, timestamp=veto.timestamp,
+                                  fiducials=veto.fiducials)
             for evt, decision in veto.events(run):
                 table.record(evt, decision)
                 errors += decision.error is not None

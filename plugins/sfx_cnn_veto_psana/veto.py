@@ -200,6 +200,13 @@ class PsanaVeto:
         sec, nsec = eid.time()
         return (int(sec) << 32) | int(nsec)
 
+    def fiducials(self, evt: Any) -> int | None:
+        """psana1: the event's fiducials (with the time, they address it in ``idx`` mode); psana2: None."""
+        if self.generation == 2:
+            return None
+        eid = evt.get(self.psana.EventId)
+        return None if eid is None else int(eid.fiducials())
+
     def frame(self, evt: Any) -> np.ndarray:
         """The array to score for one event; raises :class:`FrameReadError` when psana gives none."""
         if self.detector is None:
@@ -345,3 +352,15 @@ def select_timestamps(
     for evt in events:
         if timestamp(evt) in wanted:
             yield evt
+
+
+def psana1_events_at(run: Any, timestamps: Iterable[int], fiducials: Iterable[int], *, psana: Any) -> Iterator[Any]:
+    """LCLS-I second pass: read only the listed events, by random access.
+
+    ``run`` comes from an ``idx`` DataSource (``psana.DataSource('exp=...:run=...:idx')``,
+    ``next(ds.runs())``); each event is ``run.event(psana.EventTime(time, fiducials))``
+    with ``time = sec << 32 | nsec`` as :meth:`PsanaVeto.timestamp` gives it.
+    The table written for psana1 holds both columns (see :func:`~sfx_cnn_veto_psana.outputs.hit_rows`).
+    """
+    for stamp, fid in zip(timestamps, fiducials):
+        yield run.event(psana.EventTime(int(stamp), int(fid)))
