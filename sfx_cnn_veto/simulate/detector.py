@@ -5,7 +5,7 @@ geometry, beamstop shadow, panel gaps and offsets, pixel gain map, hot and cold
 pixels); :meth:`DetectorModel.read_out` turns an image of expected photons into
 ADU: Poisson photon noise, gain, read noise, panel offsets with a per-frame
 common-mode jitter, ADC rounding and saturation, then hot pixels and zingers.
-The per-pixel noise loop is compiled with numba (about 3 ms for 700x700).
+The per-pixel noise loop is compiled with numba (a few ms for 700x700 on one core).
 """
 
 from __future__ import annotations
