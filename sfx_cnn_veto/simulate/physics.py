@@ -79,10 +79,13 @@ class Structure:
     g0: np.ndarray
     intensity: np.ndarray
     s2: np.ndarray = None   #: |g0|^2, (1/d)^2
+    g0_t: np.ndarray = None  #: g0 transposed, contiguous (3, N)
 
     def __post_init__(self) -> None:
         if self.s2 is None:
             object.__setattr__(self, "s2", np.einsum("ij,ij->i", self.g0, self.g0))
+        if self.g0_t is None:
+            object.__setattr__(self, "g0_t", np.ascontiguousarray(self.g0.T))
 
 
 @functools.lru_cache(maxsize=8)
@@ -182,19 +185,20 @@ def predict_reflections(
     """
     wavelength = geometry.wavelength_a
     k0 = 1.0 / wavelength
-    g = structure.g0 @ rotation.T
-    s2 = structure.s2                                  # |g|^2 does not change with the rotation
-    kz = g[:, 2] + k0
-    # |g + k0|^2 - k0^2 = s2 + 2 k0 gz; the excitation error without a square root for most
-    k_len = np.sqrt(s2 + 2.0 * k0 * g[:, 2] + k0 * k0)
+    # only g_z matters for the excitation error: |g + k0|^2 = |g|^2 + 2 k0 g_z + k0^2,
+    # and |g|^2 does not change with the rotation; the full g only for the few near the sphere
+    s2 = structure.s2
+    gz = rotation[2] @ structure.g0_t
+    k_len = np.sqrt(s2 + 2.0 * k0 * gz + k0 * k0)
     exc = k_len - k0
     eta = np.radians(mosaicity_deg)
     sigma2 = (1.0 / (size_um * 1e4)) ** 2 + s2 * eta * eta + (s2 * wavelength * bandwidth / 2.0) ** 2
-    near = (exc * exc < 2.0 * np.log(1.0 / min_partiality) * sigma2) & (kz > 0)
-    index = np.flatnonzero(near)
-    g, kz, k_len, s2 = g[index], kz[index], k_len[index], s2[index]
-    partiality = np.exp(-0.5 * exc[index] ** 2 / sigma2[index])
-    keep = index
+    near = (exc * exc < 2.0 * np.log(1.0 / min_partiality) * sigma2) & (gz + k0 > 0)
+    keep = np.flatnonzero(near)
+    g = structure.g0[keep] @ rotation.T
+    kz = g[:, 2] + k0
+    k_len, s2 = k_len[keep], s2[keep]
+    partiality = np.exp(-0.5 * exc[keep] ** 2 / sigma2[keep])
     # direction of the diffracted beam, then the detector plane
     x = geometry.distance_m * g[:, 0] / kz
     y = geometry.distance_m * g[:, 1] / kz
@@ -237,7 +241,10 @@ def render_spots(image: np.ndarray, fs: np.ndarray, ss: np.ndarray, photons: np.
     cols, rows = np.broadcast_to(cols, weights.shape), np.broadcast_to(rows, weights.shape)
     inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
     flat = rows[inside] * width + cols[inside]
-    image += np.bincount(flat, weights=weights[inside], minlength=height * width).reshape(image.shape).astype(image.dtype)
+    target = image.reshape(-1)
+    if not np.shares_memory(target, image):
+        raise ValueError("render_spots needs a contiguous image")
+    np.add.at(target, flat, weights[inside].astype(image.dtype))
 
 
 def rotation_for_bragg(structure_basis: np.ndarray, hkl, wavelength_a: float, azimuth_deg: float = 0.0):
