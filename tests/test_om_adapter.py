@@ -6,9 +6,10 @@ OM's ZMQ data socket for the ``cnn_veto`` counts, and read OM's log and the
 collector's per-event decisions file. They are skipped (with the reason) only
 where mpirun, mpi4py or OM cannot be imported; CI installs all three.
 
-The model is a tiny network trained in a fixture on obvious demo frames
-(``sfx_cnn_veto_om.demo``), so "no frame peakfinder8 calls a hit is vetoed"
-is a meaningful check of the plumbing, not of the model.
+Frames come from the project's simulator (``sfx_cnn_veto_om.demo``; obvious
+Gaussian spots where the simulator is not installed). The model is a tiny
+network trained in a session fixture on other simulated frames, so "no frame
+peakfinder8 calls a hit is vetoed" checks the plumbing with a good model.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "om"
 RUN_TIMEOUT = 240  # seconds, per monitor run (normally 3-15 s)
 N_FILES, N_FRAMES = 4, 10
-TRAIN_FRAMES = 96
+TRAIN_FRAMES = 200
 
 HAVE_OM = importlib.util.find_spec("om") is not None
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None

@@ -19,7 +19,7 @@ repo="$(cd "$here/../.." && pwd)"
 export PYTHONPATH="$repo:$repo/plugins${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p run
 
-echo "== 1/3 simulated frames (4 files x 10 frames, 700x700, entry/data/data)"
+echo "== 1/3 simulated frames (4 files x 10 frames, 700x700, entry/data/data; sfx_cnn_veto.simulate)"
 "$PYTHON" -m sfx_cnn_veto_om.demo data run/data --files 4 --frames 10 --seed 0
 
 echo "== 2/3 model"
