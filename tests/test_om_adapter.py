@@ -117,6 +117,19 @@ def test_stats_counts_veto_and_agreement():
     assert line.startswith("cnn_veto final: mode=veto frames=4") and "last_error='boom'" in line
 
 
+@needs_om
+def test_om_numpy_and_tensorflow_share_one_environment():
+    """OM 23.8.3 needs numpy<2 (np.float_); TensorFlow must work beside it (the environment question)."""
+    import numpy
+    from om.algorithms.crystallography import Peakfinder8PeakDetection  # noqa: F401 - OM's compiled peakfinder8
+
+    from sfx_cnn_veto.core.tf import import_tensorflow
+
+    tf = import_tensorflow()
+    assert int(numpy.__version__.split(".")[0]) < 2, numpy.__version__
+    assert float(tf.reduce_sum(tf.constant(numpy.ones(3, dtype=numpy.float32)))) == 3.0
+
+
 # ---------------------------------------------------------------------------
 # The launcher's layer loading (needs OM importable, not MPI)
 
@@ -332,6 +345,10 @@ def _check_common(run: dict, truth) -> dict:
     assert sorted(ids) == sorted(_expected_event_ids(truth)), "decisions.csv does not list every event once"
     ranks = final["ranks"]
     assert sorted(ranks) == [1, 2], f"expected end-of-run reports from ranks 1 and 2, got {sorted(ranks)}"
+    # The model is loaded once on each processing rank, never on the collector (rank 0).
+    loaded = sorted(int(line.split("rank ")[1].split()[0]) for line in run["log"].splitlines()
+                    if "cnn_veto: rank " in line and " loaded " in line)
+    assert loaded == ([1, 2] if final["mode"] != "off" else []), loaded
     assert sum(r["frames"] for r in ranks.values()) == n
     # peakfinder8 calls counted where they happen (the rank's wrapper around OM's peak finder) ...
     assert sum(r["peakfinder8_calls"] for r in ranks.values()) == final["peakfinder8_calls"]

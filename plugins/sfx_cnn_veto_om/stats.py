@@ -61,6 +61,7 @@ class VetoStats:
     cnn_hit_pf8_miss: int = 0
     cnn_miss_pf8_hit: int = 0
     cnn_seconds: float = 0.0
+    cnn_timed: int = 0  # frames with a CNN timing (the CNN was called)
     peakfinder8_seconds: float = 0.0
     last_error: str | None = None
     error_reasons: dict[str, int] = field(default_factory=dict)
@@ -92,6 +93,7 @@ class VetoStats:
         ms = record.get("cnn_ms", math.nan)
         if ms == ms:
             self.cnn_seconds += ms / 1000.0
+            self.cnn_timed += 1
         if cnn_hit is not None and not error:
             self.cnn_frames += 1
             self.cnn_hits += bool(cnn_hit)
@@ -119,8 +121,7 @@ class VetoStats:
 
     @property
     def cnn_ms_per_frame(self) -> float:
-        timed = self.cnn_frames + self.errors if self.mode != "off" else 0
-        return 1000.0 * self.cnn_seconds / timed if timed else math.nan
+        return 1000.0 * self.cnn_seconds / self.cnn_timed if self.cnn_timed else math.nan
 
     @property
     def peakfinder8_ms_per_call(self) -> float:
