@@ -254,3 +254,13 @@ def test_mpirun_three_ranks_identical_to_serial(world, tmp_path):
     assert "on 3 ranks" in proc.stderr
     for name in ("hits.lst", "misses.lst", "errors.lst", "scores.csv"):
         assert (par / name).read_bytes() == (serial / name).read_bytes(), name
+
+
+def test_non_utf8_file_names_pass_through_byte_for_byte(world, tmp_path):
+    lst = tmp_path / "odd.lst"
+    lst.write_bytes(b"caf\xe9.cxi //0\nrun_a.cxi //1\n")
+    assert run_filter(world, tmp_path / "out", "--threshold", "0", inputs=[str(lst)]) == 2
+    out = tmp_path / "out"
+    assert (out / "errors.lst").read_bytes() == b"caf\xe9.cxi //0\n"
+    assert (out / "hits.lst").read_bytes() == b"caf\xe9.cxi //0\nrun_a.cxi //1\n"
+    assert b"caf\xe9.cxi,//0,,1," in (out / "scores.csv").read_bytes()

@@ -2,7 +2,7 @@
 # The CrystFEL walk-through of README.md, end to end (all but indexamajig, which is not
 # installable here). Usage: examples/crystfel/run.sh [WORKDIR]   (default: a fresh temp dir)
 # Environment: PYTHON (default: python3), MODEL (a trained .keras; default: the shipped
-# model, else an UNTRAINED stand-in, whose decisions mean nothing).
+# model, else an UNTRAINED stand-in, whose decisions mean nothing), MPI=0 skips the MPI step.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${1:-$(mktemp -d -t sfx-cnn-veto-crystfel.XXXXXX)}
@@ -22,7 +22,7 @@ else
     echo "(sfx-cnn-veto simulate is not available in this checkout: using examples/crystfel/make_data.py)"
     "$PY" "$HERE/make_data.py" data
 fi
-LST=$(ls data/*.lst | head -n 1)
+LISTS=(data/*.lst); LST=${LISTS[0]}
 GEOM=${LST%.lst}.geom
 echo "list: $LST ($(wc -l < "$LST") events), geometry: $GEOM"
 
@@ -32,7 +32,7 @@ elif "$PY" -c "import sys; from sfx_cnn_veto.core.model import default_model_pat
     MODEL_ARGS=()
 else
     echo "(no trained model shipped: writing an UNTRAINED stand-in; pass MODEL=your.keras for real decisions)"
-    CXI=$(sed -E 's# //[0-9]+$##' "$LST" | head -n 1)
+    CXI=$(sed -n -E '1{s# //[0-9]+$##;p;q}' "$LST")
     "$PY" "$HERE/make_data.py" standin --frames 1 --size 8 --model model.keras --calibrate "$CXI" >/dev/null
     MODEL_ARGS=(-m model.keras)
 fi
@@ -44,7 +44,7 @@ head -n 3 hits.lst
 test "$(($(wc -l < misses.lst) + $(wc -l < errors.lst) + $(grep -c ',hit,' scores.csv || true)))" \
      -eq "$(($(wc -l < scores.csv) - 1))"
 
-if command -v mpirun >/dev/null && "$PY" -c "import mpi4py" 2>/dev/null; then
+if [ "${MPI:-1}" != 0 ] && command -v mpirun >/dev/null && "$PY" -c "import mpi4py" 2>/dev/null; then
     echo "== 2b. the same on 2 MPI ranks: identical bytes"
     ok mpirun --allow-run-as-root --oversubscribe -n 2 "$PY" -m sfx_cnn_veto.cli filter-lst "$LST" \
         "${MODEL_ARGS[@]}" -o hits_mpi.lst --scores scores_mpi.csv --keep-misses-fraction 0.05 --batch-size 16

@@ -343,8 +343,8 @@ def _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
             # the veto batches exactly as the blocks are cut (batch_size events, aligned)
             for ref, decision in veto.stream_events(mine(store), store):
                 index, line, event = pending.popleft()
-                if current_index is not None and index != current_index:
-                    writer.write(current_index, current)
+                if current and index != current_index:
+                    writer.write(current_index, current)  # (only the inputs' last block is short)
                     current = []
                 current_index = index
                 error = explain(line, decision.error) if decision.error else None
@@ -352,6 +352,9 @@ def _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
                     print(f"sfx-cnn-veto: {line}: {error} (kept in {args.output})" if not args.errors_as_misses
                           else f"sfx-cnn-veto: {line}: {error}", file=sys.stderr)
                 current.append(Event(line, ref.path, event, None if error else float(decision.score), error))
+                if len(current) == batch:
+                    writer.write(current_index, current)
+                    current = []
                 scored += 1
                 if bar is not None:
                     bar.update(1)
