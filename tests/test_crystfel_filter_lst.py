@@ -195,47 +195,62 @@ def _blocks_done(journal_dir) -> int:
     return total
 
 
-def test_sigkill_then_resume_gives_the_same_bytes(world, big, tmp_path):
-    outs = ["hits.lst", "misses.lst", "errors.lst", "scores.csv"]
+OUTS = ["hits.lst", "misses.lst", "errors.lst", "scores.csv"]
 
-    def args(out, *extra):
-        return ["filter-lst", str(big / "big.lst"), "-m", world["model"], "-o", str(out / "hits.lst"),
-                "--misses", str(out / "misses.lst"), "--errors", str(out / "errors.lst"),
-                "--scores", str(out / "scores.csv"), "--batch-size", "4", "--keep-misses-fraction", "0.1", *extra]
 
-    ref = tmp_path / "ref"
-    ref.mkdir()
-    assert main(args(ref)) == 2
+def big_args(world, big, out, *extra):
+    return ["filter-lst", str(big / "big.lst"), "-m", world["model"], "-o", str(out / "hits.lst"),
+            "--misses", str(out / "misses.lst"), "--errors", str(out / "errors.lst"),
+            "--scores", str(out / "scores.csv"), "--batch-size", "4", "--keep-misses-fraction", "0.1", *extra]
+
+
+@pytest.fixture(scope="module")
+def big_ref(world, big, tmp_path_factory):
+    """The uninterrupted serial run over the big list."""
+    ref = tmp_path_factory.mktemp("big_ref")
+    assert main(big_args(world, big, ref)) == 2
+    return ref
+
+
+def kill_at(cmd, journal, point):
+    """Start ``cmd``, SIGKILL it once the journal holds ``point`` blocks."""
+    proc = subprocess.Popen(cmd, env=data.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _blocks_done(journal) < point and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert proc.poll() is None, f"the run ended before the kill point: {proc.stderr.read().decode()[-2000:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert _blocks_done(journal) >= point
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_same_bytes(world, big, big_ref, tmp_path):
     n_blocks = (902 + 3) // 4
     work = tmp_path / "work"
     work.mkdir()
     journal = str(work / "hits.lst") + ".journal"
     for i, point in enumerate([2, n_blocks // 3, (2 * n_blocks) // 3]):
-        cmd = [sys.executable, "-m", "sfx_cnn_veto.cli", *args(work, *(["--resume"] if i else []))]
-        proc = subprocess.Popen(cmd, env=data.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 120
-        while _blocks_done(journal) < point and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert proc.poll() is None, f"run {i} ended before the kill point: {proc.stderr.read().decode()[-2000:]}"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
+        cmd = [sys.executable, "-m", "sfx_cnn_veto.cli", *big_args(world, big, work, *(["--resume"] if i else []))]
+        kill_at(cmd, journal, point)
         assert not (work / "hits.lst").exists(), "a killed run left a hits.lst"
-        assert _blocks_done(journal) >= point
     done_before = _blocks_done(journal)
-    final = data.cli(*args(work, "--resume"))
+    final = data.cli(*big_args(world, big, work, "--resume"))
     assert final.returncode == 2, final.stderr
     assert "replayed from the journal" in final.stderr
     scored = int(final.stderr.split("scored ")[1].split()[0])
     assert scored <= 902 - 4 * (done_before - 1)  # finished blocks were not scored again
-    for name in outs:
-        assert (work / name).read_bytes() == (ref / name).read_bytes(), name
+    for name in OUTS:
+        assert (work / name).read_bytes() == (big_ref / name).read_bytes(), name
     assert not os.path.exists(journal)
 
 
 # ---------------------------------------------------------------------------
 # MPI: mpirun -n 3 gives the serial run's bytes.
 
+@pytest.mark.slow
+@pytest.mark.mpi
 def test_mpirun_three_ranks_identical_to_serial(world, tmp_path):
     mpirun = shutil.which("mpirun")
     if mpirun is None:
@@ -264,3 +279,21 @@ def test_non_utf8_file_names_pass_through_byte_for_byte(world, tmp_path):
     assert (out / "errors.lst").read_bytes() == b"caf\xe9.cxi //0\n"
     assert (out / "hits.lst").read_bytes() == b"caf\xe9.cxi //0\nrun_a.cxi //1\n"
     assert b"caf\xe9.cxi,//0,,1," in (out / "scores.csv").read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_serial_run_killed_then_resumed_under_mpirun(world, big, big_ref, tmp_path):
+    mpirun = shutil.which("mpirun")
+    if mpirun is None:
+        pytest.skip("mpirun is not installed (Debian: openmpi-bin)")
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install mpi4py)")
+    journal = str(tmp_path / "hits.lst") + ".journal"
+    kill_at([sys.executable, "-m", "sfx_cnn_veto.cli", *big_args(world, big, tmp_path)], journal, 100)
+    cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", "2", sys.executable, "-m", "sfx_cnn_veto.cli",
+           *big_args(world, big, tmp_path, "--resume")]
+    proc = subprocess.run(cmd, env=data.env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "on 2 ranks" in proc.stderr and "replayed from the journal" in proc.stderr
+    for name in OUTS:
+        assert (tmp_path / name).read_bytes() == (big_ref / name).read_bytes(), name

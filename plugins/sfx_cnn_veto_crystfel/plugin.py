@@ -8,7 +8,7 @@ Importing this module is cheap: each command imports its code when it runs.
 from __future__ import annotations
 
 from sfx_cnn_veto import hookimpl
-from sfx_cnn_veto.types import CommandSpec
+from sfx_cnn_veto.types import CommandSpec, SinkSpec
 
 
 def _lazy(module: str, name: str):
@@ -43,4 +43,14 @@ def sfxveto_commands():
             "convert hit lists: OM/Cheetah lists to indexamajig .lst (hitlist), a .lst to a scores CSV (lst-scores)",
             _lazy("convert", "configure"), _lazy("convert", "run"),
         ),
+    ]
+
+
+@hookimpl
+def sfxveto_sinks():
+    return [
+        SinkSpec("crystfel-lst", _lazy("sinks", "LstSink"),
+                 "events as indexamajig .lst lines (path //N), filtered: hits (default), misses, errors, all"),
+        SinkSpec("cxi-sidecar", _lazy("sinks", "SidecarSink"),
+                 "per-event scores in <stem>.cnn.h5 beside CXI files (/entry_1/result_1/cnnHitScore, cnnHit)"),
     ]

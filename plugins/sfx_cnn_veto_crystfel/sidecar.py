@@ -165,6 +165,15 @@ def run(args: argparse.Namespace) -> int:
             continue
         target.set(index, score, is_hit, error)
     written = 0
+    targets: dict[str, str] = {}
+    for path, file_tags in tags.items():
+        if file_tags is None or args.in_place:
+            continue
+        target = os.path.abspath(sidecar_path(path, output_dir=args.output_dir, suffix=args.suffix))
+        if target in targets:
+            raise ConfigError(f"{targets[target]} and {path} would share the sidecar {target}; "
+                              "write them to different --output-dir runs")
+        targets[target] = path
     for path, file_tags in tags.items():
         if file_tags is None:
             continue
