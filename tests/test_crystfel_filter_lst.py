@@ -185,6 +185,19 @@ def big(world, tmp_path_factory):
     return d
 
 
+def run_mpi(cmd, *, cwd=None, timeout=480) -> tuple[int, str]:
+    """Run mpirun in its own process group; on a timeout kill the whole group (no orphan ranks)."""
+    proc = subprocess.Popen(cmd, env=data.env(), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"mpirun did not finish in {timeout} s:\n{out[-3000:]}")
+    return proc.returncode, out
+
+
 def _blocks_done(journal_dir) -> int:
     total = 0
     if os.path.isdir(journal_dir):
@@ -264,9 +277,9 @@ def test_mpirun_three_ranks_identical_to_serial(world, tmp_path):
            "filter-lst", "in.lst", "-m", world["model"], "-o", str(par / "hits.lst"),
            "--misses", str(par / "misses.lst"), "--errors", str(par / "errors.lst"),
            "--scores", str(par / "scores.csv"), "--batch-size", "8", "--keep-misses-fraction", "0.3"]
-    proc = subprocess.run(cmd, env=data.env(), cwd=world["dir"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "on 3 ranks" in proc.stderr
+    code, out = run_mpi(cmd, cwd=world["dir"])
+    assert code == 2, out
+    assert "on 3 ranks" in out
     for name in ("hits.lst", "misses.lst", "errors.lst", "scores.csv"):
         assert (par / name).read_bytes() == (serial / name).read_bytes(), name
 
@@ -292,8 +305,8 @@ def test_serial_run_killed_then_resumed_under_mpirun(world, big, big_ref, tmp_pa
     kill_at([sys.executable, "-m", "sfx_cnn_veto.cli", *big_args(world, big, tmp_path)], journal, 100)
     cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", "2", sys.executable, "-m", "sfx_cnn_veto.cli",
            *big_args(world, big, tmp_path, "--resume")]
-    proc = subprocess.run(cmd, env=data.env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "on 2 ranks" in proc.stderr and "replayed from the journal" in proc.stderr
+    code, out = run_mpi(cmd)
+    assert code == 2, out
+    assert "on 2 ranks" in out and "replayed from the journal" in out
     for name in OUTS:
         assert (tmp_path / name).read_bytes() == (big_ref / name).read_bytes(), name

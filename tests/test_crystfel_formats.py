@@ -137,3 +137,25 @@ def test_convert_hitlist_cli(tmp_path):
     assert main(["convert", "hitlist", str(om), "-o", str(out), "--min-peaks", "10"]) == 0
     assert out.read_bytes() == b"/abs/run.h5 //5\n/abs/my run.h5 //10\n"
     assert not (tmp_path / "hits.lst.part").exists()
+
+
+def test_mpi_is_detected_from_the_launcher_without_importing_mpi4py(monkeypatch):
+    import subprocess
+    import sys
+
+    import _crystfel_data as data
+    from sfx_cnn_veto_crystfel import mpi
+
+    for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK",
+                 "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
+    assert not mpi.under_mpi_launcher()
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "1")
+    assert not mpi.under_mpi_launcher()
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+    assert mpi.under_mpi_launcher()
+    assert isinstance(mpi.world("off"), mpi.SerialComm)
+    code = ("import sys; from sfx_cnn_veto_crystfel.mpi import world, SerialComm; "
+            "assert isinstance(world(), SerialComm); assert 'mpi4py' not in sys.modules")
+    env = {k: v for k, v in data.env().items() if not k.startswith(("OMPI_", "PMI", "PMIX_"))}
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0

@@ -268,6 +268,8 @@ def run(args: argparse.Namespace) -> int:
             session = journal.next_session()
         except VetoError as exc:
             setup_error = str(exc)
+        except OSError as exc:  # every rank must hear of it, or the others wait forever
+            setup_error = f"cannot set up the journal {journal.dir}: {exc}"
     setup_error, session = comm.bcast((setup_error, session), root=0)
     if setup_error:
         if rank == 0:
@@ -299,9 +301,13 @@ def run(args: argparse.Namespace) -> int:
 
     reports = comm.gather((failure, counter.n, counter.hash.hexdigest(), scored, opts_threshold, scoring_time),
                           root=0)
-    code = 0
-    if rank == 0:
+    if rank != 0:
+        return comm.bcast(None, root=0)
+    try:
         code = _finish(args, journal, reports, start)
+    except BaseException:
+        comm.bcast(3, root=0)  # release the other ranks before raising
+        raise
     return comm.bcast(code, root=0)
 
 
