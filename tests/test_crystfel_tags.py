@@ -177,25 +177,19 @@ def test_convert_lst_to_scores(run, tmp_path):
         assert r["score"] == run["scores"][(r["file"], r["event"])]["score"]
 
 
-def test_sinks_write_lst_and_sidecars(run, tmp_path):
+def test_sidecar_sink_through_score(run, tmp_path):
     import h5py
 
     from sfx_cnn_veto import manager
-    from sfx_cnn_veto.core.pipeline import Decision
 
-    specs = manager.sinks()
-    assert {"crystfel-lst", "cxi-sidecar"} <= set(specs)
-    hits = specs["crystfel-lst"].create({"path": str(tmp_path / "hits.lst")})
-    side = specs["cxi-sidecar"].create({"output_dir": str(tmp_path)})
-    cxi = str(run["dir"] / "run 2.cxi")
-    decisions = [Decision(0.9, True), Decision(0.1, False), Decision(float("nan"), True, "unreadable")]
-    for i, d in enumerate(decisions):
-        hits.write(d, event=(cxi, f"//{i}"))
-        side.write(d, event=(cxi, f"//{i}"))
-    assert not (tmp_path / "hits.lst").exists()  # appears whole, on close
-    hits.close()
-    side.close()
-    assert (tmp_path / "hits.lst").read_text() == f"{cxi} //0\n{cxi} //2\n"
+    assert "cxi-sidecar" in manager.sinks()
+    d = run["dir"]
+    (tmp_path / "two.lst").write_text(f"{d / 'run 2.cxi'} //0\n{d / 'run 2.cxi'} //2\n")
+    assert main(["score", str(tmp_path / "two.lst"), "-m", run["model"], "-o", str(tmp_path / "s.csv"),
+                 "--sink", f"cxi-sidecar:{tmp_path}"]) == 0
+    rows = data.read_csv(tmp_path / "s.csv")
     with h5py.File(tmp_path / "run 2.cnn.h5", "r") as f:
-        assert list(f["/entry_1/result_1/cnnHit"][:4]) == [1, 0, 1, -1]
-        assert list(f["/entry_1/result_1/cnnError"][:4]) == [0, 0, 1, 0]
+        hit = f["/entry_1/result_1/cnnHit"][()]
+        score = f["/entry_1/result_1/cnnHitScore"][()]
+    assert list(hit[:4]) == [int(rows[0]["is_hit"]), -1, int(rows[1]["is_hit"]), -1]
+    assert score[2] == pytest.approx(float(rows[1]["score"]), abs=1e-6)

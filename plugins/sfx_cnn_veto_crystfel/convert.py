@@ -70,7 +70,7 @@ def _lst_scores(args: argparse.Namespace) -> int:
             else:
                 from sfx_cnn_veto.cli_commands import load_veto
 
-                args.backend, args.batch_size, args.threads = "keras", 64, None
+                args.backend = args.batch_size = args.threads = None  # the defaults
                 veto = load_veto(args)
                 rows = ((ref.path, canonical(ref)[1], None if d.error else d.score, d.is_hit, d.error)
                         for ref, d in veto.stream_events(events, store))

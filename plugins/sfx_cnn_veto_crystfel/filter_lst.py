@@ -192,6 +192,8 @@ def _fingerprint(args: argparse.Namespace, model: str) -> dict[str, Any]:
         "model_sha256": file_sha256(model),
         "backend": args.backend,
         "batch_size": args.batch_size,
+        "center": list(args.center) if getattr(args, "center", None) else None,
+        "config": os.path.abspath(args.config) if getattr(args, "config", None) else None,
     }
 
 
@@ -223,10 +225,28 @@ class _Counter:
             self.hash.update(line.encode("utf-8", "surrogateescape") + b"\n")
 
 
+def resolve_settings(args: argparse.Namespace) -> None:
+    """Fill prefix, batch size and backend from ``--config`` where the command line left them out.
+
+    The journal's fingerprint and the block size need the values that will be used.
+    """
+    from sfx_cnn_veto.cli_commands import config_of, list_prefix
+
+    cfg = config_of(args)
+    args.prefix = list_prefix(args)
+    if args.batch_size is None:
+        args.batch_size = cfg.model.batch_size
+    if args.backend is None:
+        args.backend = cfg.model.backend
+    if args.threads is None:
+        args.threads = cfg.model.threads
+
+
 def run(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.cli_commands import load_veto, model_path, progress, reader_options
     from sfx_cnn_veto.io.store import FrameStore, iter_events
 
+    resolve_settings(args)
     if not 0.0 <= args.keep_misses_fraction <= 1.0:
         raise ConfigError(f"--keep-misses-fraction: expected a number in [0, 1], got {args.keep_misses_fraction}")
     if args.batch_size < 1:

@@ -49,8 +49,6 @@ def sfxveto_commands():
 @hookimpl
 def sfxveto_sinks():
     return [
-        SinkSpec("crystfel-lst", _lazy("sinks", "LstSink"),
-                 "events as indexamajig .lst lines (path //N), filtered: hits (default), misses, errors, all"),
         SinkSpec("cxi-sidecar", _lazy("sinks", "SidecarSink"),
-                 "per-event scores in <stem>.cnn.h5 beside CXI files (/entry_1/result_1/cnnHitScore, cnnHit)"),
+                 "per-event scores in DIR/<stem>.cnn.h5 (--sink cxi-sidecar:DIR; empty DIR: beside each CXI file)"),
     ]

@@ -110,7 +110,7 @@ def _frame_index(event: str | None) -> int | None:
 def run(args: argparse.Namespace) -> int:
     from sfx_cnn_veto import __version__
     from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
-    from sfx_cnn_veto.cli_commands import load_veto, model_path, progress, reader_options
+    from sfx_cnn_veto.cli_commands import list_prefix, load_veto, model_path, progress, reader_options
     from sfx_cnn_veto.io.hdf5 import HDF5Source
     from sfx_cnn_veto.io.store import FrameStore, iter_events
 
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         return tags[resolved]
 
     with FrameStore(reader_options(args)) as store:
-        events = iter_events(args.inputs, store, prefix=args.prefix)
+        events = iter_events(args.inputs, store, prefix=list_prefix(args))
         if args.scores:
             table = read_scores_csv(args.scores, threshold=args.threshold)
             attrs = {"scores_csv": os.path.abspath(args.scores)}
