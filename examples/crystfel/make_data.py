@@ -45,6 +45,7 @@ def main() -> None:
                         help="set the untrained model's threshold to the median score of these frames")
     args = parser.parse_args()
     import h5py
+    import hdf5plugin  # noqa: F401 - the simulator writes bitshuffle/LZ4 frames
 
     os.makedirs(args.outdir, exist_ok=True)
     rng = np.random.default_rng(2018)

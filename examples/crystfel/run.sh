@@ -17,7 +17,7 @@ echo "== working in $WORK"
 
 echo "== 1. data: simulated frames (CXI), their .lst and a matching .geom"
 if veto simulate --help >/dev/null 2>&1; then
-    veto simulate data --frames 40 --size 400x400
+    veto simulate data --runs 90 --frames 60 --size 400x400
 else
     echo "(sfx-cnn-veto simulate is not available in this checkout: using examples/crystfel/make_data.py)"
     "$PY" "$HERE/make_data.py" data
@@ -49,6 +49,19 @@ if [ "${MPI:-1}" != 0 ] && command -v mpirun >/dev/null && "$PY" -c "import mpi4
     ok mpirun --allow-run-as-root --oversubscribe -n 2 "$PY" -m sfx_cnn_veto.cli filter-lst "$LST" \
         "${MODEL_ARGS[@]}" -o hits_mpi.lst --scores scores_mpi.csv --keep-misses-fraction 0.05 --batch-size 16
     cmp hits.lst hits_mpi.lst && cmp scores.csv scores_mpi.csv && echo "MPI output identical to serial"
+fi
+
+TRUTH=${LST%.lst}.truth.csv
+if [ -f "$TRUTH" ]; then
+    echo "== 2c. against the simulation's truth: how many crystal frames does hits.lst keep?"
+    "$PY" - "$TRUTH" <<'PYEOF'
+import csv, sys
+truth = {(r["file"], r["event"]): r["crystal"] == "1" for r in csv.DictReader(open(sys.argv[1]))}
+listed = {tuple(l.rstrip("\n").rsplit(" ", 1)) for l in open("hits.lst")}
+crystals = [k for k, c in truth.items() if c]
+kept = sum(1 for k in crystals if k in listed)
+print(f"hits.lst keeps {kept} of {len(crystals)} crystal frames and {len(listed)} of {len(truth)} frames")
+PYEOF
 fi
 
 echo "== 3. the indexamajig command you would run now (CrystFEL is not installed here):"
