@@ -274,7 +274,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             model = model_path(args)
             meta = _fingerprint(args, model)
-            if args.resume and journal.exists():
+            if args.resume and journal.exists() and journal.read_meta() is None and not journal.session_files():
+                journal.create(meta)  # killed while creating the journal: nothing was done yet
+            elif args.resume and journal.exists():
                 journal.check_meta(meta)
             elif args.resume:
                 print(f"filter-lst: no journal at {journal.dir}: nothing to resume, starting from the beginning",
