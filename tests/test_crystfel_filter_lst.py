@@ -150,8 +150,8 @@ def test_keep_misses_fraction_is_reproducible_and_order_independent(world, tmp_p
     assert run_filter(world, tmp_path / "two", "--keep-misses-fraction", "0.5", inputs=["reversed.lst"]) in (0, 2)
     rows2 = data.read_csv(tmp_path / "two" / "scores.csv")
     kept2 = {(r["file"], r["event"]) for r in rows2 if r["label"] == "miss" and r["in_hits_lst"] == "1"}
-    assert kept2 == {k for k in kept if k[0] == "run_a.cxi" and k[1] != "//8"} | {
-        k for k in kept2 if k == ("run_a.cxi", "//8")}
+    assert kept2 == {k for k in kept if k[0] == "run_a.cxi"}
+    assert kept2  # (the draw kept some of run_a's misses)
 
 
 def test_resume_refuses_a_journal_of_other_settings(world, tmp_path, capsys):
