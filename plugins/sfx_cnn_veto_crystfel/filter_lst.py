@@ -257,6 +257,9 @@ def run(args: argparse.Namespace) -> int:
     for path in outputs:
         if os.path.abspath(path) in {os.path.abspath(i) for i in args.inputs}:
             raise ConfigError(f"{path}: output would overwrite an input")
+    for item in args.inputs:
+        if item.endswith((".lst", ".txt")) and not os.path.exists(item):
+            raise ConfigError(f"{item}: event list not found")
     if args.resume and "-" in args.inputs:
         raise ConfigError("--resume needs inputs read from files, not standard input")
 
@@ -403,8 +406,11 @@ def _finish(args, journal: Journal, reports, start: float) -> int:
         for r, text in failures:
             where = f"rank {r}: " if len(reports) > 1 else ""
             print(f"sfx-cnn-veto: error: {where}{text}", file=sys.stderr)
-        print(f"filter-lst: stopped; finished blocks are in {journal.dir}: rerun with --resume to continue",
-              file=sys.stderr)
+        if any(True for _ in journal.blocks()):
+            print(f"filter-lst: stopped; finished blocks are in {journal.dir}: rerun with --resume to continue",
+                  file=sys.stderr)
+        else:
+            journal.remove()  # nothing was done: leave no journal behind
         internal = any(f.startswith("internal") for _r, f in failures)
         return EXIT_INTERNAL if internal else EXIT_USER_ERROR
     counts = {(n, h) for _f, n, h, *_rest in reports}
