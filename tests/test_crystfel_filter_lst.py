@@ -185,16 +185,18 @@ def big(world, tmp_path_factory):
     return d
 
 
-def run_mpi(cmd, *, cwd=None, timeout=480) -> tuple[int, str]:
+def run_mpi(cmd, *, cwd=None, timeout=360) -> tuple[int, str]:
     """Run mpirun in its own process group; on a timeout kill the whole group (no orphan ranks)."""
     proc = subprocess.Popen(cmd, env=data.env(), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        ps = subprocess.run(["ps", "-o", "pid,stat,etime,time,pcpu,args", "-g", str(proc.pid)],
+                            capture_output=True, text=True).stdout
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        pytest.fail(f"mpirun did not finish in {timeout} s:\n{out[-3000:]}")
+        pytest.fail(f"mpirun did not finish in {timeout} s; its processes were:\n{ps}\noutput:\n{out[-3000:]}")
     return proc.returncode, out
 
 

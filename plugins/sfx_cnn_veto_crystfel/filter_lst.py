@@ -40,6 +40,7 @@ from sfx_cnn_veto.io.lst import lint_line
 
 from sfx_cnn_veto_crystfel import atomic
 from sfx_cnn_veto_crystfel.journal import Event, Journal, block_digest, file_sha256
+from sfx_cnn_veto_crystfel import mpi
 from sfx_cnn_veto_crystfel.mpi import local_size, world
 
 log = logging.getLogger(__name__)
@@ -295,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
             setup_error = str(exc)
         except OSError as exc:  # every rank must hear of it, or the others wait forever
             setup_error = f"cannot set up the journal {journal.dir}: {exc}"
-    setup_error, session = comm.bcast((setup_error, session), root=0)
+    setup_error, session = mpi.bcast(comm, (setup_error, session))
     if setup_error:
         if rank == 0:
             raise ConfigError(setup_error)
@@ -324,16 +325,15 @@ def run(args: argparse.Namespace) -> int:
             raise
         failure = f"internal error: {type(exc).__name__}: {exc}"
 
-    reports = comm.gather((failure, counter.n, counter.hash.hexdigest(), scored, opts_threshold, scoring_time),
-                          root=0)
+    reports = mpi.gather(comm, (failure, counter.n, counter.hash.hexdigest(), scored, opts_threshold, scoring_time))
     if rank != 0:
-        return comm.bcast(None, root=0)
+        return mpi.bcast(comm, None)
     try:
         code = _finish(args, journal, reports, start)
     except BaseException:
-        comm.bcast(3, root=0)  # release the other ranks before raising
+        mpi.bcast(comm, 3)  # release the other ranks before raising
         raise
-    return comm.bcast(code, root=0)
+    return mpi.bcast(comm, code)
 
 
 def _score_my_blocks(args, veto, journal, session, rank, size, done, counter,

@@ -9,6 +9,7 @@ run as root or with more ranks than cores.
 from __future__ import annotations
 
 import os
+import time
 
 _SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
 _LAUNCHER_VARS = _SIZE_VARS + ("PMIX_RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK")
@@ -82,3 +83,58 @@ def local_size() -> int:
         if value.isdigit() and int(value) > 0:
             return int(value)
     return 1
+
+
+# ---------------------------------------------------------------------------
+# Collectives that wait by sleeping, not spinning.
+#
+# A rank that has finished its share would otherwise sit in MPI_Gather/Bcast
+# polling at 100 % CPU (Open MPI spins even with --oversubscribe), taking the
+# cores that the ranks still scoring need. These poll every ``poll`` seconds.
+
+_TAG_GATHER = 7301
+_TAG_BCAST = 7302
+
+
+def _wait(request, poll: float):
+    while True:
+        done, message = request.test()
+        if done:
+            return message
+        time.sleep(poll)
+
+
+def gather(comm, obj, *, root: int = 0, poll: float = 0.02):
+    """``comm.gather(obj, root)`` for small Python objects, without busy-waiting."""
+    size = comm.Get_size()
+    if size == 1:
+        return [obj]
+    rank = comm.Get_rank()
+    if rank != root:
+        _wait(comm.isend(obj, dest=root, tag=_TAG_GATHER), poll)
+        return None
+    out = [None] * size
+    out[root] = obj
+    pending = {r: comm.irecv(source=r, tag=_TAG_GATHER) for r in range(size) if r != root}
+    while pending:
+        for r, request in list(pending.items()):
+            done, message = request.test()
+            if done:
+                out[r] = message
+                del pending[r]
+        if pending:
+            time.sleep(poll)
+    return out
+
+
+def bcast(comm, obj, *, root: int = 0, poll: float = 0.02):
+    """``comm.bcast(obj, root)`` for small Python objects, without busy-waiting."""
+    size = comm.Get_size()
+    if size == 1:
+        return obj
+    if comm.Get_rank() == root:
+        requests = [comm.isend(obj, dest=r, tag=_TAG_BCAST) for r in range(size) if r != root]
+        for request in requests:
+            _wait(request, poll)
+        return obj
+    return _wait(comm.irecv(source=root, tag=_TAG_BCAST), poll)
