@@ -29,9 +29,9 @@ def env() -> dict:
     return e
 
 
-def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+def cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sfx_cnn_veto.cli", *args], env=env(), capture_output=True,
-                          text=True, **kwargs)
+                          text=True, timeout=timeout, **kwargs)
 
 
 def frames(n: int, seed: int, shape=(FRAME, FRAME)) -> np.ndarray:
