@@ -3,14 +3,51 @@
 ``keras``
     A ``tf.function`` with a fixed input signature ``(None, H, W, 1)``: traced
     once, no per-call retracing, none of ``model.predict``'s ~90 ms overhead.
-Other backends (faster runtimes) register through ``sfxveto_backends``.
+``numba``
+    Fused compiled kernels built from the same Keras weights
+    (:mod:`sfx_cnn_veto.core.fused`); 2-4x faster here, optional (needs numba).
+``auto`` (the default)
+    The first of :data:`AUTO_ORDER` that is registered, installed, supports
+    the network and matches Keras at load; ``keras`` otherwise.
+Other backends register through ``sfxveto_backends``.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
+
+from sfx_cnn_veto.errors import ConfigError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+
+#: Backends ``auto`` tries, fastest first (measured: docs/benchmark.md).
+AUTO_ORDER = ("numba", "keras")
+
+
+def create_classifier(model: Any, name: str, options: dict[str, Any], pm=None) -> tuple[str, Any]:
+    """``(backend name, classifier)`` for backend ``name`` (``"auto"`` picks one)."""
+    from sfx_cnn_veto import manager
+
+    specs = manager.backends(pm)
+    if name != "auto":
+        if name not in specs:
+            raise ConfigError(f"backend {name!r} is not registered (have: auto, {', '.join(sorted(specs))})")
+        return name, specs[name].create(model, options)
+    reasons = []
+    for candidate in AUTO_ORDER:
+        if candidate not in specs:
+            continue
+        try:
+            return candidate, specs[candidate].create(model, options)
+        except (MissingDependencyError, ConfigError) as exc:
+            if candidate == AUTO_ORDER[-1]:
+                raise
+            reasons.append(f"{candidate}: {exc}")
+            log.info("backend %s not used: %s", candidate, exc)
+    raise ConfigError("no usable classifier backend (" + "; ".join(reasons) + ")")
 
 
 class KerasClassifier:
