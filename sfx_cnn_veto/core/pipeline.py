@@ -93,7 +93,9 @@ class Veto:
     threshold : float, optional
         Overrides the model's decision threshold.
     backend : str
-        Classifier backend name (``sfx-cnn-veto plugins`` lists them).
+        Classifier backend name (``sfx-cnn-veto plugins`` lists them); ``"auto"``
+        (default) takes the fastest installed one that reproduces Keras
+        (:data:`sfx_cnn_veto.core.backends.AUTO_ORDER`), else ``keras``.
     batch_size : int
         Frames per network call in :meth:`stream`.
     threads : int, optional
@@ -105,7 +107,7 @@ class Veto:
         model: VetoModel,
         *,
         threshold: float | None = None,
-        backend: str = "keras",
+        backend: str = "auto",
         batch_size: int = DEFAULT_BATCH,
         threads: int | None = None,
         pm=None,
@@ -119,12 +121,10 @@ class Veto:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size: expected a positive integer, got {batch_size}")
         self.preprocess = Preprocessor(self.metadata, pm)
-        specs = manager.backends(pm)
-        if backend not in specs:
-            raise ConfigError(f"backend {backend!r} is not registered (have: {', '.join(sorted(specs))})")
-        self.backend_name = backend
-        self.classifier = specs[backend].create(
-            model.keras_model, {"hit_index": model.hit_index, "threads": threads}
+        from sfx_cnn_veto.core.backends import create_classifier
+
+        self.backend_name, self.classifier = create_classifier(
+            model.keras_model, backend, {"hit_index": model.hit_index, "threads": threads}, pm
         )
 
     @classmethod
