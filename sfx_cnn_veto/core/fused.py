@@ -93,7 +93,7 @@ def conv_row(x, w, r, acc):
 {sums}
 
 
-@njit(parallel=True, fastmath=True, boundscheck=False, cache=True)
+@njit(parallel=True, fastmath=True, boundscheck=False, nogil=True, cache=True)
 def conv_stage(x, w, scale, shift, relu, average, ph, pw, sh, sw, hp, wp):
     """Conv, affine (scale/shift per conv row and channel), pool (max or mean), ReLU: planar in and out."""
     n = x.shape[0]
