@@ -38,6 +38,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "sfx_cnn_veto.io.plugin",
     "sfx_cnn_veto.core.plugin",
     "sfx_cnn_veto.cli_commands",
+    "sfx_cnn_veto.bench",
 )
 
 
