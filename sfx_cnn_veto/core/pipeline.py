@@ -54,7 +54,7 @@ class Decision:
 class Preprocessor:
     """Crop and normalize as a model's metadata says, with steps looked up through hooks."""
 
-    def __init__(self, metadata: ModelMetadata, pm=None) -> None:
+    def __init__(self, metadata: ModelMetadata, pm=None, *, center=None) -> None:
         self.metadata = metadata
         steps = manager.preprocessing_steps(pm)
         key = f"normalize:{metadata.normalize}"
@@ -66,7 +66,7 @@ class Preprocessor:
         self._normalize = steps[key].func
         self._params = dict(metadata.normalize_params)
         self.crop_shape = tuple(metadata.crop_shape)
-        self.center = metadata.crop_center
+        self.center = tuple(center) if center is not None else metadata.crop_center
 
     def region(self, frame_shape: Sequence[int]) -> Region:
         return crop_region(frame_shape, self.crop_shape, self.center)
@@ -100,6 +100,8 @@ class Veto:
         Frames per network call in :meth:`stream`.
     threads : int, optional
         Threads for the backend (default: the cores available).
+    center : (float, float), optional
+        Beam centre ``(row, col)`` for the crop, overriding the model's.
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class Veto:
         backend: str = "auto",
         batch_size: int = DEFAULT_BATCH,
         threads: int | None = None,
+        center: Sequence[float] | None = None,
         pm=None,
     ) -> None:
         self.model = model
@@ -120,7 +123,7 @@ class Veto:
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise ConfigError(f"batch_size: expected a positive integer, got {batch_size}")
-        self.preprocess = Preprocessor(self.metadata, pm)
+        self.preprocess = Preprocessor(self.metadata, pm, center=center)
         from sfx_cnn_veto.core.backends import create_classifier
 
         self.backend_name, self.classifier = create_classifier(

@@ -52,7 +52,8 @@ class HDF5Source(FrameSource):
         self.path = path
         h5py = _h5py()
         try:
-            self._file = h5py.File(path, "r")
+            # No file lock: a run still being written (by Cheetah, OM, a DAQ) stays writable.
+            self._file = h5py.File(path, "r", locking=False)
         except FileNotFoundError as exc:
             raise FrameReadError(f"{path}: file not found") from exc
         except PermissionError as exc:
@@ -82,14 +83,14 @@ class HDF5Source(FrameSource):
         return self._ds.ndim == 3
 
     def _refresh(self) -> None:
-        """See frames appended since opening (a run still being written)."""
+        """See frames appended since opening (a run still being written): reopen the file."""
+        h5py = _h5py()
+        self._file.close()
         try:
-            self._ds.refresh()
-        except Exception:  # noqa: BLE001 - not SWMR: reopen instead
-            h5py = _h5py()
-            self._file.close()
-            self._file = h5py.File(self.path, "r")
+            self._file = h5py.File(self.path, "r", locking=False)
             self._ds = self._file[self.dataset_path]
+        except Exception as exc:  # noqa: BLE001
+            raise FrameReadError(f"{self.path}: cannot reopen growing file ({exc})") from exc
 
     def events(self) -> list[str | None]:
         if not self.multi_event:
