@@ -138,6 +138,12 @@ def stats(seconds: list[float], per: int = 1) -> dict[str, Any]:
     }
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads."""
+    t = os.times()
+    return t.user + t.system
+
+
 def timed(func: Callable[[], Any], repeats: int, *, warmup: int = 1) -> list[float]:
     for _ in range(warmup):
         func()
@@ -147,6 +153,18 @@ def timed(func: Callable[[], Any], repeats: int, *, warmup: int = 1) -> list[flo
         func()
         out.append(time.perf_counter() - start)
     return out
+
+
+def with_cpu(func: Callable[[], dict[str, Any]], frames: Callable[[dict[str, Any]], int]) -> dict[str, Any]:
+    """Run ``func`` and add ``cpu_ms_per_frame``: CPU time (all threads) over frames done.
+
+    On a shared machine wall time depends on the other users; CPU time much less.
+    """
+    start = cpu_seconds()
+    result = func()
+    n = frames(result)
+    result["cpu_ms_per_frame"] = (cpu_seconds() - start) * 1e3 / n if n else None
+    return result
 
 
 def machine_info() -> dict[str, Any]:
@@ -214,27 +232,34 @@ def list_backends() -> list[str]:
 # The measurements
 
 def bench_reading(cxi: str, n_frames: int, repeats: int) -> dict[str, Any]:
+    """Three ways to get a 350x350 crop of a 1750x1750 frame out of the CXI file, interleaved."""
+    import h5py
+
     from sfx_cnn_veto.core.crop import crop_region
     from sfx_cnn_veto.io.events import EventRef
     from sfx_cnn_veto.io.store import FrameStore
 
     region = crop_region(FRAME_SHAPE, CROP_SHAPE)
     refs = [EventRef(cxi, f"//{i}", cxi) for i in range(n_frames)]
-    out = {}
-    with FrameStore() as store:
-        store.read(refs[0], region)
-        hyper, full = [], []
+    ys, xs = region
+    ways = {"read_crop_hdf5_hyperslab": [], "read_crop_row_block (reader default)": [],
+            "read_full_frame_then_crop": []}
+    with FrameStore() as store, h5py.File(cxi, "r") as handle:
+        ds = handle["/entry_1/data_1/data"]
+        calls = {
+            "read_crop_hdf5_hyperslab": lambda i, ref: ds[i, ys, xs],
+            "read_crop_row_block (reader default)": lambda i, ref: store.read(ref, region),
+            "read_full_frame_then_crop": lambda i, ref: np.ascontiguousarray(store.read(ref)[region]),
+        }
+        for func in calls.values():
+            func(0, refs[0])
         for _ in range(repeats):
-            for ref in refs:
-                start = time.perf_counter()
-                store.read(ref, region)
-                hyper.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                np.ascontiguousarray(store.read(ref)[region])
-                full.append(time.perf_counter() - start)
-        out["read_crop_hyperslab"] = stats(hyper)
-        out["read_full_frame_then_crop"] = stats(full)
-    return out
+            for i, ref in enumerate(refs):
+                for name, func in calls.items():
+                    start = time.perf_counter()
+                    func(i, ref)
+                    ways[name].append(time.perf_counter() - start)
+    return {name: stats(seconds) for name, seconds in ways.items()}
 
 
 def load_crops(cxi: str, n_frames: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -274,9 +299,12 @@ def bench_network(veto, crops: list[np.ndarray], batch: int, repeats: int, repea
     big = pre[np.arange(batch) % len(pre)]
     one = [pre[i:i + 1] for i in range(len(pre))]
     counter = iter(range(10**9))
-    b1 = timed(lambda: veto.classifier.predict(one[next(counter) % len(one)]), repeats_b1, warmup=3)
-    bb = timed(lambda: veto.classifier.predict(big), repeats, warmup=1)
-    return {"batch1": stats(b1), f"batch{batch}": stats(bb, per=batch), "batch_size": batch}
+    b1 = with_cpu(lambda: stats(timed(lambda: veto.classifier.predict(one[next(counter) % len(one)]),
+                                      repeats_b1, warmup=3)),
+                  lambda r: r["samples"] + 3)
+    bb = with_cpu(lambda: stats(timed(lambda: veto.classifier.predict(big), repeats, warmup=1), per=batch),
+                  lambda r: (r["samples"] + 1) * batch)
+    return {"batch1": b1, f"batch{batch}": bb, "batch_size": batch}
 
 
 def run_stream(veto, lst: str) -> tuple[int, float, dict[str, int]]:
@@ -294,10 +322,13 @@ def run_stream(veto, lst: str) -> tuple[int, float, dict[str, int]]:
 def bench_end_to_end(veto, lst: str, repeats: int) -> dict[str, Any]:
     run_stream(veto, lst)  # warm: files open, page cache, kernels
     seconds, events, counts = [], 0, {}
+    cpu = cpu_seconds()
     for _ in range(repeats):
         events, elapsed, counts = run_stream(veto, lst)
         seconds.append(elapsed)
+    cpu = cpu_seconds() - cpu
     result = stats(seconds, per=events)
+    result["cpu_ms_per_frame"] = cpu * 1e3 / (events * repeats)
     result.update({"events": events, "counts": counts, "backend": veto.backend_name,
                    "batch_size": veto.batch_size})
     return result
@@ -469,8 +500,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _row(name: str, s: dict[str, Any]) -> str:
+    cpu = s.get("cpu_ms_per_frame")
     return (f"  {name:<44} {s['ms_per_frame']:>9.3f} {s['p10_ms']:>9.3f} {s['p90_ms']:>9.3f} "
-            f"{s['fps']:>10.1f}")
+            f"{s['fps']:>10.1f} {'' if cpu is None else f'{cpu:>9.3f}'}")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -608,7 +640,7 @@ def _print(result: dict[str, Any]) -> None:
     print(f"frames {result['frame_shape'][0]}x{result['frame_shape'][1]} float32 CXI (one chunk a frame), "
           f"crop {result['crop_shape'][0]}x{result['crop_shape'][1]}, {result['events']} events, "
           f"batch {result['batch_size']}{'  [--quick: rough figures]' if result['quick'] else ''}")
-    print(f"  {'step':<44} {'ms/frame':>9} {'p10':>9} {'p90':>9} {'frames/s':>10}")
+    print(f"  {'step':<44} {'ms/frame':>9} {'p10':>9} {'p90':>9} {'frames/s':>10} {'cpu ms':>9}")
     for name, s in result["reading"].items():
         print(_row(name, s))
     for name, s in result["normalize"].items():
