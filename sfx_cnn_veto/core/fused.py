@@ -208,6 +208,8 @@ class _ConvStage:
     relu: bool = False
     pool: tuple[int, int, int, int] | None = None  # ph, pw, sh, sw
     average: bool = False
+    #: The Keras layer whose output this step's output equals (checked by ``verify``).
+    layer_name: str | None = None
 
     def frozen(self) -> bool:
         return self.relu or self.pool is not None
@@ -237,6 +239,7 @@ class _Numpy:
     name: str
     func: Any
     args: tuple = field(default_factory=tuple)
+    layer_name: str | None = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.func(x, *self.args)
@@ -376,6 +379,7 @@ def build_plan(model: Any) -> list[Any]:
                 if axis not in (-1, 1):
                     raise UnsupportedModelError(f"layer {layer.name!r}: axis {axis} on flat features")
                 steps.append(_Numpy("batchnorm", _affine, (a, b)))
+                steps[-1].layer_name = layer.name
                 continue
             axis = {-1: 3, -2: 2, -3: 1}.get(axis, axis)
             stage = last_stage()
@@ -386,6 +390,7 @@ def build_plan(model: Any) -> list[Any]:
                 else:
                     stage.scale *= a[None, :]
                     stage.shift = stage.shift * a[None, :] + b[None, :]
+                stage.layer_name = layer.name
                 continue
             shape4 = {1: (1, 1, -1, 1), 2: (1, 1, 1, -1), 3: (1, -1, 1, 1)}.get(axis)
             if shape4 is None:
@@ -435,6 +440,8 @@ def build_plan(model: Any) -> list[Any]:
             apply_activation(_activation(_activation_name(layer.activation), layer), layer)
         else:
             raise UnsupportedModelError(f"layer {layer.name!r} ({kind}) is not supported by the numba backend")
+        if steps:
+            steps[-1].layer_name = layer.name  # every layer appends a step or folds into the last one
     if state != "flat":
         raise UnsupportedModelError("the network does not end in flat class scores")
     return steps
@@ -509,18 +516,48 @@ class FusedClassifier:
         return np.asarray(self.predict_proba(batch)[:, self.hit_index], dtype=np.float64)
 
     def verify(self, model: Any, *, frames: int = 2, tolerance: float = VERIFY_TOLERANCE) -> float:
-        """Largest difference from the Keras model on synthetic frames; raises if above ``tolerance``."""
+        """Check every step's output against the Keras layer it stands for, on synthetic frames.
+
+        Intermediate maps are compared too (relative to their largest value),
+        not only the probabilities, which a saturated softmax would hide.
+        Returns the largest relative difference; raises
+        :class:`UnsupportedModelError` above ``tolerance``.
+        """
+        from sfx_cnn_veto.core.tf import import_keras
+
+        keras = import_keras()
         rng = np.random.default_rng(12345)
         x = rng.standard_normal((frames,) + self.input_shape).astype(np.float32)
         x[:, ::7, ::11] += 8.0  # a few bright pixels, as Bragg spots would be
-        want = np.asarray(model(x, training=False), dtype=np.float64)
-        got = self.predict_proba(x).astype(np.float64)
-        diff = float(np.max(np.abs(want - got))) if want.shape == got.shape else float("inf")
-        if not np.isfinite(got).all() or not diff <= tolerance:
+        checked = [i for i, step in enumerate(self.steps) if step.layer_name]
+        probe = keras.Model(model.input, [model.get_layer(self.steps[i].layer_name).output for i in checked])
+        wants = probe(x, training=False)
+        wants = [wants] if len(checked) == 1 and not isinstance(wants, (list, tuple)) else list(wants)
+        want_of = dict(zip(checked, wants))
+        worst, where = 0.0, ""
+        y = x.transpose(0, 3, 1, 2)
+        if y.shape[1] == 1:
+            y = y.reshape(y.shape[0], 1, y.shape[2], y.shape[3])
+        for i, step in enumerate(self.steps):
+            y = step(y)
+            if i not in want_of:
+                continue
+            want = np.asarray(want_of[i], dtype=np.float64)
+            got = np.asarray(y, dtype=np.float64)
+            if got.ndim == 4:
+                got = got.transpose(0, 2, 3, 1)
+            if got.shape != want.shape or not np.isfinite(got).all():
+                worst, where = float("inf"), step.layer_name
+                break
+            diff = float(np.max(np.abs(got - want))) / max(1.0, float(np.max(np.abs(want))))
+            if diff > worst:
+                worst, where = diff, step.layer_name
+        if not worst <= tolerance:
             raise UnsupportedModelError(
-                f"the numba backend's output differs from Keras by {diff:.3g} (> {tolerance:g}) on this network"
+                f"the numba backend's output differs from Keras by {worst:.3g} (> {tolerance:g}, relative) "
+                f"at layer {where!r} on this network"
             )
-        return diff
+        return worst
 
 
 def create_numba(model: Any, options: dict[str, Any]) -> FusedClassifier:
