@@ -87,6 +87,33 @@ def test_numba_covers_other_layer_kinds():
     np.testing.assert_allclose(fused.predict_proba(batch), np.asarray(model(batch, training=False)), atol=1e-5)
 
 
+def test_numba_runs_a_branching_network_like_the_default_one():
+    """Max-pool first, same-padded 3x3 blocks, global max + average pooling concatenated (branches)."""
+    from sfx_cnn_veto.core.fused import FusedClassifier
+    from sfx_cnn_veto.core.tf import import_keras
+
+    keras = import_keras()
+    layers = keras.layers
+    inputs = keras.Input((350, 350, 1))
+    x = layers.MaxPooling2D(3)(inputs)
+    for i, n in enumerate((8, 16, 24), start=1):
+        x = layers.Conv2D(n, 3, padding="same")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        if i < 3:
+            x = layers.MaxPooling2D(2)(x)
+    x = layers.Concatenate()([layers.GlobalMaxPooling2D()(x), layers.GlobalAveragePooling2D()(x)])
+    x = layers.ReLU()(layers.Dense(16)(x))
+    x = layers.Dropout(0.1)(x)
+    model = keras.Model(inputs, layers.Softmax()(layers.Dense(2)(x)))
+    _randomize_batchnorm(model, np.random.default_rng(5))
+    batch = real_looking_batch(4, "robust")
+    fused = FusedClassifier(model, 1)
+    got = fused.predict_proba(batch)
+    np.testing.assert_allclose(got, np.asarray(model(batch, training=False)), atol=1e-5)
+    assert np.isfinite(got).all()
+
+
 def test_numba_refuses_unsupported_and_auto_falls_back():
     from sfx_cnn_veto.core.backends import create_classifier
     from sfx_cnn_veto.core.fused import FusedClassifier, UnsupportedModelError

@@ -138,6 +138,44 @@ def conv_stage(x, w, scale, shift, relu, average, ph, pw, sh, sw, hp, wp):
                     m = 0.0
                 out[f, k, pr, pc] = m
     return out
+
+
+@njit(parallel=True, fastmath=True, boundscheck=False, nogil=True, cache=True)
+def pool_stage(x, average, ph, pw, sh, sw, hp, wp):
+    """Max or mean pooling (valid) of a planar batch, rows first (vectorised), then columns."""
+    n, c = x.shape[0], x.shape[1]
+    wc = (wp - 1) * sw + pw
+    out = np.empty((n, c, hp, wp), np.float32)
+    inv = np.float32(1.0 / (ph * pw))
+    for idx in prange(n * c * hp):
+        f = idx // (c * hp)
+        rem = idx - f * c * hp
+        k = rem // hp
+        pr = rem - k * hp
+        r0 = pr * sh
+        row = np.empty(wc, np.float32)
+        xr = x[f, k, r0]
+        for col in range(wc):
+            row[col] = xr[col]
+        for rr in range(1, ph):
+            xr = x[f, k, r0 + rr]
+            if average:
+                for col in range(wc):
+                    row[col] += xr[col]
+            else:
+                for col in range(wc):
+                    row[col] = max(row[col], xr[col])
+        for pc in range(wp):
+            m = row[pc * sw]
+            if average:
+                for cc in range(1, pw):
+                    m += row[pc * sw + cc]
+                m *= inv
+            else:
+                for cc in range(1, pw):
+                    m = max(m, row[pc * sw + cc])
+            out[f, k, pr, pc] = m
+    return out
 '''
 
 
@@ -210,6 +248,10 @@ class _ConvStage:
     average: bool = False
     #: The Keras layer whose output this step's output equals (checked by ``verify``).
     layer_name: str | None = None
+    src: int = 0
+    srcs: tuple = ()
+    dst: int = 0
+    fresh: bool = False  # being built from its own Conv2D layer (its activation may fold in)
 
     def frozen(self) -> bool:
         return self.relu or self.pool is not None
@@ -240,9 +282,13 @@ class _Numpy:
     func: Any
     args: tuple = field(default_factory=tuple)
     layer_name: str | None = None
+    src: int = 0
+    srcs: tuple = ()
+    dst: int = 0
+    kwargs: dict = field(default_factory=dict)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.func(x, *self.args)
+    def __call__(self, *xs: np.ndarray) -> np.ndarray:
+        return self.func(*xs, *self.args, **self.kwargs)
 
 
 def _affine(x, a, b):
@@ -250,7 +296,7 @@ def _affine(x, a, b):
 
 
 def _relu(x):
-    return np.maximum(x, 0, out=x) if x.flags.writeable else np.maximum(x, 0)
+    return np.maximum(x, np.float32(0))  # not in place: another branch may read x
 
 
 def _softmax(x):
@@ -273,6 +319,13 @@ def _flatten_planar(x):  # (N, C, H, W) -> Keras' (N, H*W*C) order
 
 
 def _pool_planar(x, ph, pw, sh, sw, average):
+    n, c, h, w = x.shape
+    hp, wp = (h - ph) // sh + 1, (w - pw) // sw + 1
+    return _kernels(3, 1).pool_stage(np.ascontiguousarray(x, dtype=np.float32), bool(average),
+                                    ph, pw, sh, sw, hp, wp)
+
+
+def _pool_planar_numpy(x, ph, pw, sh, sw, average):
     n, c, h, w = x.shape
     hp, wp = (h - ph) // sh + 1, (w - pw) // sw + 1
     out = None
@@ -308,43 +361,113 @@ def _activation_name(activation: Any) -> str | None:
     return getattr(activation, "__name__", str(activation))
 
 
-def build_plan(model: Any) -> list[Any]:
-    """Steps that reproduce ``model(x, training=False)`` on planar float32 batches."""
-    layers = list(model.layers)
-    prev = None
-    for layer in layers:
-        if prev is not None and layer.input is not prev.output:
-            raise UnsupportedModelError(
-                f"layer {layer.name!r} does not take the previous layer's output: only plain chains of layers are supported"
-            )
-        prev = layer
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _inputs_of(layer: Any) -> list[Any]:
+    try:
+        return _as_list(layer.input)
+    except (AttributeError, ValueError) as exc:  # a layer used twice has no single input
+        raise UnsupportedModelError(f"layer {layer.name!r}: shared layers are not supported ({exc})") from exc
+
+
+def _concatenate(*xs, axis):
+    return np.concatenate(xs, axis=axis)
+
+
+def build_plan(model: Any) -> tuple[list[Any], int]:
+    """Steps that reproduce ``model(x, training=False)`` on planar float32 batches, and the output slot.
+
+    Each step reads the slot(s) ``src``/``srcs`` and writes slot ``dst``; slot 0
+    is the input. A layer folds into the step before it (conv + batch norm +
+    ReLU + pooling) only when that step's output feeds nothing else.
+    """
     shape = tuple(int(d) for d in model.input_shape[1:])
-    if len(shape) != 3:
-        raise UnsupportedModelError(f"expected an (H, W, C) input, got {shape}")
-    state = "spatial"
-    h, w, c = shape
+    if len(shape) != 3 or len(_as_list(model.input)) != 1 or len(_as_list(model.output)) != 1:
+        raise UnsupportedModelError(f"expected one (H, W, C) input and one output, got input {shape}")
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    # tensors seen through identity layers, and how many layers consume each
+    root: dict[int, int] = {}
+
+    def resolve(tensor: Any) -> int:
+        key = id(tensor)
+        while key in root:
+            key = root[key]
+        return key
+
+    for layer in layers:
+        if type(layer).__name__ in _IDENTITY:
+            root[id(layer.output)] = resolve(_inputs_of(layer)[0])
+    consumers: dict[int, int] = {}
+    for layer in layers:
+        if type(layer).__name__ not in _IDENTITY:
+            for tensor in _inputs_of(layer):
+                consumers[resolve(tensor)] = consumers.get(resolve(tensor), 0) + 1
+    out_key = resolve(_as_list(model.output)[0])
+    consumers[out_key] = consumers.get(out_key, 0) + 1
+
     steps: list[Any] = []
+    slot_of: dict[int, int] = {resolve(_as_list(model.input)[0]): 0}
+    meta: dict[int, tuple[str, int, int]] = {0: ("spatial", shape[0], shape[1])}
+    counter = [1]
 
-    def last_stage() -> _ConvStage | None:
-        return steps[-1] if steps and isinstance(steps[-1], _ConvStage) else None
-
-    def apply_activation(act: str, layer: Any) -> None:
-        if act == "linear":
-            return
-        stage = last_stage()
-        if act == "relu" and stage is not None and not stage.relu:
-            if stage.pool is not None and stage.average:
-                steps.append(_Numpy("relu", _relu))
-            else:
-                stage.relu = True  # max-pool and ReLU commute
-            return
-        steps.append(_Numpy(act, {"relu": _relu, "softmax": _softmax, "sigmoid": _sigmoid}[act]))
+    def append(step: Any, src: int, srcs: tuple[int, ...] = ()) -> Any:
+        step.src, step.srcs, step.dst = src, srcs, counter[0]
+        counter[0] += 1
+        steps.append(step)
+        return step
 
     for layer in layers:
         kind = type(layer).__name__
         cfg = layer.get_config()
         if kind in _IDENTITY:
             continue
+        ins = _inputs_of(layer)
+        keys = [resolve(t) for t in ins]
+        if any(k not in slot_of for k in keys):
+            raise UnsupportedModelError(f"layer {layer.name!r}: its input is not computed before it")
+        if kind == "Concatenate":
+            states = {meta[slot_of[k]][0] for k in keys}
+            axis = cfg.get("axis", -1)
+            if len(states) != 1 or axis not in (-1, 3 if "spatial" in states else 1):
+                raise UnsupportedModelError(f"layer {layer.name!r}: only concatenation along the last axis")
+            state = states.pop()
+            _, h, w = meta[slot_of[keys[0]]]
+            step = append(_Numpy("concatenate", _concatenate), -1, tuple(slot_of[k] for k in keys))
+            step.kwargs = {"axis": 1 if state == "spatial" else -1}
+            step.layer_name = layer.name
+            slot_of[resolve(layer.output)] = step.dst
+            meta[step.dst] = (state, h, w)
+            continue
+        if len(ins) != 1:
+            raise UnsupportedModelError(f"layer {layer.name!r} ({kind}) takes several inputs")
+        src = slot_of[keys[0]]
+        state, h, w = meta[src]
+        # the step before may absorb this layer if it produced the input and nothing else reads it
+        foldable = bool(steps) and steps[-1].dst == src and consumers.get(keys[0], 0) == 1
+        cur = [src]
+        noop = False
+
+        def last_stage() -> _ConvStage | None:
+            if steps and steps[-1].dst == cur[0] and isinstance(steps[-1], _ConvStage) and (foldable or steps[-1].fresh):
+                return steps[-1]
+            return None
+
+        def add(step: Any) -> Any:
+            step = append(step, cur[0])
+            cur[0] = step.dst
+            return step
+
+        def apply_activation(act: str) -> None:
+            if act == "linear":
+                return
+            stage = last_stage()
+            if act == "relu" and stage is not None and not stage.relu and not (stage.pool and stage.average):
+                stage.relu = True  # max-pooling and ReLU commute
+                return
+            add(_Numpy(act, {"relu": _relu, "softmax": _softmax, "sigmoid": _sigmoid}[act]))
+
         if kind == "Conv2D":
             if state != "spatial":
                 raise UnsupportedModelError(f"layer {layer.name!r}: Conv2D after Flatten")
@@ -364,11 +487,11 @@ def build_plan(model: Any) -> list[Any]:
             else:
                 raise UnsupportedModelError(f"layer {layer.name!r}: padding {cfg['padding']!r}")
             h, w = h + pad[0] + pad[1] - kh + 1, w + pad[2] + pad[3] - kw + 1
-            c = cout
-            steps.append(_ConvStage(kernel, pad, h, w,
-                                    np.ones((h, cout), np.float32),
-                                    np.tile(bias.astype(np.float32), (h, 1))))
-            apply_activation(_activation(_activation_name(layer.activation), layer), layer)
+            stage = add(_ConvStage(kernel, pad, h, w, np.ones((h, cout), np.float32),
+                                   np.tile(bias.astype(np.float32), (h, 1))))
+            stage.fresh = True
+            apply_activation(_activation(_activation_name(layer.activation), layer))
+            stage.fresh = False
         elif kind == "BatchNormalization":
             gamma, beta, mean, var = _bn_params(layer)
             a = (gamma / np.sqrt(var + np.float32(cfg["epsilon"]))).astype(np.float32)
@@ -378,38 +501,37 @@ def build_plan(model: Any) -> list[Any]:
             if state == "flat":
                 if axis not in (-1, 1):
                     raise UnsupportedModelError(f"layer {layer.name!r}: axis {axis} on flat features")
-                steps.append(_Numpy("batchnorm", _affine, (a, b)))
-                steps[-1].layer_name = layer.name
-                continue
-            axis = {-1: 3, -2: 2, -3: 1}.get(axis, axis)
-            stage = last_stage()
-            if stage is not None and not stage.frozen() and axis in (1, 3):
-                if axis == 1:
-                    stage.scale *= a[:, None]
-                    stage.shift = stage.shift * a[:, None] + b[:, None]
+                add(_Numpy("batchnorm", _affine, (a, b)))
+            else:
+                axis = {-1: 3, -2: 2, -3: 1}.get(axis, axis)
+                stage = last_stage()
+                if stage is not None and not stage.frozen() and axis in (1, 3):
+                    if axis == 1:
+                        stage.scale *= a[:, None]
+                        stage.shift = stage.shift * a[:, None] + b[:, None]
+                    else:
+                        stage.scale *= a[None, :]
+                        stage.shift = stage.shift * a[None, :] + b[None, :]
                 else:
-                    stage.scale *= a[None, :]
-                    stage.shift = stage.shift * a[None, :] + b[None, :]
-                stage.layer_name = layer.name
-                continue
-            shape4 = {1: (1, 1, -1, 1), 2: (1, 1, 1, -1), 3: (1, -1, 1, 1)}.get(axis)
-            if shape4 is None:
-                raise UnsupportedModelError(f"layer {layer.name!r}: batch-norm axis {cfg['axis']}")
-            steps.append(_Numpy("batchnorm", _affine, (a.reshape(shape4), b.reshape(shape4))))
+                    shape4 = {1: (1, 1, -1, 1), 2: (1, 1, 1, -1), 3: (1, -1, 1, 1)}.get(axis)
+                    if shape4 is None:
+                        raise UnsupportedModelError(f"layer {layer.name!r}: batch-norm axis {cfg['axis']}")
+                    add(_Numpy("batchnorm", _affine, (a.reshape(shape4), b.reshape(shape4))))
         elif kind == "ReLU":
             if cfg.get("max_value") is not None or float(cfg.get("negative_slope", 0.0)) != 0.0 \
                     or float(cfg.get("threshold", 0.0)) != 0.0:
                 raise UnsupportedModelError(f"layer {layer.name!r}: only a plain ReLU is supported")
-            apply_activation("relu", layer)
+            apply_activation("relu")
         elif kind == "Activation":
-            apply_activation(_activation(_activation_name(layer.activation), layer), layer)
+            apply_activation(_activation(_activation_name(layer.activation), layer))
         elif kind == "Softmax":
             if cfg.get("axis", -1) not in (-1, 1) or state != "flat":
                 raise UnsupportedModelError(f"layer {layer.name!r}: softmax only over the last axis of flat features")
-            steps.append(_Numpy("softmax", _softmax))
+            add(_Numpy("softmax", _softmax))
         elif kind in ("MaxPooling2D", "AveragePooling2D"):
-            if cfg["padding"] != "valid" or cfg.get("data_format", "channels_last") != "channels_last":
-                raise UnsupportedModelError(f"layer {layer.name!r}: only valid, channels_last pooling")
+            if cfg["padding"] != "valid" or cfg.get("data_format", "channels_last") != "channels_last" \
+                    or state != "spatial":
+                raise UnsupportedModelError(f"layer {layer.name!r}: only valid, channels_last pooling of a map")
             ph, pw = cfg["pool_size"]
             sh, sw = cfg["strides"] or cfg["pool_size"]
             average = kind == "AveragePooling2D"
@@ -419,32 +541,46 @@ def build_plan(model: Any) -> list[Any]:
                 stage.average = average
                 h, w = stage.out_hw()
             else:
-                steps.append(_Numpy("pool", _pool_planar, (ph, pw, sh, sw, average)))
+                add(_Numpy("pool", _pool_planar, (ph, pw, sh, sw, average)))
                 h, w = (h - ph) // sh + 1, (w - pw) // sw + 1
         elif kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
-            if cfg.get("keepdims"):
-                raise UnsupportedModelError(f"layer {layer.name!r}: keepdims=True")
-            func = (lambda x: x.mean(axis=(2, 3))) if kind.startswith("GlobalAverage") else (lambda x: x.max(axis=(2, 3)))
-            steps.append(_Numpy(kind, func))
+            if cfg.get("keepdims") or state != "spatial":
+                raise UnsupportedModelError(f"layer {layer.name!r}: keepdims=True or not on a map")
+            add(_Numpy(kind, _global_mean if kind.startswith("GlobalAverage") else _global_max))
             state = "flat"
         elif kind == "Flatten":
             if state == "spatial":
-                steps.append(_Numpy("flatten", _flatten_planar))
+                add(_Numpy("flatten", _flatten_planar))
+            else:
+                noop = True
             state = "flat"
         elif kind == "Dense":
             if state != "flat":
                 raise UnsupportedModelError(f"layer {layer.name!r}: Dense on a spatial map")
             weights = [np.asarray(v, dtype=np.float32) for v in layer.get_weights()]
             bias = weights[1] if cfg.get("use_bias", True) else np.zeros(weights[0].shape[1], np.float32)
-            steps.append(_Numpy("dense", _dense, (np.ascontiguousarray(weights[0]), bias)))
-            apply_activation(_activation(_activation_name(layer.activation), layer), layer)
+            add(_Numpy("dense", _dense, (np.ascontiguousarray(weights[0]), bias)))
+            apply_activation(_activation(_activation_name(layer.activation), layer))
         else:
             raise UnsupportedModelError(f"layer {layer.name!r} ({kind}) is not supported by the numba backend")
-        if steps:
-            steps[-1].layer_name = layer.name  # every layer appends a step or folds into the last one
-    if state != "flat":
+        if noop:  # Flatten of flat features: the output is the input
+            slot_of[resolve(layer.output)] = src
+            continue
+        # a step was added, or the layer folded into the step that made its input
+        steps[-1].layer_name = layer.name  # the last step's output is now this layer's output
+        slot_of[resolve(layer.output)] = cur[0]
+        meta[cur[0]] = (state, h, w)
+    if out_key not in slot_of or meta[slot_of[out_key]][0] != "flat":
         raise UnsupportedModelError("the network does not end in flat class scores")
-    return steps
+    return steps, slot_of[out_key]
+
+
+def _global_mean(x):
+    return x.mean(axis=(2, 3), dtype=np.float32)
+
+
+def _global_max(x):
+    return x.max(axis=(2, 3))
 
 
 def _bn_params(layer: Any) -> tuple[np.ndarray, ...]:
@@ -484,7 +620,7 @@ class FusedClassifier:
         self.threads = max(1, min(int(threads or default_threads()), numba.config.NUMBA_NUM_THREADS))
         self.hit_index = hit_index
         self.input_shape = tuple(int(d) for d in model.input_shape[1:])
-        self.steps = build_plan(model)
+        self.steps, self.output_slot = build_plan(model)
         # compile now, not on the first frame
         for step in self.steps:
             if isinstance(step, _ConvStage):
@@ -499,15 +635,23 @@ class FusedClassifier:
             x = x[..., None]
         if x.shape[1:] != self.input_shape:
             raise ValueError(f"expected a batch of shape (N, {', '.join(map(str, self.input_shape))}), got {x.shape}")
-        x = x.transpose(0, 3, 1, 2)  # planar; free for one channel
-        if x.shape[1] == 1:
-            x = x.reshape(x.shape[0], 1, x.shape[2], x.shape[3])
         if self._numba.get_num_threads() != self.threads:
             # only when it changes: setting it before every call costs ~3 ms a call (OpenMP team rebuilt)
             self._numba.set_num_threads(self.threads)
+        return self._run(x)[self.output_slot]
+
+    def _run(self, x: np.ndarray, *, keep: bool = False) -> dict[int, np.ndarray]:
+        """Every step on NHWC batch ``x``: ``{slot: array}`` (only the output's unless ``keep``)."""
+        x = x.transpose(0, 3, 1, 2)  # planar; free for one channel
+        if x.shape[1] == 1:
+            x = x.reshape(x.shape[0], 1, x.shape[2], x.shape[3])
+        env = {0: x}
         for step in self.steps:
-            x = step(x)
-        return x
+            if step.srcs:
+                env[step.dst] = step(*(env[i] for i in step.srcs))
+            else:
+                env[step.dst] = step(env[step.src])
+        return env if keep else {self.output_slot: env[self.output_slot]}
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Hit probabilities ``(N,)`` of a float32 batch ``(N, H, W, 1)``."""
@@ -535,15 +679,12 @@ class FusedClassifier:
         wants = [wants] if len(checked) == 1 and not isinstance(wants, (list, tuple)) else list(wants)
         want_of = dict(zip(checked, wants))
         worst, where = 0.0, ""
-        y = x.transpose(0, 3, 1, 2)
-        if y.shape[1] == 1:
-            y = y.reshape(y.shape[0], 1, y.shape[2], y.shape[3])
+        env = self._run(x, keep=True)
         for i, step in enumerate(self.steps):
-            y = step(y)
             if i not in want_of:
                 continue
             want = np.asarray(want_of[i], dtype=np.float64)
-            got = np.asarray(y, dtype=np.float64)
+            got = np.asarray(env[step.dst], dtype=np.float64)
             if got.ndim == 4:
                 got = got.transpose(0, 2, 3, 1)
             if got.shape != want.shape or not np.isfinite(got).all():

@@ -94,8 +94,9 @@ class Veto:
         Overrides the model's decision threshold.
     backend : str
         Classifier backend name (``sfx-cnn-veto plugins`` lists them); ``"auto"``
-        (default) takes the fastest installed one that reproduces Keras
-        (:data:`sfx_cnn_veto.core.backends.AUTO_ORDER`), else ``keras``.
+        (default) loads the installed ones that reproduce Keras
+        (:data:`sfx_cnn_veto.core.backends.AUTO_ORDER`) and keeps the fastest
+        on this network and machine, measured at load.
     batch_size : int
         Frames per network call in :meth:`stream`.
     threads : int, optional
@@ -127,7 +128,8 @@ class Veto:
         from sfx_cnn_veto.core.backends import create_classifier
 
         self.backend_name, self.classifier = create_classifier(
-            model.keras_model, backend, {"hit_index": model.hit_index, "threads": threads}, pm
+            model.keras_model, backend,
+            {"hit_index": model.hit_index, "threads": threads, "batch_size": self.batch_size}, pm
         )
 
     @classmethod
