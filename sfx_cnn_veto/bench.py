@@ -222,6 +222,22 @@ def make_model(path: str, architecture: str, *, seed: int = 0) -> str:
     return path
 
 
+def default_architecture(name: str | None = None) -> str | None:
+    """The project's default network: ``name``, else ``default``, else the one described as the default."""
+    from sfx_cnn_veto import manager
+    from sfx_cnn_veto.errors import ConfigError
+
+    specs = manager.architectures()
+    if name:
+        if name not in specs:
+            raise ConfigError(f"no architecture {name!r} (have: {', '.join(sorted(specs))})")
+        return name
+    if "default" in specs:
+        return "default"
+    described = [n for n, s in sorted(specs.items()) if s.description.lower().startswith("default")]
+    return described[0] if described else None
+
+
 def list_backends() -> list[str]:
     from sfx_cnn_veto import manager
 
@@ -452,6 +468,46 @@ def _mpi_child(model: str, lst: str, backend: str) -> None:
                           "threads_per_rank": veto.classifier.__dict__.get("threads")}))
 
 
+def bench_filter_lst(model: str, lst: str, tmp: str, mpi_ranks: Iterable[int] = ()) -> dict[str, Any]:
+    """``sfx-cnn-veto filter-lst`` (the CrystFEL adapter), when installed: wall time of whole commands.
+
+    In-process once (``--mpi off``), then under ``mpirun -n N`` for each of
+    ``mpi_ranks``. These figures include loading the model (and, under
+    mpirun, starting Python and TensorFlow in each rank): they are the
+    user's wall clock, not the steady-state rate of the rows above.
+    """
+    from sfx_cnn_veto import manager
+    from sfx_cnn_veto.cli import main
+
+    if "filter-lst" not in manager.commands():
+        return {"error": "filter-lst is not installed (the CrystFEL adapter)"}
+    with open(lst) as handle:
+        events = sum(1 for line in handle if line.strip())
+    out: dict[str, Any] = {"events": events}
+    try:
+        start = time.perf_counter()
+        code = main(["filter-lst", lst, "-m", model, "-o", os.path.join(tmp, "filter-hits.lst"), "--mpi", "off"])
+        elapsed = time.perf_counter() - start
+        out["in_process"] = {"exit": code, "seconds": elapsed, "fps_including_model_load": events / elapsed}
+    except Exception as exc:  # noqa: BLE001 - a benchmark row, not the benchmark
+        out["in_process"] = {"error": f"{type(exc).__name__}: {exc}"}
+    mpirun = shutil.which("mpirun")
+    for ranks in mpi_ranks:
+        if mpirun is None:
+            out[f"mpirun_{ranks}"] = {"error": "mpirun not found"}
+            continue
+        cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", str(ranks), sys.executable, "-m",
+               "sfx_cnn_veto.cli", "filter-lst", lst, "-m", model, "-o",
+               os.path.join(tmp, f"filter-hits-{ranks}.lst"), "--mpi", "on" if ranks > 1 else "off"]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
+        elapsed = time.perf_counter() - start
+        out[f"mpirun_{ranks}"] = {"exit": proc.returncode, "seconds_including_startup": elapsed,
+                                  "fps_including_startup": events / elapsed,
+                                  "summary": (proc.stderr.strip().splitlines() or [""])[-1][:300]}
+    return out
+
+
 def bench_mpi(model: str, lst: str, backend: str) -> dict[str, Any]:
     mpirun = shutil.which("mpirun")
     if mpirun is None:
@@ -497,6 +553,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help="measure mpirun -n 2 against 1 rank (default: on, off with --quick)")
     parser.add_argument("--memory-events", default="1000,10000", help="event counts of the memory runs")
     parser.add_argument("--workdir", default=None, help="where to write the temporary files (default: a temp dir)")
+    parser.add_argument("--default-architecture", default=None, metavar="NAME",
+                        help="the project's default network (default: the architecture named 'default', else "
+                             "the one whose description starts with 'default')")
 
 
 def _row(name: str, s: dict[str, Any]) -> str:
@@ -548,10 +607,10 @@ def _run(args: argparse.Namespace) -> int:
             step("normalizing")
             result["normalize"] = bench_normalize(crops, rep["norm"])
 
-            architectures = manager.architectures()
             networks = {"paper": "paper"}
-            if "default" in architectures:
-                networks["default"] = "default"
+            default_arch = default_architecture(args.default_architecture)
+            if default_arch and default_arch != "paper":
+                networks["default"] = default_arch
             backends = list_backends() if args.backends == "all" else args.backends.split(",")
             result["networks"] = {}
             for label, arch in networks.items():
@@ -586,6 +645,10 @@ def _run(args: argparse.Namespace) -> int:
             if do_mpi:
                 step("mpi")
                 result["mpi"] = bench_mpi(result["networks"]["paper"]["model"], lst, "auto")
+            if "filter-lst" in manager.commands():
+                step("filter-lst")
+                result["filter_lst"] = bench_filter_lst(result["networks"]["paper"]["model"], lst, tmp,
+                                                        (1, 2) if do_mpi else ())
     finally:
         result["machine"]["load_average_end"] = list(os.getloadavg())
         if tmp_owner is not None:
@@ -615,7 +678,7 @@ def _summarize(result: dict[str, Any]) -> None:
     result["veto_end_to_end_fps"] = e2e.get("fps")
     result["veto_backend"] = auto
     result["default_end_to_end_fps"] = (default or {}).get("end_to_end", {}).get("fps")
-    result["default_network"] = "default" if default else None
+    result["default_network"] = default.get("architecture") if default else None
     result["batch1_latency_ms"] = b1.get("ms_per_frame")
     result["pf8_full_frame_ms"] = pf8.get("pf8_full_frame", {}).get("ms_per_frame")
     result["pf8_crop_ms"] = pf8.get("pf8_crop", {}).get("ms_per_frame")
@@ -646,6 +709,8 @@ def _print(result: dict[str, Any]) -> None:
     for name, s in result["normalize"].items():
         print(_row(name, s))
     for label, entry in result["networks"].items():
+        if label != entry["architecture"]:
+            label = f"{label} ({entry['architecture']})"
         for backend, res in entry["backends"].items():
             if "error" in res:
                 print(f"  {label} CNN {backend}: not available ({res['error']})")
@@ -661,7 +726,8 @@ def _print(result: dict[str, Any]) -> None:
         else:
             print(f"  peakfinder8: {s}")
     if result.get("default_network") is None:
-        print("  (no 'default' architecture registered: only the paper's network was measured)")
+        print("  (no default architecture registered (name 'default', or a description starting 'default'): "
+              "only the paper's network was measured)")
     if result.get("ratio_pf8_full_over_veto"):
         print(f"peakfinder8 / veto: full frame {result['ratio_pf8_full_over_veto']:.1f}x, "
               f"crop {result['ratio_pf8_crop_over_veto']:.1f}x (paper network end to end)")
@@ -676,6 +742,11 @@ def _print(result: dict[str, Any]) -> None:
                                         else r.get("error", "?")))
             elif key == "speedup_2_over_1":
                 print(f"MPI speed-up, 2 ranks over 1: {r:.2f}x")
+    if "filter_lst" in result:
+        for key, r in result["filter_lst"].items():
+            if isinstance(r, dict):
+                shown = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items() if k != "summary"}
+                print(f"filter-lst {key}: {shown}")
     print("targets (issue 8, 2-core machine):")
     for key, t in result["targets"].items():
         mark = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
