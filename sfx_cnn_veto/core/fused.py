@@ -140,6 +140,24 @@ def conv_stage(x, w, scale, shift, relu, average, ph, pw, sh, sw, hp, wp):
     return out
 
 
+@njit(fastmath=True, boundscheck=False, nogil=True, cache=True)
+def dense_layer(x, w, b):
+    """x @ w + b in one thread (OpenBLAS would wake its pool and spin for a 64x576x16 product)."""
+    n, m = x.shape
+    k = w.shape[1]
+    out = np.empty((n, k), np.float32)
+    for f in range(n):
+        o = out[f]
+        for j in range(k):
+            o[j] = b[j]
+        for i in range(m):
+            v = x[f, i]
+            wr = w[i]
+            for j in range(k):
+                o[j] += v * wr[j]
+    return out
+
+
 @njit(parallel=True, fastmath=True, boundscheck=False, nogil=True, cache=True)
 def pool_stage(x, average, ph, pw, sh, sw, hp, wp):
     """Max or mean pooling (valid) of a planar batch, rows first (vectorised), then columns."""
@@ -311,7 +329,7 @@ def _sigmoid(x):
 
 
 def _dense(x, w, b):
-    return x @ w + b
+    return _kernels(3, 1).dense_layer(np.ascontiguousarray(x, dtype=np.float32), w, b)
 
 
 def _flatten_planar(x):  # (N, C, H, W) -> Keras' (N, H*W*C) order
