@@ -24,8 +24,10 @@ DEFAULT_DATASETS = ("/entry_1/data_1/data", "/data/data", "/entry/data/data")
 #: per chunk), then cut in memory, when that block is at most this many bytes.
 #: Measured on a 1750x1750 float32 frame, one chunk a frame: 0.13-0.16 ms for
 #: the 350 rows against 0.22-1.3 ms for the 350x350 hyperslab (350 small reads
-#: inside HDF5) and 6 ms for the whole frame.
-ROW_BLOCK_BYTES = 16 * 2**20
+#: inside HDF5) and 6 ms for the whole frame. It reads 5x the bytes of the
+#: crop, which is free from the page cache; on a network file system where
+#: bandwidth is the limit, set ``SFX_CNN_VETO_ROW_BLOCK_BYTES=0`` (hyperslab only).
+ROW_BLOCK_BYTES = int(os.environ.get("SFX_CNN_VETO_ROW_BLOCK_BYTES", 16 * 2**20))
 
 
 def _h5py():
