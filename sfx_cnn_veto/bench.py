@@ -465,7 +465,8 @@ def _mpi_child(model: str, lst: str, backend: str) -> None:
     slowest = comm.reduce(elapsed, op=MPI.MAX)
     if rank == 0:
         print(json.dumps({"ranks": size, "events": events, "seconds": slowest, "fps": events / slowest,
-                          "threads_per_rank": veto.classifier.__dict__.get("threads")}))
+                          "backend": veto.backend_name, "cores_per_rank": default_threads(),
+                          "threads_per_rank": getattr(veto.classifier, "threads", None)}))
 
 
 def bench_filter_lst(model: str, lst: str, tmp: str, mpi_ranks: Iterable[int] = ()) -> dict[str, Any]:
@@ -496,7 +497,7 @@ def bench_filter_lst(model: str, lst: str, tmp: str, mpi_ranks: Iterable[int] = 
         if mpirun is None:
             out[f"mpirun_{ranks}"] = {"error": "mpirun not found"}
             continue
-        cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", str(ranks), sys.executable, "-m",
+        cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-n", str(ranks), sys.executable, "-m",
                "sfx_cnn_veto.cli", "filter-lst", lst, "-m", model, "-o",
                os.path.join(tmp, f"filter-hits-{ranks}.lst"), "--mpi", "on" if ranks > 1 else "off"]
         start = time.perf_counter()
@@ -509,6 +510,7 @@ def bench_filter_lst(model: str, lst: str, tmp: str, mpi_ranks: Iterable[int] = 
 
 
 def bench_mpi(model: str, lst: str, backend: str) -> dict[str, Any]:
+    """The score path under ``mpirun -n 1`` and ``-n 2`` (``--bind-to none``: one rank may use every core)."""
     mpirun = shutil.which("mpirun")
     if mpirun is None:
         return {"error": "mpirun not found (Debian: openmpi-bin)"}
@@ -518,7 +520,7 @@ def bench_mpi(model: str, lst: str, backend: str) -> dict[str, Any]:
         return {"error": "mpi4py not installed"}
     out = {}
     for ranks in (1, 2):
-        cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", str(ranks), sys.executable, "-c",
+        cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-n", str(ranks), sys.executable, "-c",
                "import sys; from sfx_cnn_veto.bench import _mpi_child; _mpi_child(*sys.argv[1:])",
                model, lst, backend]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
