@@ -98,17 +98,40 @@ def synthetic_frame(rng: np.random.Generator, shape=FRAME_SHAPE, *, hit: bool) -
     return frame.astype(np.float32, copy=False)
 
 
-def write_cxi(path: str, frames: int, *, seed: int = 0, shape=FRAME_SHAPE) -> list[bool]:
-    """Write ``frames`` synthetic frames to ``/entry_1/data_1/data`` (one chunk a frame); returns hit flags."""
+def simulated_frames(frames: int, shape=FRAME_SHAPE, *, run_name: str = "run90"):
+    """``frames`` frames of the project's simulator (:mod:`sfx_cnn_veto.simulate`), detector resized to ``shape``."""
+    import dataclasses
+
+    from sfx_cnn_veto.simulate import default_experiment, simulate_run
+
+    experiment = default_experiment()
+    run = experiment.run(run_name)
+    run = dataclasses.replace(run, detector=dataclasses.replace(run.detector, shape=tuple(shape)))
+    for frame, truth in simulate_run(run, experiment.run_seed(run), frames):
+        yield np.asarray(frame, dtype=np.float32), bool(truth.get("crystal"))
+
+
+def write_cxi(path: str, frames: int, *, seed: int = 0, shape=FRAME_SHAPE, simulator: bool = False) -> list[bool]:
+    """Write ``frames`` frames to ``/entry_1/data_1/data`` (one chunk a frame); returns hit flags.
+
+    ``simulator=True`` uses the project's simulator (run ``run90`` of the
+    default experiment on a ``shape`` detector, ~0.6 s a 1750x1750 frame
+    here), else :func:`synthetic_frame` (fast).
+    """
     import h5py
 
     rng = np.random.default_rng(seed)
-    hits = [bool(i % 2) for i in range(frames)]
+    if simulator:
+        source = simulated_frames(frames, shape)
+    else:
+        source = ((synthetic_frame(rng, shape, hit=bool(i % 2)), bool(i % 2)) for i in range(frames))
+    hits = []
     with h5py.File(path, "w") as handle:
         ds = handle.create_dataset("/entry_1/data_1/data", shape=(frames,) + tuple(shape),
                                    dtype=np.float32, chunks=(1,) + tuple(shape))
-        for i, hit in enumerate(hits):
-            ds[i] = synthetic_frame(rng, shape, hit=hit)
+        for i, (frame, hit) in enumerate(source):
+            ds[i] = frame
+            hits.append(hit)
     return hits
 
 
@@ -554,6 +577,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mpi", action=argparse.BooleanOptionalAction, default=None,
                         help="measure mpirun -n 2 against 1 rank (default: on, off with --quick)")
     parser.add_argument("--memory-events", default="1000,10000", help="event counts of the memory runs")
+    parser.add_argument("--simulator", action=argparse.BooleanOptionalAction, default=None,
+                        help="frames from the project's simulator (sfx_cnn_veto.simulate, ~0.6 s a frame to make) "
+                             "instead of the built-in synthetic ones (default: on, off with --quick)")
     parser.add_argument("--workdir", default=None, help="where to write the temporary files (default: a temp dir)")
     parser.add_argument("--default-architecture", default=None, metavar="NAME",
                         help="the project's default network (default: the architecture named 'default', else "
@@ -580,12 +606,21 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--frames, --file-frames and --batch-size must be positive")
     do_memory = (not quick) if args.memory is None else args.memory
     do_mpi = (not quick) if args.mpi is None else args.mpi
+    use_simulator = (not quick) if args.simulator is None else args.simulator
+    if use_simulator:
+        try:
+            import sfx_cnn_veto.simulate  # noqa: F401
+        except ImportError:
+            if args.simulator:
+                raise
+            use_simulator = False
     rep = {"read": 1 if quick else 3, "norm": 2 if quick else 5, "b1": 20 if quick else 200,
            "bb": 3 if quick else 15, "e2e": 1 if quick else 5, "pf8_full": 1, "pf8_crop": 2 if quick else 5}
 
     result: dict[str, Any] = {"machine": machine_info(), "quick": quick, "events": events,
                               "file_frames": file_frames, "frame_shape": list(FRAME_SHAPE),
-                              "crop_shape": list(CROP_SHAPE), "batch_size": args.batch_size}
+                              "crop_shape": list(CROP_SHAPE), "batch_size": args.batch_size,
+                              "frames_source": "sfx_cnn_veto.simulate run90" if use_simulator else "synthetic"}
     tmp_owner = None
     tmp = args.workdir
     if tmp is None:
@@ -600,7 +635,7 @@ def _run(args: argparse.Namespace) -> int:
 
             step("writing frames")
             cxi = os.path.join(tmp, "bench.cxi")
-            write_cxi(cxi, file_frames)
+            result["file_hits"] = sum(write_cxi(cxi, file_frames, simulator=use_simulator))
             lst = write_lst(os.path.join(tmp, "bench.lst"), [cxi], file_frames, events)
 
             step("reading")
@@ -702,7 +737,8 @@ def _print(result: dict[str, Any]) -> None:
     m = result["machine"]
     print(f"sfx-cnn-veto bench  ({m['date_utc']}; {m.get('cpu', '?')}, {m['cores_available']} cores; "
           f"load average {m['load_average_start'][0]:.2f} -> {m['load_average_end'][0]:.2f})")
-    print(f"frames {result['frame_shape'][0]}x{result['frame_shape'][1]} float32 CXI (one chunk a frame), "
+    print(f"frames ({result['frames_source']}, {result.get('file_hits', '?')} of {result['file_frames']} with a crystal) "
+          f"{result['frame_shape'][0]}x{result['frame_shape'][1]} float32 CXI (one chunk a frame), "
           f"crop {result['crop_shape'][0]}x{result['crop_shape'][1]}, {result['events']} events, "
           f"batch {result['batch_size']}{'  [--quick: rough figures]' if result['quick'] else ''}")
     print(f"  {'step':<44} {'ms/frame':>9} {'p10':>9} {'p90':>9} {'frames/s':>10} {'cpu ms':>9}")
