@@ -28,9 +28,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", default=None,
                         help="trained .keras model (default: the small model shipped with the package)")
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
-    parser.add_argument("--backend", default=None, help="classifier backend (default keras; see 'sfx-cnn-veto plugins')")
+    parser.add_argument("--backend", default=None,
+                        help="classifier backend: auto (default: numba when installed and it reproduces Keras, "
+                             "else keras), keras, numba ... (see 'sfx-cnn-veto plugins')")
     parser.add_argument("--batch-size", type=int, default=None, help="frames per network call (default 64)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all available)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the network (default: the cores available, or SFX_CNN_VETO_THREADS)")
     parser.add_argument("--center", type=float, nargs=2, default=None, metavar=("ROW", "COL"),
                         help="beam centre in pixels for the crop (default: the model's, else the frame centre)")
     parser.add_argument("--config", default=None,

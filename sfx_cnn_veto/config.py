@@ -4,7 +4,7 @@ Example ``veto.yaml``::
 
     model:
       path: /data/models/run90-93.keras
-      backend: keras
+      backend: auto          # auto: numba when installed and it reproduces Keras, else keras
       batch_size: 64
     decision:
       threshold: null        # null: the model's own
@@ -34,7 +34,7 @@ from sfx_cnn_veto.errors import ConfigError
 @dataclass(frozen=True)
 class ModelConfig:
     path: str | None = None
-    backend: str = "keras"
+    backend: str = "auto"
     batch_size: int = 64
     threads: int | None = None
 

@@ -7,7 +7,7 @@ from sfx_cnn_veto.config import load_config, parse_config
 
 
 def test_defaults_and_a_full_config(tmp_path):
-    assert load_config(None).model.backend == "keras"
+    assert load_config(None).model.backend == "auto"
     path = tmp_path / "c.yaml"
     path.write_text(
         "model: {path: m.keras, backend: keras, batch_size: 32, threads: 2}\n"
