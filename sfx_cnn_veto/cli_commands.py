@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -19,7 +18,7 @@ from sfx_cnn_veto.types import CommandSpec
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="CrystFEL .lst event lists, or frame files (HDF5/CXI, CBF, EDF, TIFF ...)")
-    parser.add_argument("-x", "--prefix", default="",
+    parser.add_argument("-x", "--prefix", default=None,
                         help="prefix for file names in lists, as indexamajig's -x")
     parser.add_argument("--dataset", default=None,
                         help="HDF5 data set of the frames (default: /entry_1/data_1/data, /data/data, /entry/data/data)")
@@ -29,9 +28,25 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", default=None,
                         help="trained .keras model (default: the small model shipped with the package)")
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
-    parser.add_argument("--backend", default="keras", help="classifier backend (see 'sfx-cnn-veto plugins')")
-    parser.add_argument("--batch-size", type=int, default=64, help="frames per network call (default 64)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all available)")
+    parser.add_argument("--backend", default=None,
+                        help="classifier backend: auto (default: numba when installed and it reproduces Keras, "
+                             "else keras), keras, numba ... (see 'sfx-cnn-veto plugins')")
+    parser.add_argument("--batch-size", type=int, default=None, help="frames per network call (default 64)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the network (default: the cores available, or SFX_CNN_VETO_THREADS)")
+    parser.add_argument("--center", type=float, nargs=2, default=None, metavar=("ROW", "COL"),
+                        help="beam centre in pixels for the crop (default: the model's, else the frame centre)")
+    parser.add_argument("--config", default=None,
+                        help="YAML config (groups model, decision, crop, reader); command-line options win")
+
+
+def config_of(args: argparse.Namespace):
+    """The validated YAML config named by ``--config`` (defaults when none), parsed once."""
+    from sfx_cnn_veto.config import load_config
+
+    if not hasattr(args, "_config"):
+        args._config = load_config(getattr(args, "config", None))
+    return args._config
 
 
 def model_path(args: argparse.Namespace) -> str:
@@ -40,6 +55,8 @@ def model_path(args: argparse.Namespace) -> str:
 
     if args.model:
         return args.model
+    if config_of(args).model.path:
+        return config_of(args).model.path
     path = default_model_path()
     if path is None:
         raise ConfigError("no --model given and no default model is shipped; train one with 'sfx-cnn-veto train'")
@@ -49,12 +66,28 @@ def model_path(args: argparse.Namespace) -> str:
 def load_veto(args: argparse.Namespace):
     from sfx_cnn_veto.core.pipeline import Veto
 
-    return Veto.load(model_path(args), threshold=args.threshold, backend=args.backend,
-                     batch_size=args.batch_size, threads=args.threads)
+    cfg = config_of(args)
+
+    def pick(value, default):
+        return default if value is None else value
+
+    return Veto.load(
+        model_path(args),
+        threshold=pick(args.threshold, cfg.decision.threshold),
+        backend=pick(args.backend, cfg.model.backend),
+        batch_size=pick(args.batch_size, cfg.model.batch_size),
+        threads=pick(args.threads, cfg.model.threads),
+        center=pick(getattr(args, "center", None), cfg.crop.center),
+    )
 
 
 def reader_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"dataset": args.dataset} if getattr(args, "dataset", None) else {}
+    dataset = getattr(args, "dataset", None) or config_of(args).reader.dataset
+    return {"dataset": dataset} if dataset else {}
+
+
+def list_prefix(args: argparse.Namespace) -> str:
+    return getattr(args, "prefix", "") or config_of(args).reader.prefix
 
 
 def progress(total=None, desc="", unit="frame"):
@@ -132,34 +165,49 @@ def _configure_score(parser: argparse.ArgumentParser) -> None:
     add_input_arguments(parser)
     add_model_arguments(parser)
     parser.add_argument("-o", "--output", default="-", help="scores CSV (default: standard output)")
+    parser.add_argument("--sink", action="append", default=[], metavar="NAME:PATH",
+                        help="also send decisions to a sink, e.g. hits-lst:hits.lst (repeatable; "
+                             "'sfx-cnn-veto plugins' lists sinks)")
+
+
+def open_sinks(specs: list[str]) -> list[Any]:
+    """Sinks named ``NAME:PATH`` on the command line, through the ``sfxveto_sinks`` hook."""
+    from sfx_cnn_veto import manager
+    from sfx_cnn_veto.errors import ConfigError
+
+    available = manager.sinks()
+    sinks = []
+    for spec in specs:
+        name, _, path = spec.partition(":")
+        if name not in available:
+            raise ConfigError(f"--sink {spec}: no sink {name!r} (have: {', '.join(sorted(available))})")
+        sinks.append(available[name].create({"path": path}))
+    return sinks
 
 
 def _run_score(args: argparse.Namespace) -> int:
+    from sfx_cnn_veto import manager
     from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
+    from sfx_cnn_veto.io.sinks import CsvSink
     from sfx_cnn_veto.io.store import FrameStore, iter_events
 
     veto = load_veto(args)
+    sinks = open_sinks(args.sink)
+    main_sink = CsvSink(handle=sys.stdout) if args.output == "-" else CsvSink(args.output)
     counts = {"hit": 0, "miss": 0, "error": 0}
     start = time.perf_counter()
-    out = sys.stdout if args.output == "-" else open(args.output + ".part", "w", newline="")
-    try:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["file", "event", "score", "is_hit", "error"])
-        with FrameStore(reader_options(args)) as store, progress(desc="score") as bar:
-            events = iter_events(args.inputs, store, prefix=args.prefix)
-            for ref, decision in veto.stream_events(events, store):
-                counts[decision.label] += 1
-                if decision.error:
-                    print(f"sfx-cnn-veto: {ref}: {decision.error} (kept as a hit)", file=sys.stderr)
-                writer.writerow([ref.path, ref.event or "",
-                                 "" if decision.error else f"{decision.score:.6f}",
-                                 int(decision.is_hit), decision.error or ""])
-                bar.update(1)
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    if out is not sys.stdout:
-        os.replace(args.output + ".part", args.output)
+    with FrameStore(reader_options(args)) as store, progress(desc="score") as bar:
+        events = iter_events(args.inputs, store, prefix=list_prefix(args))
+        for ref, decision in veto.stream_events(events, store):
+            counts[decision.label] += 1
+            if decision.error:
+                print(f"sfx-cnn-veto: {ref}: {decision.error} (kept as a hit)", file=sys.stderr)
+            for sink in (main_sink, *sinks):
+                sink.write(ref, decision)
+            manager.notify_decision(ref, decision)
+            bar.update(1)
+    for sink in (main_sink, *sinks):
+        sink.close()
     total = sum(counts.values())
     elapsed = time.perf_counter() - start
     print(f"{total} events: {counts['hit']} hits, {counts['miss']} misses, {counts['error']} errors "

@@ -36,9 +36,13 @@ ENTRY_POINT_GROUP = PROJECT_NAME
 #: Built-in plugins, registered before any entry point, like pytest's default_plugins.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "sfx_cnn_veto.io.plugin",
+    "sfx_cnn_veto.io.sinks",
     "sfx_cnn_veto.core.plugin",
     "sfx_cnn_veto.cli_commands",
     "sfx_cnn_veto.training.plugin",
+    "sfx_cnn_veto.bench",
+    "sfx_cnn_veto.demo",
+    "sfx_cnn_veto.simulate.commands",
 )
 
 
@@ -121,7 +125,7 @@ def _collect(hook_name: str, pm: VetoPluginManager | None, **kwargs: Any) -> dic
     hook = getattr(pm.hook, hook_name)
     records: dict[str, Any] = {}
     providers: dict[str, str] = {}
-    for impl in reversed(hook.get_hookimpls()):  # registration order: built-ins first
+    for impl in hook.get_hookimpls():  # built-ins (trylast) first, then in registration order
         result = impl.function(**kwargs)
         for record in result or ():
             key = getattr(record, "kind", "") + ":" + record.name if hasattr(record, "kind") else record.name

@@ -65,7 +65,10 @@ class BackendSpec:
     """A classifier backend: ``create(keras_model, options) -> Classifier``.
 
     A Classifier has ``predict(batch) -> ndarray`` taking float32 ``(N, H, W, 1)``
-    and returning the hit probability ``(N,)``.
+    and returning the hit probability ``(N,)``. The pipeline reuses the batch
+    array for the next batch once ``predict`` has returned: do not keep it.
+    ``options`` holds ``hit_index``, ``threads`` and ``batch_size``; backend
+    ``auto`` times the backends that load and keeps the fastest.
     """
 
     name: str

@@ -1,1 +1,13 @@
-"""om adapter for sfx-cnn-veto (registered through the sfx_cnn_veto entry-point group)."""
+"""OM adapter for sfx-cnn-veto.
+
+- :mod:`sfx_cnn_veto_om.processing`: ``CnnVetoCrystallographyProcessing``, OM's
+  crystallography monitor with a CNN veto step (imports OM).
+- :mod:`sfx_cnn_veto_om.launcher`: the ``sfx-om-monitor`` console script.
+- :mod:`sfx_cnn_veto_om.config`, :mod:`sfx_cnn_veto_om.stats`: the ``cnn_veto``
+  group and the collector's counts (no OM import).
+- :mod:`sfx_cnn_veto_om.demo`: demo frames and a tiny model for the example and tests.
+
+Importing this package imports neither OM nor TensorFlow.
+"""
+
+PROCESSING_LAYER = "sfx_cnn_veto_om.processing.CnnVetoCrystallographyProcessing"

@@ -1,1 +1,56 @@
-"""Hook implementations of the om adapter."""
+"""Hook implementations of the OM adapter (entry point ``om`` in group ``sfx_cnn_veto``).
+
+OM is imported only inside functions: listing plugins must stay cheap and
+must work where OM is not installed.
+"""
+
+from __future__ import annotations
+
+from sfx_cnn_veto import hookimpl
+from sfx_cnn_veto.types import CommandSpec
+
+
+def _configure(parser) -> None:
+    parser.add_argument("config", nargs="?", default=None, help="a monitor.yaml to check (default: print an example)")
+
+
+def _run(args) -> int:
+    """Check a monitor.yaml's cnn_veto group (or print the example's), without starting OM."""
+    import os
+
+    import yaml
+
+    from sfx_cnn_veto_om import PROCESSING_LAYER
+    from sfx_cnn_veto_om.config import GROUP, CnnVetoConfig
+
+    if args.config is None:
+        print(
+            "om:\n"
+            f"  processing_layer: {PROCESSING_LAYER}\n"
+            f"{GROUP}:\n"
+            "  model: /path/model.keras   # null = the installed default model\n"
+            "  mode: veto                 # veto | tag | off\n"
+            "  threshold: null            # null = the model's\n"
+            "# run: mpirun -n 3 sfx-om-monitor -c monitor.yaml SOURCE"
+        )
+        return 0
+    with open(args.config) as fh:
+        data = yaml.safe_load(fh) or {}
+    layer = (data.get("om") or {}).get("processing_layer")
+    cfg = CnnVetoConfig.from_group(data.get(GROUP))
+    print(f"{os.path.basename(args.config)}: processing_layer={layer} {GROUP}={cfg}")
+    if layer != PROCESSING_LAYER:
+        print(f"note: om.processing_layer is not {PROCESSING_LAYER}: the veto will not run")
+    return 0
+
+
+@hookimpl
+def sfxveto_commands():
+    return [
+        CommandSpec(
+            name="om-config",
+            help="print the monitor.yaml lines that enable the OM veto, or check a monitor.yaml's cnn_veto group",
+            configure=_configure,
+            run=_run,
+        )
+    ]

@@ -1,1 +1,125 @@
-"""Hook implementations of the psana adapter."""
+"""Hook implementations of the psana adapter: the ``sfx-cnn-veto psana`` command.
+
+Importing this module imports neither psana nor TensorFlow (the command
+imports them when it runs). The command is an ordinary psana script, so it
+runs serially or under MPI::
+
+    sfx-cnn-veto psana --exp mfxl1234 --run 12 --detector jungfrau --table veto.h5 --hits hits.npy
+    PS_SRV_NODES=1 mpirun -n 8 sfx-cnn-veto psana --exp ... --run ... --dir /path/xtc ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from sfx_cnn_veto import hookimpl
+from sfx_cnn_veto.types import CommandSpec
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    from sfx_cnn_veto.cli_commands import add_model_arguments
+
+    where = parser.add_argument_group("run (psana2: --exp/--run[/--dir] or --files; psana1: --exp/--run)")
+    where.add_argument("--exp", default=None, help="experiment, e.g. mfxl1234")
+    where.add_argument("--run", type=int, default=None, help="run number")
+    where.add_argument("--dir", default=None, help="xtc2 directory (psana2; default: psana's own lookup)")
+    where.add_argument("--files", nargs="+", default=None, help="xtc2 file(s) (psana2, serial only)")
+    where.add_argument("--offline", action="store_true",
+                       help="do not require the SLAC logbook (scan --dir when it cannot be reached)")
+    where.add_argument("--calib", action="store_true",
+                       help="load calibration constants (default: skipped, as offline psana needs)")
+    where.add_argument("--max-events", type=int, default=0, help="stop after N events (0: all)")
+    where.add_argument("--psana-batch", type=int, default=None,
+                       help="psana2 events per MPI batch (psana's default 1000; small runs need less to spread)")
+    parser.add_argument("--detector", required=True, help="detector name, e.g. jungfrau")
+    parser.add_argument("--source", default="calib", choices=("calib", "raw", "image"),
+                        help="array to score: calibrated panel(s), raw, or geometry-assembled image")
+    parser.add_argument("--table", required=True, help="per-event HDF5 table (psana smalldata under psana2)")
+    parser.add_argument("--hits", default=None, help="hit list to write (.npy of timestamps; psana2 timestamps=)")
+    parser.add_argument("--smd-batch", type=int, default=100, help="smalldata events per send")
+    add_model_arguments(parser)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
+    from sfx_cnn_veto.cli_commands import config_of, model_path, progress
+    from sfx_cnn_veto.errors import ConfigError
+    from sfx_cnn_veto_psana.outputs import VetoTable
+    from sfx_cnn_veto_psana.veto import PsanaVeto, import_psana, psana_generation
+
+    if not args.files and (args.exp is None or args.run is None):
+        raise ConfigError("psana: give --exp and --run (with --dir for local files), or --files")
+    if args.hits and not args.hits.endswith(".npy"):
+        raise ConfigError(f"--hits: expected a .npy path, got {args.hits}")
+    cfg = config_of(args)
+
+    def pick(value, default):
+        return default if value is None else value
+
+    model = model_path(args)
+    options = dict(
+        threshold=pick(args.threshold, cfg.decision.threshold),
+        backend=pick(args.backend, cfg.model.backend),
+        batch_size=pick(args.batch_size, cfg.model.batch_size),
+        threads=pick(args.threads, cfg.model.threads),
+        center=pick(args.center, cfg.crop.center),
+    )
+    psana = import_psana()
+    mpi = int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1) > 1
+    if psana_generation(psana) == 2:
+        if args.offline:
+            from sfx_cnn_veto_psana.offline import allow_offline_runs
+
+            allow_offline_runs()
+        kwargs = {"max_events": args.max_events}
+        if args.psana_batch:
+            kwargs["batch_size"] = args.psana_batch
+        if not args.calib:
+            kwargs["skip_calib_load"] = "all"
+        if args.files:
+            kwargs["files"] = args.files
+        else:
+            kwargs.update(exp=args.exp, run=args.run)
+            if args.dir:
+                kwargs["dir"] = args.dir
+        if mpi:
+            os.environ.setdefault("PS_SRV_NODES", "1")
+        ds = psana.DataSource(**kwargs)
+        table = VetoTable(ds, args.table, hits=args.hits, batch_size=args.smd_batch)
+        runs = ((run, run.Detector(args.detector)) for run in ds.runs())
+    else:  # LCLS-I psana
+        ds = psana.DataSource(f"exp={args.exp}:run={args.run}:smd")
+        table = None
+        runs = iter([(ds, psana.Detector(args.detector))])
+    errors = 0
+    with progress(desc="psana events", unit="event") as bar:
+        for run, det in runs:
+            veto = PsanaVeto.load(model, detector=det, source=args.source, psana=psana, **options)
+            if table is None:
+                table = VetoTable(None, args.table, hits=args.hits, timestamp=veto.timestamp,
+                                  fiducials=veto.fiducials)
+            for evt, decision in veto.events(run):
+                table.record(evt, decision)
+                errors += decision.error is not None
+                bar.update(1)
+    if table is not None:
+        table.done()
+        counts = table.counts
+        if sum(counts.values()):
+            print(f"{sum(counts.values())} events: {counts['hit']} hits, {counts['miss']} misses, "
+                  f"{counts['error']} errors", file=sys.stderr)
+    return EXIT_EVENT_ERRORS if errors else 0
+
+
+@hookimpl
+def sfxveto_commands():
+    return [
+        CommandSpec(
+            name="psana",
+            help="score the events of a psana run (serially or under mpirun); per-event table and hit list",
+            configure=_configure,
+            run=_run,
+        )
+    ]

@@ -38,8 +38,31 @@ def _finite(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return frame, good
 
 
+def _row_sums(values: np.ndarray) -> float:
+    """Sum of a 2-D float32 array: float32 sums of rows (pairwise), added in float64."""
+    return float(np.add.reduce(np.add.reduce(values, axis=-1), dtype=np.float64))
+
+
+# The functions below make one output array and work in place on it: every
+# extra temporary of a 350x350 frame costs a pass over memory plus, above
+# malloc's mmap threshold, fresh pages (measured: the old robust() spent
+# 1-3 ms a frame on six temporaries; this one ~0.15 ms).
+
 def standardize(frame: np.ndarray, *, eps: float = 1e-6) -> np.ndarray:
     """``(frame - mean) / std``, per frame, as in the paper."""
+    frame = np.asarray(frame, dtype=np.float32)
+    if frame.ndim == 2 and frame.size:
+        total = _row_sums(frame)
+        if np.isfinite(total):  # NaN or Inf anywhere makes the sum non-finite
+            mean = total / frame.size
+            out = np.subtract(frame, np.float32(mean), dtype=np.float32)
+            # float64 sum of squares: row dot products (float32, 350 terms) added in float64;
+            # the float32-rounded mean is corrected for (exact algebra: E[(x-m)^2] - (E[x]-m)^2)
+            offset = float(np.add.reduce(np.add.reduce(out, axis=-1), dtype=np.float64)) / frame.size
+            squares = float(np.add.reduce(np.einsum("ij,ij->i", out, out), dtype=np.float64)) / frame.size
+            std = float(np.sqrt(max(squares - offset * offset, 0.0)))
+            np.divide(out, np.float32(std + eps), out=out)
+            return out
     frame, good = _finite(frame)
     values = frame if good is None else frame[good]
     mean = float(values.mean(dtype=np.float64))
@@ -72,11 +95,18 @@ def robust(frame: np.ndarray, *, min_scale: float = 1.0, subsample: int = 4) -> 
     median = np.float32(np.median(sample))
     mad = np.float32(np.median(np.abs(sample - median)))
     scale = np.float32(max(1.4826 * float(mad), min_scale))
-    out = (frame - median) / scale
-    out = np.sign(out) * np.log1p(np.abs(out))
+    out = np.subtract(frame, median, dtype=np.float32)
+    np.divide(out, scale, out=out)
+    # sign(y) * log1p(|y|), as copysign through the IEEE sign bit (a masked
+    # np.negative(where=) took 2.7 ms here; this 20 us)
+    bits = out.view(np.uint32)
+    sign = np.bitwise_and(bits, np.uint32(0x80000000))
+    np.abs(out, out=out)
+    np.log1p(out, out=out)
+    np.bitwise_or(bits, sign, out=bits)
     if good is not None:
         out[~good] = 0.0
-    return out.astype(np.float32, copy=False)
+    return out
 
 
 def none(frame: np.ndarray) -> np.ndarray:

@@ -45,6 +45,16 @@ def _create_keras(model, options):
     return create_keras(model, options)
 
 
+def _create_numba(model, options):
+    from sfx_cnn_veto.core.fused import create_numba
+
+    return create_numba(model, options)
+
+
 @hookimpl(trylast=True)
 def sfxveto_backends():
-    return [BackendSpec("keras", _create_keras, "tf.function, fixed input signature (oneDNN on)")]
+    return [
+        BackendSpec("keras", _create_keras, "tf.function, fixed input signature (oneDNN on)"),
+        BackendSpec("numba", _create_numba,
+                    "fused compiled conv/BN/ReLU/pool kernels from the Keras weights (needs numba; checked against Keras at load)"),
+    ]

@@ -7,6 +7,7 @@ Threads default to the cores available (``SFX_CNN_VETO_THREADS`` overrides).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -28,7 +29,10 @@ def import_tensorflow(threads: int | None = None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
-        import tensorflow as tf
+        with _quiet_stderr():
+            import tensorflow as tf
+
+            tf.nn.conv2d(tf.zeros((1, 4, 4, 1)), tf.zeros((2, 2, 1, 1)), 1, "VALID")  # first-op banner
     except ImportError as exc:  # pragma: no cover - a dependency
         from sfx_cnn_veto.errors import MissingDependencyError
 
@@ -47,3 +51,25 @@ def import_keras():
     import keras
 
     return keras
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Hide TensorFlow's C++ start-up banners (printed before absl logging starts, so
+    ``TF_CPP_MIN_LOG_LEVEL`` cannot silence them). ``SFX_CNN_VETO_TF_LOGS=1`` shows them."""
+    if os.environ.get("SFX_CNN_VETO_TF_LOGS") == "1":
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:  # pragma: no cover - no stderr
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -1,0 +1,57 @@
+"""Atomic output files: written to ``PATH.part``, fsynced, then renamed over ``PATH``.
+
+A crash leaves either the old ``PATH`` (or none) and a stray ``PATH.part``,
+never a half-written ``PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import IO
+
+
+def part_path(path: str) -> str:
+    return path + ".part"
+
+
+def open_part(path: str, *, newline: str = "") -> IO[str]:
+    """Open ``PATH.part`` for writing (UTF-8, undecodable bytes of input names kept as they were)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    return open(part_path(path), "w", encoding="utf-8", errors="surrogateescape", newline=newline)
+
+
+def sync_close(handle: IO[str]) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+
+
+def fsync_dir(path: str) -> None:
+    """Make renames in the directory of ``path`` durable."""
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def commit(paths: list[str]) -> None:
+    """Rename each ``PATH.part`` over ``PATH`` (each rename is atomic), then sync the directories."""
+    for path in paths:
+        os.replace(part_path(path), path)
+    for directory in {os.path.dirname(os.path.abspath(p)) for p in paths}:
+        fsync_dir(os.path.join(directory, "x"))
+
+
+def discard(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            os.unlink(part_path(path))
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,454 @@
+"""``sfx-cnn-veto filter-lst``: veto a CrystFEL event list before indexamajig.
+
+Every input event lands in exactly one category, hit, miss or error, and
+the outputs say which:
+
+``-o hits.lst``
+    what to give ``indexamajig -i``: the hits, the errors (fail open: a frame
+    that could not be scored is kept; ``--errors-as-misses`` drops them here)
+    and the misses kept by ``--keep-misses-fraction``; in input order, one
+    ``path //N`` line each (one space, canonical index, no trailing space).
+``--misses misses.lst`` / ``--errors errors.lst``
+    every miss (kept ones included) / every error; hits, misses and errors
+    together are the input, once each.
+``--scores scores.csv``
+    ``file,event,score,is_hit,error,label,in_hits_lst`` for every event, the
+    error column holding the reason.
+
+All outputs are written to ``PATH.part`` and renamed when complete. Decisions
+are checkpointed in a journal (:mod:`.journal`) block by block; ``--resume``
+replays it and scores only what is missing, giving the same bytes as an
+uninterrupted run. Under ``mpirun -n N`` the blocks are dealt round-robin to
+the ranks and rank 0 writes the outputs, identical to a serial run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import hashlib
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from sfx_cnn_veto.errors import ConfigError, VetoError
+from sfx_cnn_veto.io.lst import lint_line
+
+from sfx_cnn_veto_crystfel import atomic
+from sfx_cnn_veto_crystfel.journal import Event, Journal, block_digest, file_sha256
+from sfx_cnn_veto_crystfel import mpi
+from sfx_cnn_veto_crystfel.mpi import local_size, world
+
+log = logging.getLogger(__name__)
+
+SCORES_HEADER = ["file", "event", "score", "is_hit", "error", "label", "in_hits_lst"]
+
+
+# ---------------------------------------------------------------------------
+# Pure helpers (no TensorFlow).
+
+def canonical(ref) -> tuple[str, str | None]:
+    """``(lst line, canonical event)`` of an :class:`~sfx_cnn_veto.io.events.EventRef`."""
+    line = ref.lst_line()
+    if ref.event is None:
+        return line, None
+    return line, line[len(ref.path) + 1:]
+
+
+def keep_fraction_draw(line: str, seed: int) -> float:
+    """A uniform number in [0, 1) fixed by the event line and seed (same on any rank, order, resume)."""
+    digest = hashlib.blake2b(f"{seed}\0{line}".encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def explain(line: str, error: str) -> str:
+    """The error, with why indexamajig would fail on the line too, if the line is malformed."""
+    if line.startswith("#"):
+        return f"{error}; '#' lines are not comments to indexamajig (it reads them as file names)"
+    hint = lint_line(line)
+    if hint and "CRLF" not in hint:
+        return f"{error}; {hint}"
+    return error
+
+
+@dataclass
+class Options:
+    threshold: float
+    keep_misses_fraction: float = 0.0
+    seed: int = 0
+    errors_as_misses: bool = False
+
+
+@dataclass
+class Summary:
+    events: int = 0
+    hits: int = 0
+    misses: int = 0
+    kept_misses: int = 0
+    errors: int = 0
+    scored_now: int = 0
+    elapsed: float = 0.0  # scoring time (slowest rank)
+    wall: float = 0.0     # whole run, model loading and output writing included
+    per_rank: list[int] = field(default_factory=list)
+
+    @property
+    def hit_rate(self) -> float:
+        decided = self.hits + self.misses
+        return self.hits / decided if decided else 0.0
+
+    def text(self, opts: Options, output: str) -> str:
+        rate = self.scored_now / self.elapsed if self.elapsed > 0 else 0.0
+        kept = f", {self.kept_misses} of them kept in {output}" if self.kept_misses else ""
+        err_where = "not" if opts.errors_as_misses else "kept"
+        ranks = f" on {len(self.per_rank)} ranks ({'+'.join(map(str, self.per_rank))})" if len(self.per_rank) > 1 else ""
+        replayed = self.events - self.scored_now
+        resumed = f"; {replayed} decisions replayed from the journal" if replayed > 0 else ""
+        return (
+            f"filter-lst: {self.events} events in: {self.hits} hits, {self.misses} misses{kept}, "
+            f"{self.errors} errors ({err_where} in {output}); hit rate {100 * self.hit_rate:.1f}% "
+            f"(threshold {opts.threshold:g}); scored {self.scored_now} frames in {self.elapsed:.1f} s, "
+            f"{rate:.0f} frames/s{ranks}{resumed}; {self.wall:.1f} s in all"
+        )
+
+
+def classify(event: Event, opts: Options) -> tuple[str, bool, bool]:
+    """``(label, is_hit, in_hits_lst)`` of a journal event under ``opts``."""
+    if event.error is not None:
+        return "error", not opts.errors_as_misses, not opts.errors_as_misses
+    if event.score is not None and event.score >= opts.threshold:
+        return "hit", True, True
+    kept = opts.keep_misses_fraction > 0 and keep_fraction_draw(event.line, opts.seed) < opts.keep_misses_fraction
+    return "miss", False, kept
+
+
+def write_outputs(blocks: Iterator, n_events: int, *, output: str, misses: str | None, errors: str | None,
+                  scores: str | None, opts: Options) -> Summary:
+    """Write every output from the journal's blocks (in order) to ``.part`` files, then rename them all."""
+    paths = [p for p in (output, misses, errors, scores) if p]
+    handles = {p: atomic.open_part(p) for p in paths}
+    summary = Summary()
+    next_index = 0
+    try:
+        writer = csv.writer(handles[scores], lineterminator="\n") if scores else None
+        if writer:
+            writer.writerow(SCORES_HEADER)
+        for block in blocks:
+            if summary.events >= n_events:
+                log.warning("journal block %d lies beyond the %d events of the inputs: ignored", block.index, n_events)
+                continue
+            if block.index != next_index:
+                raise VetoError(f"internal: the journal lacks block {next_index}; rerun with --resume")
+            next_index += 1
+            for event in block.events:
+                label, is_hit, listed = classify(event, opts)
+                summary.events += 1
+                if label == "hit":
+                    summary.hits += 1
+                elif label == "miss":
+                    summary.misses += 1
+                    summary.kept_misses += int(listed)
+                    if misses:
+                        handles[misses].write(event.line + "\n")
+                else:
+                    summary.errors += 1
+                    if errors:
+                        handles[errors].write(event.line + "\n")
+                if listed:
+                    handles[output].write(event.line + "\n")
+                if writer:
+                    writer.writerow([
+                        event.path, event.event or "",
+                        "" if event.score is None else f"{event.score:.6f}",
+                        int(is_hit), event.error or "", label, int(listed),
+                    ])
+        if summary.events != n_events:
+            raise VetoError(
+                f"internal: the journal holds {summary.events} decisions for {n_events} events; "
+                "rerun with --resume (missing blocks are scored again)"
+            )
+        for handle in handles.values():
+            atomic.sync_close(handle)
+    except BaseException:
+        for handle in handles.values():
+            handle.close()
+        atomic.discard(paths)
+        raise
+    atomic.commit(paths)
+    return summary
+
+
+# ---------------------------------------------------------------------------
+# The run.
+
+def _fingerprint(args: argparse.Namespace, model: str) -> dict[str, Any]:
+    return {
+        "inputs": [os.path.abspath(i) if i != "-" else "-" for i in args.inputs],
+        "prefix": args.prefix,
+        "dataset": args.dataset,
+        "cwd": os.getcwd(),
+        "model_sha256": file_sha256(model),
+        "backend": args.backend,
+        "batch_size": args.batch_size,
+        "center": list(args.center) if getattr(args, "center", None) else None,
+        "config": os.path.abspath(args.config) if getattr(args, "config", None) else None,
+    }
+
+
+def _blocks_of(events: Iterator, size: int) -> Iterator[tuple[int, list]]:
+    """Cut ``(ref, error)`` pairs into ``(block index, [(ref, error, line, canonical event), ...])``."""
+    block: list = []
+    index = 0
+    for ref, error in events:
+        line, event = canonical(ref)
+        block.append((ref, error, line, event))
+        if len(block) == size:
+            yield index, block
+            index += 1
+            block = []
+    if block:
+        yield index, block
+
+
+class _Counter:
+    """Counts every enumerated event and hashes their lines (ranks compare it: same inputs seen)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.hash = hashlib.blake2b(digest_size=16)
+
+    def add(self, block) -> None:
+        self.n += len(block)
+        for _ref, _err, line, _ev in block:
+            self.hash.update(line.encode("utf-8", "surrogateescape") + b"\n")
+
+
+def resolve_settings(args: argparse.Namespace) -> None:
+    """Fill prefix, batch size and backend from ``--config`` where the command line left them out.
+
+    The journal's fingerprint and the block size need the values that will be used.
+    """
+    from sfx_cnn_veto.cli_commands import config_of, list_prefix
+
+    cfg = config_of(args)
+    args.prefix = list_prefix(args)
+    if args.batch_size is None:
+        args.batch_size = cfg.model.batch_size
+    if args.backend is None:
+        args.backend = cfg.model.backend
+    if args.threads is None:
+        args.threads = cfg.model.threads
+
+
+def run(args: argparse.Namespace) -> int:
+    from sfx_cnn_veto.cli_commands import load_veto, model_path, progress, reader_options
+    from sfx_cnn_veto.io.store import FrameStore, iter_events
+
+    resolve_settings(args)
+    if not 0.0 <= args.keep_misses_fraction <= 1.0:
+        raise ConfigError(f"--keep-misses-fraction: expected a number in [0, 1], got {args.keep_misses_fraction}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    outputs = [p for p in (args.output, args.misses, args.errors, args.scores) if p]
+    if len({os.path.abspath(p) for p in outputs}) != len(outputs):
+        raise ConfigError("the output files must all be different")
+    for path in outputs:
+        if os.path.abspath(path) in {os.path.abspath(i) for i in args.inputs}:
+            raise ConfigError(f"{path}: output would overwrite an input")
+    for item in args.inputs:
+        if item.endswith((".lst", ".txt")) and not os.path.exists(item):
+            raise ConfigError(f"{item}: event list not found")
+    if args.resume and "-" in args.inputs:
+        raise ConfigError("--resume needs inputs read from files, not standard input")
+
+    comm = world(args.mpi)
+    rank, size = comm.Get_rank(), comm.Get_size()
+    if size > 1 and args.threads is None:
+        args.threads = max(1, (os.cpu_count() or 1) // local_size())
+    start = time.perf_counter()
+
+    # Rank 0 prepares the journal; the others wait for its verdict.
+    journal = Journal(args.output)
+    setup_error = None
+    session = 0
+    if rank == 0:
+        try:
+            model = model_path(args)
+            meta = _fingerprint(args, model)
+            if args.resume and journal.exists() and journal.read_meta() is None and not journal.session_files():
+                journal.create(meta)  # killed while creating the journal: nothing was done yet
+            elif args.resume and journal.exists():
+                journal.check_meta(meta)
+            elif args.resume:
+                print(f"filter-lst: no journal at {journal.dir}: nothing to resume, starting from the beginning",
+                      file=sys.stderr)
+                journal.create(meta)
+            else:
+                if journal.exists():
+                    print(f"filter-lst: discarding the journal of an earlier interrupted run ({journal.dir}); "
+                          "use --resume to continue such a run", file=sys.stderr)
+                journal.create(meta)
+            session = journal.next_session()
+        except VetoError as exc:
+            setup_error = str(exc)
+        except OSError as exc:  # every rank must hear of it, or the others wait forever
+            setup_error = f"cannot set up the journal {journal.dir}: {exc}"
+    setup_error, session = mpi.bcast(comm, (setup_error, session))
+    if setup_error:
+        if rank == 0:
+            raise ConfigError(setup_error)
+        return 1
+
+    veto = None
+    failure = None
+    scored = 0
+    counter = _Counter()
+    opts_threshold = None
+    scoring_time = 0.0
+    try:
+        veto = load_veto(args)
+        opts_threshold = veto.threshold
+        done = journal.done() if args.resume else {}
+        t0 = time.perf_counter()
+        scored = _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
+                                  FrameStore, iter_events, reader_options, progress)
+        scoring_time = time.perf_counter() - t0
+    except KeyboardInterrupt:
+        failure = "interrupted"
+    except VetoError as exc:
+        failure = str(exc)
+    except Exception as exc:  # noqa: BLE001 - reported by rank 0, journal kept for --resume
+        if getattr(args, "verbose", False) and size == 1:
+            raise
+        failure = f"internal error: {type(exc).__name__}: {exc}"
+
+    reports = mpi.gather(comm, (failure, counter.n, counter.hash.hexdigest(), scored, opts_threshold, scoring_time))
+    if rank != 0:
+        return mpi.bcast(comm, None)
+    try:
+        code = _finish(args, journal, reports, start)
+    except BaseException:
+        mpi.bcast(comm, 3)  # release the other ranks before raising
+        raise
+    return mpi.bcast(comm, code)
+
+
+def _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
+                     FrameStore, iter_events, reader_options, progress) -> int:
+    """Score this rank's unfinished blocks, journaling each one; returns the number of frames scored."""
+    batch = args.batch_size
+    pending: collections.deque = collections.deque()
+    skipped_blocks = 0
+
+    def mine(store):
+        nonlocal skipped_blocks
+        for index, block in _blocks_of(iter_events(args.inputs, store, prefix=args.prefix), batch):
+            counter.add(block)
+            if index in done:
+                count, digest = done[index]
+                if count == len(block) and digest == block_digest(b[2] for b in block):
+                    skipped_blocks += 1
+                    continue
+                if count == batch:
+                    raise ConfigError(
+                        f"cannot resume: the inputs changed since the interrupted run (events "
+                        f"{index * batch}-{index * batch + batch - 1} differ); rerun without --resume"
+                    )
+            if index % size != rank:
+                continue
+            for ref, error, line, event in block:
+                pending.append((index, line, event))
+                yield ref, error
+
+    writer = journal.writer(session, rank)
+    scored = 0
+    current: list[Event] = []
+    current_index = None
+    show = rank == 0
+    bar = progress(desc="filter-lst" if size == 1 else f"filter-lst rank 0/{size}") if show else None
+    try:
+        with FrameStore(reader_options(args)) as store:
+            # the veto batches exactly as the blocks are cut (batch_size events, aligned)
+            for ref, decision in veto.stream_events(mine(store), store):
+                index, line, event = pending.popleft()
+                if current and index != current_index:
+                    writer.write(current_index, current)  # (only the inputs' last block is short)
+                    current = []
+                current_index = index
+                error = explain(line, decision.error) if decision.error else None
+                if error:
+                    print(f"sfx-cnn-veto: {line}: {error} (kept in {args.output})" if not args.errors_as_misses
+                          else f"sfx-cnn-veto: {line}: {error}", file=sys.stderr)
+                current.append(Event(line, ref.path, event, None if error else float(decision.score), error))
+                if len(current) == batch:
+                    writer.write(current_index, current)
+                    current = []
+                scored += 1
+                if bar is not None:
+                    bar.update(1)
+            if current:
+                writer.write(current_index, current)
+    finally:
+        writer.close()
+        if bar is not None:
+            bar.close()
+    return scored
+
+
+def _finish(args, journal: Journal, reports, start: float) -> int:
+    from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS, EXIT_INTERNAL, EXIT_USER_ERROR
+
+    failures = [(r, f) for r, (f, *_rest) in enumerate(reports) if f]
+    if failures:
+        for r, text in failures:
+            where = f"rank {r}: " if len(reports) > 1 else ""
+            print(f"sfx-cnn-veto: error: {where}{text}", file=sys.stderr)
+        if any(True for _ in journal.blocks()):
+            print(f"filter-lst: stopped; finished blocks are in {journal.dir}: rerun with --resume to continue",
+                  file=sys.stderr)
+        else:
+            journal.remove()  # nothing was done: leave no journal behind
+        internal = any(f.startswith("internal") for _r, f in failures)
+        return EXIT_INTERNAL if internal else EXIT_USER_ERROR
+    counts = {(n, h) for _f, n, h, *_rest in reports}
+    if len(counts) != 1:
+        print("sfx-cnn-veto: error: the ranks saw different events (a file changed while being listed?): "
+              f"{sorted(n for n, _ in counts)}; rerun with --resume", file=sys.stderr)
+        return EXIT_USER_ERROR
+    n_events = reports[0][1]
+    opts = Options(threshold=reports[0][4], keep_misses_fraction=args.keep_misses_fraction,
+                   seed=args.seed, errors_as_misses=args.errors_as_misses)
+    summary = write_outputs(journal.blocks(), n_events, output=args.output, misses=args.misses,
+                            errors=args.errors, scores=args.scores, opts=opts)
+    journal.remove()
+    summary.scored_now = sum(r[3] for r in reports)
+    summary.per_rank = [r[3] for r in reports]
+    summary.elapsed = max(r[5] for r in reports)
+    summary.wall = time.perf_counter() - start
+    print(summary.text(opts, args.output), file=sys.stderr)
+    return EXIT_EVENT_ERRORS if summary.errors else 0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from sfx_cnn_veto.cli_commands import add_input_arguments, add_model_arguments
+
+    add_input_arguments(parser)
+    add_model_arguments(parser)
+    parser.add_argument("-o", "--output", required=True, metavar="HITS.lst",
+                        help="list for indexamajig -i: hits, errors (fail open) and kept misses, in input order")
+    parser.add_argument("--misses", metavar="MISSES.lst", help="write every miss here")
+    parser.add_argument("--errors", metavar="ERRORS.lst", help="write every event that could not be scored here")
+    parser.add_argument("--scores", metavar="SCORES.csv",
+                        help="per-event CSV: file,event,score,is_hit,error,label,in_hits_lst")
+    parser.add_argument("--keep-misses-fraction", type=float, default=0.0, metavar="F",
+                        help="also keep this random, reproducible fraction of misses in the hits list (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the kept-misses draw (default 0)")
+    parser.add_argument("--errors-as-misses", action="store_true",
+                        help="leave events that could not be scored out of the hits list (default: keep them)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run from its journal (OUTPUT.journal/) without rescoring")
+    parser.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
+                        help="MPI scale-out: auto (when run under mpirun -n N>1), on, off (default auto)")

@@ -1,0 +1,366 @@
+"""Call the veto from a psana script: ``PsanaVeto.load(...).events(run)``.
+
+Example (psana2)::
+
+    from psana import DataSource
+    from sfx_cnn_veto_psana import PsanaVeto
+
+    ds = DataSource(exp="mfxl1234", run=12)
+    run = next(ds.runs())
+    veto = PsanaVeto.load("model.keras", detector=run.Detector("jungfrau"), source="calib")
+    for evt, decision in veto.events(run):      # every event, in order, batched inside
+        if decision.is_hit:
+            ...
+
+and the same under LCLS-I psana (psana1)::
+
+    ds = psana.DataSource("exp=cxic0415:run=90:smd")
+    veto = PsanaVeto.load("model.keras", detector=psana.Detector("DscCsPad"))
+    for evt, decision in veto.hits(ds):          # hits (and undecided frames) only
+        ...
+
+Which psana runs is told by ``psana.xtc_version == 2`` (psana2); without it,
+the LCLS-I API is used: ``det.calib(evt)`` instead of ``det.raw.calib(evt)``,
+``evt.get(psana.EventId).time()`` instead of ``evt.timestamp``.
+
+Every event that goes in comes out exactly once, in order, with a
+:class:`~sfx_cnn_veto.core.pipeline.Decision`. A frame psana returns as
+``None``, or whose read raises, is an error decision that fails open
+(``is_hit=True``): a lost hit is the worst outcome.
+
+The model is loaded on the first event, so MPI ranks that never receive
+events (psana2's smd0, event builders, smalldata servers) never import
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from sfx_cnn_veto.errors import ConfigError, FrameReadError, MissingDependencyError, VetoError
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("calib", "image", "raw")
+
+_INSTALL_HINT = (
+    "psana2 is needed: apt-get install libkrb5-dev libopenmpi-dev openmpi-bin, "
+    "then pip install 'sfx-cnn-veto[psana]' (psana==4.3.4)"
+)
+
+
+def import_psana():
+    """``import psana`` with an install hint when it is missing."""
+    try:
+        import psana
+    except ImportError as exc:
+        raise MissingDependencyError(f"cannot import psana ({exc}); {_INSTALL_HINT}") from exc
+    return psana
+
+
+def psana_generation(psana_module: Any) -> int:
+    """2 for psana2 (LCLS-II, ``psana.xtc_version == 2``), else 1 (LCLS-I psana)."""
+    return 2 if getattr(psana_module, "xtc_version", None) == 2 else 1
+
+
+def iter_events(run: Any) -> Iterator[Any]:
+    """The events of a psana2 run, a psana1 run or DataSource (``.events()``), or any iterable of events."""
+    events = getattr(run, "events", None)
+    if callable(events):
+        return iter(events())
+    try:
+        return iter(run)
+    except TypeError as exc:
+        raise ConfigError(
+            f"expected a psana run or DataSource (with .events()) or an iterable of events, got {type(run).__name__}"
+        ) from exc
+
+
+class PsanaVeto:
+    """The veto bound to one psana detector.
+
+    Parameters
+    ----------
+    veto : sfx_cnn_veto.Veto or callable
+        A loaded :class:`~sfx_cnn_veto.core.pipeline.Veto`, or a function
+        returning one (called on the first event: see :meth:`load`).
+    detector : psana detector
+        ``run.Detector(name)`` (psana2) or ``psana.Detector(name)`` (psana1).
+        ``None`` is accepted for ranks that get no events (psana2's smalldata
+        servers, whose ``run.Detector`` returns ``None``).
+    source : {"calib", "raw", "image"}
+        Which array to score: per-panel calibrated or raw data, or the image
+        assembled with the detector geometry. Multi-panel ``calib``/``raw``
+        arrays must be 2-D to be scored (else the event is an error): use
+        ``image`` for those.
+    center : (row, col), "geometry", "model" or None
+        Crop centre in pixels of the scored array. ``None``: for ``image``,
+        the beam position (geometry origin) when psana exposes the detector
+        geometry and it matches the assembled image, otherwise the model's
+        centre, otherwise the frame centre. ``"geometry"``: require the
+        geometry (error if unavailable). ``"model"``: never use geometry.
+    psana : module, optional
+        The psana module (default: ``import psana``); it tells psana2 from psana1.
+    frame_kwargs : dict, optional
+        Passed to the detector method (e.g. ``{"mapmode": 2}`` for ``image``).
+    """
+
+    def __init__(
+        self,
+        veto: Any,
+        *,
+        detector: Any,
+        source: str = "calib",
+        center: Sequence[float] | str | None = None,
+        psana: Any = None,
+        frame_kwargs: dict | None = None,
+    ) -> None:
+        if source not in SOURCES:
+            raise ConfigError(f"source: expected one of {', '.join(SOURCES)}, got {source!r}")
+        if isinstance(center, str) and center not in ("geometry", "model"):
+            raise ConfigError(f"center: expected (row, col), 'geometry', 'model' or None, got {center!r}")
+        if center is not None and not isinstance(center, str):
+            center = tuple(float(v) for v in center)
+            if len(center) != 2:
+                raise ConfigError(f"center: expected (row, col), got {center}")
+        self.detector = detector
+        self.source = source
+        self.center_option = center
+        self.frame_kwargs = dict(frame_kwargs or {})
+        self.psana = import_psana() if psana is None else psana
+        self.generation = psana_generation(self.psana)
+        if callable(veto) and not hasattr(veto, "stream"):
+            self._veto, self._factory = None, veto
+        else:
+            self._veto, self._factory = veto, None
+        #: the crop centre in use, once known (``None``: the model's or the frame centre)
+        self.center: tuple[float, float] | None = center if isinstance(center, tuple) else None
+        self._center_done = center is not None and not isinstance(center, str)
+        self.center_origin = "user" if self._center_done else None
+
+    @classmethod
+    def load(
+        cls,
+        path: str | None = None,
+        *,
+        detector: Any,
+        source: str = "calib",
+        center: Sequence[float] | str | None = None,
+        threshold: float | None = None,
+        backend: str = "keras",
+        batch_size: int | None = None,
+        threads: int | None = None,
+        psana: Any = None,
+        frame_kwargs: dict | None = None,
+    ) -> "PsanaVeto":
+        """Bind a model file to a detector; the model itself is loaded on the first event.
+
+        ``path`` defaults to the model shipped with sfx-cnn-veto. The file's
+        metadata is checked now (no TensorFlow import), so a wrong path fails
+        at once, on every rank.
+        """
+        from sfx_cnn_veto.core.model import VetoModel, default_model_path
+
+        if path is None:
+            path = default_model_path()
+            if path is None:
+                raise ConfigError("no model given and no default model is shipped; pass the path of a .keras model")
+        VetoModel.read_metadata(path)  # fail early, cheaply
+        options: dict[str, Any] = {"threshold": threshold, "backend": backend, "threads": threads}
+        if batch_size is not None:
+            options["batch_size"] = batch_size
+
+        def factory():
+            from sfx_cnn_veto.core.pipeline import Veto
+
+            return Veto.load(path, **options)
+
+        return cls(factory, detector=detector, source=source, center=center, psana=psana, frame_kwargs=frame_kwargs)
+
+    # -- the model -------------------------------------------------------------
+    @property
+    def veto(self):
+        """The :class:`~sfx_cnn_veto.core.pipeline.Veto` (loaded on first use)."""
+        if self._veto is None:
+            self._veto = self._factory()
+            self._factory = None
+        return self._veto
+
+    # -- per event ---------------------------------------------------------------
+    def timestamp(self, evt: Any) -> int:
+        """The event's 64-bit timestamp: ``evt.timestamp`` (psana2) or ``sec << 32 | nsec`` of ``EventId.time()`` (psana1)."""
+        if self.generation == 2:
+            return int(evt.timestamp)
+        eid = evt.get(self.psana.EventId)
+        if eid is None:
+            raise FrameReadError("psana1 event has no EventId")
+        sec, nsec = eid.time()
+        return (int(sec) << 32) | int(nsec)
+
+    def fiducials(self, evt: Any) -> int | None:
+        """psana1: the event's fiducials (with the time, they address it in ``idx`` mode); psana2: None."""
+        if self.generation == 2:
+            return None
+        eid = evt.get(self.psana.EventId)
+        return None if eid is None else int(eid.fiducials())
+
+    def frame(self, evt: Any) -> np.ndarray:
+        """The array to score for one event; raises :class:`FrameReadError` when psana gives none."""
+        if self.detector is None:
+            raise FrameReadError(f"no detector to read {self.source!r} from (run.Detector returned None)")
+        owner = self.detector.raw if self.generation == 2 else self.detector
+        method = getattr(owner, self.source, None)
+        if method is None:
+            where = "det.raw" if self.generation == 2 else "det"
+            raise FrameReadError(f"the detector has no {where}.{self.source}(evt)")
+        array = method(evt, **self.frame_kwargs)
+        if array is None:
+            where = "det.raw" if self.generation == 2 else "det"
+            raise FrameReadError(f"psana returned None from {where}.{self.source}(evt)")
+        array = np.asarray(array)
+        if array.ndim == 3 and array.shape[0] == 1:
+            array = array[0]  # one panel
+        if array.ndim != 2:
+            raise FrameReadError(
+                f"{self.source} array has shape {array.shape}; only 2-D frames are scored (use source='image')"
+            )
+        return array
+
+    def _read(self, evt: Any) -> Any:
+        try:
+            return self.frame(evt)
+        except VetoError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - a psana failure on one event must not lose it
+            return FrameReadError(f"reading {self.source} failed ({type(exc).__name__}: {exc})")
+
+    # -- crop centre ----------------------------------------------------------
+    def geometry_center(self, evt: Any, frame_shape: Sequence[int]) -> tuple[float, float] | None:
+        """The beam position (geometry origin, x=y=0) in the assembled image, or None if unknown.
+
+        psana2: ``det.raw._det_geo().point_coord_indexes(p_um=(0, 0))``;
+        psana1: ``det.point_indexes(evt, pxy_um=(0, 0))``. Used only when the
+        geometry's image has exactly the shape of the frame psana returned
+        (so a camera whose ``image`` is not assembled from geometry, like the
+        Opal, is left to the model's or the frame centre).
+        """
+        if self.source != "image" or self.detector is None:
+            return None
+        try:
+            if self.generation == 2:
+                raw = self.detector.raw
+                geo = raw._det_geo() if hasattr(raw, "_det_geo") else None
+                if geo is None:
+                    return None
+                rows, cols = geo.get_pixel_coord_indexes()
+                if rows is None:
+                    return None
+                row, col = geo.point_coord_indexes(p_um=(0, 0), fract=True)
+            else:
+                if not hasattr(self.detector, "point_indexes"):
+                    return None
+                rows, cols = self.detector.indexes_xy(evt) if hasattr(self.detector, "indexes_xy") else (None, None)
+                row, col = self.detector.point_indexes(evt, pxy_um=(0, 0))
+        except Exception as exc:  # noqa: BLE001 - no geometry is an ordinary case
+            log.info("no detector geometry for the crop centre (%s: %s)", type(exc).__name__, exc)
+            return None
+        if rows is not None:
+            shape = (int(np.max(rows)) + 1, int(np.max(cols)) + 1)
+            if tuple(shape) != tuple(frame_shape[:2]):
+                log.info("geometry image %s differs from the frame %s: not using its centre", shape, tuple(frame_shape))
+                return None
+        if row is None or col is None:
+            return None
+        return float(np.ravel(row)[0]), float(np.ravel(col)[0])
+
+    def _settle_center(self, evt: Any, frame: Any) -> None:
+        """Fix the crop centre on the first readable frame."""
+        if self._center_done or isinstance(frame, BaseException):
+            return
+        self._center_done = True
+        center = None
+        if self.center_option != "model":
+            center = self.geometry_center(evt, np.shape(frame))
+        if center is None and self.center_option == "geometry":
+            raise ConfigError(
+                f"center='geometry': psana gives no detector geometry matching the {self.source} frame "
+                f"of shape {np.shape(frame)}; pass center=(row, col) or center=None"
+            )
+        if center is not None:
+            self.center, self.center_origin = center, "geometry"
+        else:
+            self.center_origin = "model" if self.veto.metadata.crop_center is not None else "frame centre"
+            return
+        log.info("crop centre %s from the detector geometry", center)
+
+    def _apply_center(self) -> None:
+        if self.center is not None:
+            self.veto.preprocess.center = tuple(self.center)
+
+    # -- streams ----------------------------------------------------------------
+    def events(self, run: Any, *, batch_size: int | None = None) -> Iterator[tuple[Any, Any]]:
+        """``(evt, Decision)`` for every event of ``run``, in order, each exactly once.
+
+        Frames are scored ``batch_size`` at a time (default: the veto's), so an
+        event is yielded after the rest of its batch has been read; psana2
+        events stay readable after that (each holds its own data).
+        """
+        pairs = ((evt, self._read(evt)) for evt in iter_events(run))
+        first = next(pairs, None)
+        if first is None:
+            return  # no events on this rank: the model is never loaded
+
+        def all_pairs():
+            self._settle_center(*first)
+            self._apply_center()
+            yield first
+            for evt, frame in pairs:
+                if not self._center_done:
+                    self._settle_center(evt, frame)
+                    self._apply_center()
+                yield evt, frame
+
+        yield from self.veto.stream(all_pairs(), batch_size=batch_size)
+
+    def hits(self, run: Any, *, batch_size: int | None = None) -> Iterator[tuple[Any, Any]]:
+        """``(evt, Decision)`` for hits only; undecided frames (errors) are kept too (fail open)."""
+        for evt, decision in self.events(run, batch_size=batch_size):
+            if decision.is_hit:
+                yield evt, decision
+
+    def decide(self, evt: Any):
+        """The decision for one event, unbatched (slower: prefer :meth:`events`)."""
+        frame = self._read(evt)
+        self._settle_center(evt, frame)
+        self._apply_center()
+        return next(iter(self.veto.stream([(evt, frame)], batch_size=1)))[1]
+
+
+def select_timestamps(
+    events: Iterable[Any], timestamps: Iterable[int], *, timestamp: Callable[[Any], int]
+) -> Iterator[Any]:
+    """The events whose timestamp is in ``timestamps`` (a second pass over a ``files=`` run).
+
+    psana2 selects events itself with ``DataSource(exp=, run=, dir=,
+    timestamps="hits.npy")`` (and then reads only those); it ignores
+    ``timestamps=`` for ``files=`` runs, where this filter does the job.
+    """
+    wanted = {int(t) for t in timestamps}
+    for evt in events:
+        if timestamp(evt) in wanted:
+            yield evt
+
+
+def psana1_events_at(run: Any, timestamps: Iterable[int], fiducials: Iterable[int], *, psana: Any) -> Iterator[Any]:
+    """LCLS-I second pass: read only the listed events, by random access.
+
+    ``run`` comes from an ``idx`` DataSource (``psana.DataSource('exp=...:run=...:idx')``,
+    ``next(ds.runs())``); each event is ``run.event(psana.EventTime(time, fiducials))``
+    with ``time = sec << 32 | nsec`` as :meth:`PsanaVeto.timestamp` gives it.
+    The table written for psana1 holds both columns (see :func:`~sfx_cnn_veto_psana.outputs.hit_rows`).
+    """
+    for stamp, fid in zip(timestamps, fiducials):
+        yield run.event(psana.EventTime(int(stamp), int(fid)))

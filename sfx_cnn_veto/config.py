@@ -1,0 +1,171 @@
+"""YAML configuration: one group per step, parsed once into frozen dataclasses.
+
+Example ``veto.yaml``::
+
+    model:
+      path: /data/models/run90-93.keras
+      backend: auto          # auto: numba when installed and it reproduces Keras, else keras
+      batch_size: 64
+    decision:
+      threshold: null        # null: the model's own
+    crop:
+      center: [880.5, 875.0] # beam centre (row, col) in pixels; null: frame centre
+    reader:
+      dataset: /entry_1/data_1/data
+      prefix: ""
+    plugins:
+      myplugin: {option: 1}
+
+Only ``yaml.safe_load`` is used: Python tags (``!!python/object``) are refused.
+Unknown keys and wrong types are errors naming the key, the expected type and
+the allowed keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, get_args, get_origin, get_type_hints
+
+from sfx_cnn_veto.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str | None = None
+    backend: str = "auto"
+    batch_size: int = 64
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    threshold: float | None = None
+    #: Undecidable frames are kept as hits (fail open). ``False`` treats them as misses.
+    fail_open: bool = True
+
+
+@dataclass(frozen=True)
+class CropConfig:
+    #: Beam centre ``[row, col]`` in pixels, overriding the model's (or the frame centre).
+    center: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    dataset: str | None = None
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    crop: CropConfig = field(default_factory=CropConfig)
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
+    om: dict[str, Any] = field(default_factory=dict)
+    psana: dict[str, Any] = field(default_factory=dict)
+    crystfel: dict[str, Any] = field(default_factory=dict)
+    plugins: dict[str, Any] = field(default_factory=dict)
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is not None and type(None) in get_args(tp):
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in inner) + " or null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_value(where: str, value: Any, tp: Any) -> Any:
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if origin is not None and type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_value(where, value, inner[0])
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        return [_check_value(f"{where}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, data: Any, where: str):
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [key for key in data if key not in names]
+    if unknown:
+        raise ConfigError(
+            f"{(where + '.') if where else ''}{unknown[0]}: unknown key; allowed keys: {', '.join(names)}"
+        )
+    values = {}
+    for name in names:
+        if name not in data:
+            continue
+        tp = hints[name]
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(tp):
+            values[name] = _build(tp, data[name], key)
+        else:
+            try:
+                values[name] = _check_value(key, data[name], tp)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (type {_type_name(tp)})") from None
+    return cls(**values)
+
+
+def parse_config(data: Any) -> Config:
+    """Validate a mapping (as ``yaml.safe_load`` returns it) into a :class:`Config`."""
+    config = _build(Config, data, "")
+    if config.model.batch_size < 1:
+        raise ConfigError(f"model.batch_size: expected a positive integer, got {config.model.batch_size}")
+    if config.decision.threshold is not None and not 0 <= config.decision.threshold <= 1:
+        raise ConfigError(f"decision.threshold: expected a number in [0, 1], got {config.decision.threshold}")
+    if config.crop.center is not None and len(config.crop.center) != 2:
+        raise ConfigError(f"crop.center: expected [row, col], got {config.crop.center}")
+    return config
+
+
+def load_config(path: str | os.PathLike | None) -> Config:
+    """Read and validate a YAML file (``None``: all defaults)."""
+    if path is None:
+        return Config()
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{os.fspath(path)}: cannot read config ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{os.fspath(path)}: not valid YAML for safe_load ({str(exc).splitlines()[0]})") from exc
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{os.fspath(path)}: {exc}") from None

@@ -1,0 +1,197 @@
+"""``sfx-cnn-veto demo``: the whole story on built-in simulated data, in one command.
+
+simulate the default experiment -> label with peakfinder8 -> train the default
+network and the paper's -> evaluate both on every run (Table II) -> filter one
+run's .lst into hits and misses -> pictures of hits, misses and mistakes ->
+a summary of where everything is.
+
+Every step runs the same sub-command a user would run, so the demo doubles as
+a recipe (the commands are printed as they run and saved in ``commands.sh``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sfx_cnn_veto import hookimpl
+from sfx_cnn_veto.errors import VetoError
+from sfx_cnn_veto.types import CommandSpec
+
+TRAIN_RUNS = ("run90", "run91", "run92", "run93")
+
+
+class DemoStepError(VetoError):
+    pass
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("outdir", nargs="?", default="demo-output", help="where everything goes (default demo-output)")
+    parser.add_argument("--frames", type=int, default=300, help="frames per simulated run (default 300)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the simulation and training (default 1)")
+    parser.add_argument("--epochs", type=int, default=None, help="maximum training epochs (default: 30 default net, 6 paper net)")
+    parser.add_argument("--no-paper", action="store_true", help="skip training the paper's network")
+    parser.add_argument("--filter-run", default="run98", help="run whose .lst is filtered into hits and misses (default run98)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny smoke run (3 runs, few frames, 2 epochs): checks the plumbing, not the science")
+
+
+def _runner(out: Path, log: list[str]):
+    from sfx_cnn_veto.cli import main as cli_main
+
+    def step(title: str, argv: list[Any]) -> float:
+        argv = [str(a) for a in argv]
+        line = "sfx-cnn-veto " + " ".join(shlex.quote(a) for a in argv)
+        log.append(line)
+        print(f"\n=== {title}\n$ {line}", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        code = cli_main(argv)
+        elapsed = time.perf_counter() - start
+        if code not in (0, 2):  # 2: some events could not be decided, accounted for
+            raise DemoStepError(f"demo step '{title}' failed (exit {code}); command: {line}")
+        print(f"--- {title}: {elapsed:.0f} s", file=sys.stderr, flush=True)
+        return elapsed
+
+    return step
+
+
+def run(args: argparse.Namespace) -> int:
+    from sfx_cnn_veto import manager
+
+    out = Path(args.outdir).resolve()
+    data, models, report, pictures = out / "data", out / "models", out / "report", out / "pictures"
+    for d in (data, models, report, pictures):
+        d.mkdir(parents=True, exist_ok=True)
+    log: list[str] = []
+    step = _runner(out, log)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    frames = 40 if args.quick else args.frames
+    runs = ["run90", "run91", args.filter_run] if args.quick else None
+    train_runs = ["run90", "run91"] if args.quick else list(TRAIN_RUNS)
+
+    sim = ["simulate", data, "--seed", args.seed, "--frames", frames]
+    if runs:
+        sim += ["--runs", ",".join(runs)]
+    timings["simulate"] = step("1/7 simulate the experiment", sim)
+    lists = sorted(data.glob("*.lst"), key=lambda p: int("".join(c for c in p.stem if c.isdigit()) or 0))
+    labels = out / "labels.csv"
+    timings["label"] = step("2/7 label every run with peakfinder8", ["label", *lists, "-o", labels])
+
+    default_model, paper_model = models / "default.keras", models / "paper.keras"
+    epochs_default = 2 if args.quick else (args.epochs or 30)
+    epochs_paper = 2 if args.quick else (args.epochs or 6)
+    train = ["train", "--labels", labels, "--train-runs", ",".join(train_runs), "--seed", args.seed]
+    timings["train default"] = step("3/7 train the default network",
+                                    train + ["-o", default_model, "--epochs", epochs_default])
+    compare: list[Any] = []
+    if not args.no_paper:
+        timings["train paper"] = step("4/7 train the paper's network with the paper's preprocessing",
+                                      train + ["-o", paper_model, "--arch", "paper", "--epochs", epochs_paper])
+        compare = ["--compare-model", paper_model]
+    timings["evaluate"] = step("5/7 evaluate on every run (the paper's Table II)",
+                               ["evaluate", "-m", default_model, "--labels", labels, "--report", report, *compare])
+
+    filter_dir = out / "filter"
+    filter_list = data / f"{args.filter_run}.lst"
+    if "filter-lst" in manager.commands():
+        filter_dir.mkdir(exist_ok=True)
+        timings["filter"] = step(f"6/7 filter {filter_list.name} before indexamajig",
+                                 ["filter-lst", filter_list, "-m", default_model, "-o", filter_dir / "hits.lst",
+                                  "--misses", filter_dir / "misses.lst", "--errors", filter_dir / "errors.lst",
+                                  "--scores", filter_dir / "scores.csv"])
+    else:
+        print("\n=== 6/7 skipped: the CrystFEL adapter (filter-lst) is not installed", file=sys.stderr)
+
+    print("\n=== 7/7 pictures of hits, misses and mistakes", file=sys.stderr, flush=True)
+    t = time.perf_counter()
+    written = _pictures(report, labels, pictures, default_model)
+    timings["pictures"] = time.perf_counter() - t
+    (out / "commands.sh").write_text("#!/bin/sh\n# The demo's steps, as a user would type them.\nset -e\n"
+                                     + "\n".join(log) + "\n")
+    total = time.perf_counter() - started
+    _summary(out, report, filter_dir, written, timings, total)
+    return 0
+
+
+def _pictures(report: Path, labels: Path, pictures: Path, model: Path) -> list[Path]:
+    """One hit, one miss, and up to two mistakes (a missed hit first: the costly kind)."""
+    import numpy as np
+
+    from sfx_cnn_veto.core.pipeline import Veto
+    from sfx_cnn_veto.io.events import EventRef
+    from sfx_cnn_veto.io.store import FrameStore
+    from sfx_cnn_veto.show import render_frame
+
+    scores_csv = report / "scores.csv"
+    if not scores_csv.exists():
+        return []
+    rows = list(csv.DictReader(open(scores_csv)))
+    picks: dict[str, dict[str, str]] = {}
+    for row in rows:
+        label, pred = row.get("label", ""), row.get("is_hit", "")
+        if label == "" or pred == "":
+            continue
+        kind = {("1", "1"): "hit", ("0", "0"): "miss", ("1", "0"): "missed-hit", ("0", "1"): "false-alarm"}.get((label, pred))
+        if kind and kind not in picks:
+            picks[kind] = row
+    veto = Veto.load(str(model))
+    written = []
+    with FrameStore() as store:
+        for kind, row in picks.items():
+            ref = EventRef(row["file"], row["event"] or None, row["file"])
+            frame = np.asarray(store.read(ref), dtype=np.float32)
+            (decision,) = veto.decide([frame])
+            name = pictures / f"{kind}_{row.get('run', 'run')}_{(row['event'] or '').strip('/')}.png"
+            render_frame(frame, str(name), crop_shape=veto.crop_shape, crop_center=veto.preprocess.center,
+                         title=f"{row.get('run', '')} {ref.event or ''}: labelled {'hit' if row['label'] == '1' else 'miss'} "
+                               f"({row.get('num_peaks', '?')} peaks), CNN says {decision.label}",
+                         decision=decision)
+            written.append(name)
+    return written
+
+
+def _summary(out: Path, report: Path, filter_dir: Path, pictures: list[Path], timings: dict[str, float],
+             total: float) -> None:
+    print("\n" + "=" * 78, file=sys.stderr)
+    metrics_path = report / "metrics.json"
+    if metrics_path.exists():
+        metrics = json.loads(metrics_path.read_text())
+        print("Default network, per run (labels from peakfinder8; training runs marked *):")
+        print(f"{'run':<8} {'events':>6} {'% hit':>6} {'sens':>6} {'spec':>6} {'acc':>6}")
+        for run_name, m in metrics["runs"].items():
+            star = "*" if run_name in TRAIN_RUNS else " "
+
+            def f(v):
+                return "  n/a" if v is None else f"{v:.3f}"
+
+            print(f"{run_name + star:<8} {m['events']:>6} {100 * (m['hit_fraction'] or 0):>5.1f}% "
+                  f"{f(m['sensitivity']):>6} {f(m['specificity']):>6} {f(m['accuracy']):>6}")
+    outputs = [
+        ("simulated runs (.cxi/.lst/.geom/truth)", out / "data"),
+        ("labels (peakfinder8)", out / "labels.csv"),
+        ("models", out / "models"),
+        ("report (Table II, confusion matrices, ROC)", report / "report.md"),
+        ("side-by-side with the paper's network", report / "compare.md"),
+        ("filtered event lists", filter_dir),
+        ("pictures", out / "pictures"),
+        ("the commands, to run them yourself", out / "commands.sh"),
+    ]
+    print("\nOutputs:")
+    for what, path in outputs:
+        if path.exists():
+            print(f"  {what:<44} {path}")
+    print("\nTime per step: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f"; total {total:.0f} s")
+
+
+@hookimpl(trylast=True)
+def sfxveto_commands():
+    return [CommandSpec("demo", "the whole story on built-in simulated data: simulate, label, train, evaluate, filter",
+                        configure, run)]

@@ -1,0 +1,1 @@
+pytest_plugins = ["sfx_cnn_veto.testing"]

@@ -1,0 +1,95 @@
+"""The public API: Veto.load, score, decide, stream, stream_events; failing open."""
+
+import numpy as np
+import pytest
+
+from sfx_cnn_veto import Decision, Veto
+from sfx_cnn_veto.io.store import FrameStore, iter_events
+from sfx_cnn_veto.testing import spot_frames, write_cxi
+
+
+@pytest.fixture(scope="module")
+def veto(paper_model_file):
+    return Veto.load(paper_model_file, batch_size=4)
+
+
+def test_score_matches_direct_keras_call(veto):
+    frames, _ = spot_frames(6, (500, 500))
+    scores = veto.score(frames)
+    crops = np.stack([veto.preprocess(f) for f in frames])[..., None]
+    direct = veto.model.keras_model(crops, training=False).numpy()[:, 1]
+    np.testing.assert_allclose(scores, direct, atol=1e-5)
+    assert scores.shape == (6,)
+
+
+def test_decide_uses_the_threshold(veto, paper_model_file):
+    frames, _ = spot_frames(5, (400, 400), seed=3)
+    scores = veto.score(frames)
+    low = Veto.load(paper_model_file, threshold=0.0).decide(frames)
+    high = Veto.load(paper_model_file, threshold=1.0).decide(frames)
+    assert all(d.is_hit for d in low)
+    assert not any(d.is_hit for d in high if d.score < 1.0)
+    assert [d.score for d in low] == pytest.approx(list(scores), abs=1e-6)
+
+
+def test_stream_batches_and_keeps_order_and_every_frame(veto):
+    frames, _ = spot_frames(11, (400, 400), seed=4)
+    items = [(f"k{i}", f) for i, f in enumerate(frames)]
+    items.insert(3, ("bad-shape", np.zeros((10, 10))))
+    items.insert(7, ("nan", np.full((400, 400), np.nan)))
+    items.insert(9, ("upstream", OSError("disk gone")))
+    out = list(veto.stream(items))
+    assert [k for k, _ in out] == [k for k, _ in items]
+    by_key = dict(out)
+    for key in ("bad-shape", "nan", "upstream"):
+        d = by_key[key]
+        assert d.error and d.is_hit and np.isnan(d.score)  # fail open
+    assert "smaller than the 350x350 crop" in by_key["bad-shape"].error
+    assert "disk gone" in by_key["upstream"].error
+    assert all(d.ok for k, d in out if k.startswith("k"))
+
+
+def test_non_finite_network_output_is_an_error_not_a_miss(veto):
+    d = veto.make_decision(float("nan"))
+    assert d == Decision(d.score, True, d.error) and "non-finite" in d.error
+    assert veto.make_decision(0.01).is_hit is False
+
+
+def test_backend_crash_fails_open(paper_model_file):
+    veto = Veto.load(paper_model_file)
+
+    class Broken:
+        def predict(self, batch):
+            raise RuntimeError("GPU fell off")
+
+    veto.classifier = Broken()
+    frames, _ = spot_frames(3, (400, 400))
+    decisions = veto.decide(frames)
+    assert all(d.is_hit and "GPU fell off" in d.error for d in decisions)
+
+
+def test_stream_events_reads_only_the_crop_and_matches_in_memory(tmp_path, veto, monkeypatch):
+    frames, _ = spot_frames(5, (700, 700), seed=5)
+    path = write_cxi(tmp_path / "r.cxi", frames)
+    (tmp_path / "in.lst").write_text(f"{path}\n{tmp_path / 'gone.cxi'} //0\n")
+    regions = []
+    from sfx_cnn_veto.io import hdf5
+
+    original = hdf5.HDF5Source.read
+
+    def spy(self, event, region=None):
+        regions.append(region)
+        return original(self, event, region)
+
+    monkeypatch.setattr(hdf5.HDF5Source, "read", spy)
+    with FrameStore() as store:
+        out = list(veto.stream_events(iter_events([str(tmp_path / "in.lst")], store), store))
+    assert [str(r) for r, _ in out][:5] == [f"{path} //{i}" for i in range(5)]
+    assert out[5][1].error and "file not found" in out[5][1].error
+    assert all(r == (slice(175, 525), slice(175, 525)) for r in regions)
+    np.testing.assert_allclose([d.score for _, d in out[:5]], veto.score(frames), atol=1e-6)
+
+
+def test_beam_centre_override(paper_model_file):
+    veto = Veto.load(paper_model_file, center=(300, 310))
+    assert veto.preprocess.region((700, 700)) == (slice(125, 475), slice(135, 485))
