@@ -13,7 +13,7 @@ AUG="shift=8,flips=1,gain=0.5:2.5,offset=-5:5,hot_pixels=150,background=0:4,weak
 
 # 1. the default simulated experiment (10 runs) and a second one (lysozyme-like)
 [ -f strep/run100.lst ] || $V simulate strep
-[ -f lyso/lyso4.lst ] || $V simulate lyso --config "$(python -c 'import sfx_cnn_veto.simulate.runs as r, os; print(os.path.join(r.DATA_DIR, "lysozyme.yaml"))')"
+[ -f lyso/lyso4.lst ] || $V simulate lyso --config lysozyme
 
 # 2. labels from OM's peakfinder8 on the full frames (paper rule: <2 miss, >10 hit)
 [ -f strep_labels.csv ] || $V label strep/run9?.lst strep/run100.lst -o strep_labels.csv
