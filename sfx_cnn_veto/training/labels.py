@@ -187,10 +187,6 @@ def select_runs(rows: Sequence[LabelRow], runs: Sequence[str] | None, *, what: s
 # ---------------------------------------------------------------------------
 # Peak counts users already have
 
-_BEGIN = "----- Begin chunk -----"
-_END = "----- End chunk -----"
-
-
 def _norm_event(event: str | None) -> str:
     """Canonical event key: ``//5``, ``// 0005`` and ``5`` all become ``//5``; no event ``""``."""
     if event is None:
@@ -236,84 +232,38 @@ class PeakCounts:
 def read_stream_counts(path: str) -> PeakCounts:
     """``num_peaks`` of every chunk of a CrystFEL stream, keyed by ``Image filename`` + ``Event``.
 
-    Chunks may be in any order (``indexamajig -j N``); they are matched by
-    name, never by position.
+    Parsed by :mod:`sfx_cnn_veto.io.stream`; chunks may be in any order
+    (``indexamajig -j N``): they are matched by name, never by position.
     """
+    from sfx_cnn_veto.errors import VetoError
+    from sfx_cnn_veto.io.stream import peak_counts
+
     counts = PeakCounts(path)
+    if not os.path.exists(path):
+        raise ConfigError(f"cannot open stream {path!r}: no such file")
     try:
-        handle = open(path, errors="replace")
-    except OSError as exc:
-        raise ConfigError(f"cannot open stream {path!r}: {exc.strerror or exc}") from exc
-    with handle:
-        inside = False
-        filename = event = None
-        num = None
-        for line in handle:
-            line = line.rstrip("\n")
-            if line.startswith(_BEGIN):
-                inside, filename, event, num = True, None, None, None
-            elif line.startswith(_END):
-                if inside and filename is not None and num is not None:
-                    counts.add(filename, event, num)
-                inside = False
-            elif inside:
-                if line.startswith("Image filename:"):
-                    filename = line.split(":", 1)[1].strip()
-                elif line.startswith("Event:"):
-                    event = line.split(":", 1)[1].strip()
-                elif line.startswith("num_peaks"):
-                    try:
-                        num = int(line.split("=", 1)[1].strip())
-                    except (IndexError, ValueError):
-                        num = None
+        for filename, event, num in peak_counts(path):
+            if filename is not None and num is not None:
+                counts.add(filename, event, num)
+    except (OSError, VetoError) as exc:
+        raise ConfigError(f"cannot read stream {path!r}: {exc}") from exc
     return counts
 
 
-_FILE_COLUMNS = ("filename", "file", "image filename", "path")
-_EVENT_COLUMNS = ("event", "framenumber", "frame", "eventname", "event_id", "index", "frame_number")
-_PEAK_COLUMNS = ("npeaks", "num_peaks", "peaks", "n_peaks", "numpeaks")
-
-
 def read_hitlist_counts(path: str) -> PeakCounts:
-    """Peak counts of a Cheetah ``cleaned.txt`` / OM ``frames.txt`` style table.
+    """Peak counts of a Cheetah ``cleaned.txt`` / OM ``frames.txt`` style table (:mod:`sfx_cnn_veto.io.hitlists`)."""
+    from sfx_cnn_veto.errors import VetoError
+    from sfx_cnn_veto.io.hitlists import iter_hitlist
 
-    The header (``# Filename, frameNumber, nPeaks, ...``) names the columns;
-    the file, event (frame number) and peak-count columns are found by name.
-    """
     counts = PeakCounts(path)
     try:
-        handle = open(path, errors="replace")
-    except OSError as exc:
-        raise ConfigError(f"cannot open hit list {path!r}: {exc.strerror or exc}") from exc
-    with handle:
-        lines = [ln.rstrip("\n") for ln in handle if ln.strip()]
-    if not lines:
-        return counts
-    header = lines[0].lstrip("#").strip()
-    delim = "," if "," in header else None
-    names = [h.strip().lower() for h in (header.split(delim) if delim else header.split())]
-
-    def find(options: Sequence[str]) -> int | None:
-        for i, name in enumerate(names):
-            if name.replace(" ", "") in {o.replace(" ", "") for o in options}:
-                return i
-        return None
-
-    ifile, ievent, ipeaks = find(_FILE_COLUMNS), find(_EVENT_COLUMNS), find(_PEAK_COLUMNS)
-    if ifile is None or ipeaks is None:
-        raise ConfigError(
-            f"{path}: expected a header naming a file column ({'/'.join(_FILE_COLUMNS)}) and a peak-count column "
-            f"({'/'.join(_PEAK_COLUMNS)}), got {lines[0]!r}"
-        )
-    for lineno, line in enumerate(lines[1:], start=2):
-        if line.lstrip().startswith("#"):
-            continue
-        parts = [p.strip() for p in (line.split(delim) if delim else line.split())]
-        try:
-            event = parts[ievent] if ievent is not None else None
-            counts.add(parts[ifile], event, int(float(parts[ipeaks])))
-        except (IndexError, ValueError) as exc:
-            raise ConfigError(f"{path}:{lineno}: cannot read {line!r} ({exc})") from exc
+        for entry in iter_hitlist(path):
+            if entry.npeaks is not None:
+                counts.add(entry.file, entry.event, entry.npeaks)
+    except (OSError, VetoError) as exc:
+        raise ConfigError(f"cannot read hit list {path!r}: {exc}") from exc
+    if len(counts) == 0:
+        raise ConfigError(f"{path}: no peak counts found (expected a Cheetah/OM table with an nPeaks column)")
     return counts
 
 
