@@ -273,8 +273,9 @@ CXI_NPEAKS = "/entry_1/result_1/nPeaks"
 def read_cxi_counts(path: str, dataset: str = CXI_NPEAKS) -> list[int]:
     """``nPeaks`` per frame of a CXI file (Cheetah/OM/psocake)."""
     import h5py
+    import hdf5plugin  # noqa: F401 - filters for compressed masks
 
-    with h5py.File(path, "r") as handle:
+    with h5py.File(path, "r", locking=False) as handle:
         if dataset not in handle:
             raise ConfigError(f"{path}: no {dataset} in the file")
         return [int(v) for v in np.asarray(handle[dataset]).ravel()]
@@ -325,6 +326,10 @@ def geom_beam_center(geom: dict[str, str]) -> tuple[float, float] | None:
     return (cy, cx)
 
 
+# Files are opened with locking=False, as the frame readers open them (sfx_cnn_veto.io.hdf5):
+# HDF5 refuses a second handle on an open file with other locking flags.
+
+
 def _mask_bits(text: str | None) -> int | None:
     if text is None:
         return None
@@ -334,6 +339,7 @@ def _mask_bits(text: str | None) -> int | None:
 def geom_mask(geom: dict[str, str], data_file: str, frame_shape: tuple[int, int]) -> np.ndarray | None:
     """Good-pixel mask (bool) from a geometry's ``mask``/``mask_file``/``mask_good``/``mask_bad``."""
     import h5py
+    import hdf5plugin  # noqa: F401 - filters for compressed masks
 
     dataset = geom.get("mask") or geom.get("p0/mask")
     if not dataset:
@@ -341,7 +347,7 @@ def geom_mask(geom: dict[str, str], data_file: str, frame_shape: tuple[int, int]
     mask_file = geom.get("mask_file") or geom.get("p0/mask_file") or data_file
     good_bits = _mask_bits(geom.get("mask_good") or geom.get("p0/mask_good"))
     bad_bits = _mask_bits(geom.get("mask_bad") or geom.get("p0/mask_bad"))
-    with h5py.File(mask_file, "r") as handle:
+    with h5py.File(mask_file, "r", locking=False) as handle:
         if dataset not in handle:
             raise ConfigError(f"{mask_file}: geometry names mask {dataset}, which is not in the file")
         raw = np.asarray(handle[dataset])
@@ -367,9 +373,10 @@ CXI_MASKS = ("/entry_1/data_1/mask", "/entry_1/instrument_1/detector_1/mask")
 def cxi_mask(data_file: str, frame_shape: tuple[int, int]) -> np.ndarray | None:
     """Good-pixel mask from a CXI file's own mask (nonzero = bad, the CXI convention)."""
     import h5py
+    import hdf5plugin  # noqa: F401 - filters for compressed masks
 
     try:
-        with h5py.File(data_file, "r") as handle:
+        with h5py.File(data_file, "r", locking=False) as handle:
             for name in CXI_MASKS:
                 if name in handle:
                     raw = np.asarray(handle[name])
@@ -389,9 +396,10 @@ def load_mask_file(spec: str, frame_shape: tuple[int, int] | None = None) -> np.
         raw = np.load(path)
     else:
         import h5py
+        import hdf5plugin  # noqa: F401 - filters for compressed masks
 
         try:
-            with h5py.File(path, "r") as handle:
+            with h5py.File(path, "r", locking=False) as handle:
                 name = dataset or next((n for n in ("/data/data", "/mask", "/data") if n in handle), None)
                 if name is None or name not in handle:
                     raise ConfigError(f"{path}: name the mask data set as {path}:/path/in/file")
