@@ -16,6 +16,8 @@ def sfxveto_preprocessing_steps():
         StepSpec("normalize", "none", normalize.none, "float32 cast only"),
         StepSpec("normalize", "despeckle", robust.despeckle,
                  "isolated-pixel removal (hot pixels, zingers), then robust: the default pipeline's"),
+        StepSpec("normalize", "despike", robust.despike,
+                 "removal of pixels > k (20) noise scales above all 8 neighbours (hot pixels, zingers; weak spots kept), then robust"),
     ]
 
 
@@ -35,6 +37,13 @@ def sfxveto_architectures():
             input_shape=(350, 350, 1),
             description="default: early max-pooling, 3 small convs, global max+avg pooling (translation invariant)",
             default_normalize="despeckle",
+        ),
+        ArchitectureSpec(
+            name="veto_fr",
+            build=robust.build_veto_fr_model,
+            input_shape=(350, 350, 1),
+            description="veto with a full-resolution 3x3 convolution (4 filters) before the first max-pooling",
+            default_normalize="despike",
         ),
     ]
 
