@@ -57,7 +57,7 @@ def test_veto_fr_builds_counts_and_round_trips(tmp_path):
     from sfx_cnn_veto.core.pipeline import Veto
 
     spec = manager.architectures()["veto_fr"]
-    assert spec.default_normalize == "despike"
+    assert spec.default_normalize == "despeckle"
     model = spec.build(spec.input_shape, seed=1)
     names = [layer.name for layer in model.layers]
     assert names[1:5] == ["conv0", "bn0", "relu0", "pool0"]  # the convolution runs before any pooling
@@ -73,12 +73,16 @@ def test_veto_fr_builds_counts_and_round_trips(tmp_path):
             layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.3, b.shape),
                                rng.normal(0, 0.5, m.shape), rng.uniform(0.3, 2.0, v.shape)])
     path = str(tmp_path / "fr.keras")
-    VetoModel(model, ModelMetadata(architecture="veto_fr", input_shape=(350, 350, 1), crop_shape=(350, 350),
-                                   normalize="despike")).save(path)
+    meta = ModelMetadata(architecture="veto_fr", input_shape=(350, 350, 1), crop_shape=(350, 350),
+                         normalize="despike")
+    VetoModel(model, meta).save(path)
     frames = [np.random.default_rng(i).normal(100, 5, (400, 400)).astype(np.float32) for i in range(3)]
+    for f in frames:
+        f[150, 150] = 1e4  # hot pixel
+        f[250, 250:252] = 170  # weak spot
     keras_scores = Veto.load(path, backend="keras").score(frames)
-    expected = np.asarray(model(np.stack([despike(np.ascontiguousarray(crop(f, shape=(350, 350)))) for f in frames])[..., None],
-                                training=False))[:, 1]
+    batch = np.stack([despike(np.ascontiguousarray(crop(f, shape=(350, 350)))) for f in frames])[..., None]
+    expected = np.asarray(model(batch, training=False))[:, 1]
     np.testing.assert_allclose(keras_scores, expected, atol=1e-5)
     pytest.importorskip("numba")
     numba_veto = Veto.load(path, backend="numba")

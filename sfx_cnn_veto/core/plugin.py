@@ -17,7 +17,8 @@ def sfxveto_preprocessing_steps():
         StepSpec("normalize", "despeckle", robust.despeckle,
                  "isolated-pixel removal (hot pixels, zingers), then robust: the default pipeline's"),
         StepSpec("normalize", "despike", robust.despike,
-                 "removal of pixels > k (20) noise scales above all 8 neighbours (hot pixels, zingers; weak spots kept), then robust"),
+                 "removal of pixels > k (20) noise scales above all 8 neighbours only (weak 1-px spots kept), "
+                 "then robust"),
     ]
 
 
@@ -43,7 +44,7 @@ def sfxveto_architectures():
             build=robust.build_veto_fr_model,
             input_shape=(350, 350, 1),
             description="veto with a full-resolution 3x3 convolution (4 filters) before the first max-pooling",
-            default_normalize="despike",
+            default_normalize="despeckle",
         ),
     ]
 

@@ -83,7 +83,7 @@ def despike_raw(frame: np.ndarray, *, k: float = 20.0, min_scale: float = 1.0, s
 
 
 def despike(frame: np.ndarray, *, k: float = 20.0, min_scale: float = 1.0, subsample: int = 4) -> np.ndarray:
-    """Removal of pixels far above all their neighbours (:func:`despike_raw`), then :func:`~sfx_cnn_veto.core.normalize.robust`.
+    """Removal of pixels far above all their neighbours (:func:`despike_raw`), then ``robust``.
 
     Non-finite pixels are first set to the frame's median, as in :func:`despeckle`.
     """

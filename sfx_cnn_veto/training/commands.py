@@ -257,7 +257,8 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="model file to write (.keras)")
     parser.add_argument("--arch", default=DEFAULT_ARCH, help=f"architecture (default {DEFAULT_ARCH}; 'paper' = Table I)")
     parser.add_argument("--normalize", default=None,
-                        help="normalization (default: the architecture's: despeckle for veto, standardize for paper)")
+                        help="normalization (default: the architecture's: despeckle for veto and veto_fr, "
+                             "standardize for paper)")
     parser.add_argument("--epochs", type=int, default=d.epochs, help=f"maximum epochs (default {d.epochs})")
     parser.add_argument("--patience", type=int, default=d.patience,
                         help=f"early stopping: epochs without a better validation loss (default {d.patience}; 0 off)")
