@@ -277,6 +277,9 @@ def run(args: argparse.Namespace) -> int:
     if rank == 0:
         try:
             model = model_path(args)
+            from sfx_cnn_veto.core.model import VetoModel
+
+            VetoModel.read_metadata(model)  # a missing or foreign model file: its own error, no journal
             meta = _fingerprint(args, model)
             if args.resume and journal.exists() and journal.read_meta() is None and not journal.session_files():
                 journal.create(meta)  # killed while creating the journal: nothing was done yet
