@@ -1,0 +1,451 @@
+"""Reliability (issue 9): what test_faults.py and the CrystFEL tests do not already cover.
+
+* ``filter-lst`` through the whole fault matrix (bad files, growing files, odd frames inside CXI
+  files, non-UTF-8 list bytes): in = hits + misses + errors, a one-line reason naming the file and
+  event, no traceback, exit code 2;
+* exit codes of ``filter-lst``, ``score`` and ``tag-stream`` (0 / 1 / 2 / 3, as ``sfx_cnn_veto.cli`` says);
+* model files a colleague might hand over: corrupt, no metadata, Lambda, another crop size;
+* the Python API's ``Veto.stream_events`` over the same faults;
+* numerical safety: non-finite network outputs are errors (fail open) on every backend, never misses;
+* load: 50,000 events through ``filter-lst`` and ``score`` with flat peak memory (figures printed).
+
+Frames here are 72x72 with a 64x64 crop (as in the CrystFEL tests) so every run is cheap.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+import _crystfel_data as data
+from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS, EXIT_INTERNAL, EXIT_OK, EXIT_USER_ERROR, main
+
+CROP = data.CROP
+
+
+def exit_code(argv):
+    """``main(argv)``, or the code argparse exits with (it raises SystemExit on bad arguments)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def cli(cwd, *args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "sfx_cnn_veto.cli", *args], cwd=cwd, env=data.env(),
+                          capture_output=True, timeout=timeout)
+
+
+def tiny_model(path, *, fill=None, scale=None, normalize="standardize", first="conv", crop=CROP,
+               threshold=0.5):
+    """A small Keras network with sfx-cnn-veto metadata.
+
+    ``first="conv"``: Conv2D(2, 3, relu) -> GlobalMaxPooling -> Dense(2, softmax);
+    ``first="pool"``: GlobalMaxPooling -> Dense(2, softmax) (nearly free: for the load test).
+    ``fill`` sets every weight to one value (NaN: a broken model), ``scale`` multiplies them.
+    """
+    from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
+    from sfx_cnn_veto.core.tf import import_keras
+
+    keras = import_keras()
+    inputs = keras.Input((crop, crop, 1))
+    x = inputs
+    if first == "conv":
+        x = keras.layers.Conv2D(2, 3, activation="relu")(x)
+    x = keras.layers.GlobalMaxPooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    weights = [np.random.default_rng(3).normal(size=w.shape).astype(np.float32) for w in model.get_weights()]
+    if fill is not None:
+        weights = [np.full_like(w, fill) for w in weights]
+    if scale is not None:
+        weights = [w * scale for w in weights]
+    model.set_weights(weights)
+    meta = ModelMetadata(architecture="tiny-test", input_shape=(crop, crop, 1), crop_shape=(crop, crop),
+                         normalize=normalize, threshold=threshold)
+    return VetoModel(model, meta).save(path)
+
+
+# ---------------------------------------------------------------------------
+# filter-lst through the fault matrix
+
+ODD_FRAMES = {  # frames inside a CXI file that must still get a finite score
+    "zero": np.zeros((data.FRAME, data.FRAME), np.float32),
+    "saturated": np.full((data.FRAME, data.FRAME), 65535, np.uint16),
+    "negative": -np.abs(np.random.default_rng(1).normal(50, 5, (data.FRAME, data.FRAME))).astype(np.float32),
+    "uint16": np.random.default_rng(2).poisson(10, (data.FRAME, data.FRAME)).astype(np.uint16),
+    "int32": np.random.default_rng(3).poisson(10, (data.FRAME, data.FRAME)).astype(np.int32),
+    "float64": np.random.default_rng(4).normal(10, 2, (data.FRAME, data.FRAME)),
+    "partnan": np.where(np.arange(data.FRAME ** 2).reshape(data.FRAME, data.FRAME) % 5 == 0, np.nan,
+                        3.0).astype(np.float32),
+    "partinf": np.where(np.arange(data.FRAME ** 2).reshape(data.FRAME, data.FRAME) % 9 == 0, np.inf,
+                        3.0).astype(np.float32),
+}
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory):
+    """A list that hits every fault between good events, and the reason fragment each error must carry."""
+    d = tmp_path_factory.mktemp("matrix")
+    good = data.frames(4, 21)
+    data.write_cxi(str(d / "good.cxi"), good)
+    full = data.write_cxi(str(d / "truncated.cxi"), data.frames(4, 22))
+    with open(full, "r+b") as handle:
+        handle.truncate(os.path.getsize(full) // 2)
+    (d / "corrupt.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(3000))
+    (d / "garbage.cbf").write_bytes(b"###CBF: not really\n" + os.urandom(500))
+    with h5py.File(d / "nodata.h5", "w") as f:
+        f["/entry_1/other"] = np.zeros(3)
+    with h5py.File(d / "rank4.h5", "w") as f:
+        f["/entry_1/data_1/data"] = np.zeros((2, 2, 40, 40), np.float32)
+    with h5py.File(d / "small.cxi", "w") as f:
+        f["/entry_1/data_1/data"] = np.zeros((2, 32, 32), np.float32)
+    # a run still being written: 3 frames so far in a resizable data set, the list already names 5
+    with h5py.File(d / "growing.cxi", "w") as f:
+        f.create_dataset("/entry_1/data_1/data", data=data.frames(3, 23), maxshape=(None, data.FRAME, data.FRAME),
+                         chunks=(1, data.FRAME, data.FRAME))
+    # odd frames (one data set per dtype: HDF5 stacks have one dtype)
+    for name, frame in ODD_FRAMES.items():
+        data.write_cxi(str(d / f"odd_{name}.cxi"), np.stack([frame, frame]))
+    nan = data.frames(3, 24)
+    nan[1] = np.nan
+    data.write_cxi(str(d / "nan.cxi"), nan)
+    entries = [  # (list line as bytes, canonical line in the outputs, reason fragment or None)
+        (b"good.cxi //0", "good.cxi //0", None),
+        (b"missing.cxi //0", "missing.cxi //0", "file not found"),
+        (b"truncated.cxi //1", "truncated.cxi //1", "truncated.cxi"),
+        (b"corrupt.h5 //0", "corrupt.h5 //0", "HDF5"),
+        (b"garbage.cbf", "garbage.cbf", "garbage.cbf"),
+        (b"nodata.h5 //0", "nodata.h5 //0", "no data set"),
+        (b"rank4.h5 //0", "rank4.h5 //0", "expected a 2-D frame or a 3-D stack"),
+        (b"good.cxi //9", "good.cxi //9", "out of range"),
+        (b"small.cxi //1", "small.cxi //1", "does not fit"),
+        (b"growing.cxi //2", "growing.cxi //2", None),
+        (b"growing.cxi //3", "growing.cxi //3", "out of range"),
+        (b"growing.cxi //4", "growing.cxi //4", "out of range"),
+        (b"nan.cxi //0", "nan.cxi //0", None),
+        (b"nan.cxi //1", "nan.cxi //1", "NaN or infinite"),
+        (b"nan.cxi //2", "nan.cxi //2", None),
+        (b"caf\xe9.cxi //0", "caf\udce9.cxi //0", "file not found"),  # non-UTF-8 bytes: passed through
+        (b"good.cxi //1\r", "good.cxi //1", None),                    # CRLF
+        (b"good.cxi\t//2", "good.cxi\t//2", "tab"),
+        (b"good.cxi //3", "good.cxi //3", None),
+    ] + [(f"odd_{n}.cxi //1".encode(), f"odd_{n}.cxi //1", None) for n in ODD_FRAMES]
+    (d / "faults.lst").write_bytes(b"".join(line + b"\n" for line, _, _ in entries))
+    model = data.make_model(str(d), good)
+    return {"dir": d, "entries": entries, "model": model}
+
+
+def read_scores(path):
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def row_line(row):
+    return row["file"] + (" " + row["event"] if row["event"] else "")
+
+
+@pytest.fixture(scope="module")
+def matrix_run(matrix):
+    d = matrix["dir"]
+    result = cli(d, "filter-lst", "faults.lst", "-m", matrix["model"], "-o", "hits.lst", "--misses", "misses.lst",
+                 "--errors", "errors.lst", "--scores", "scores.csv", "--batch-size", "4")
+    return result, read_scores(d / "scores.csv")
+
+
+def test_filter_lst_accounts_for_every_faulty_event(matrix, matrix_run):
+    result, rows = matrix_run
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == EXIT_EVENT_ERRORS, stderr
+    assert "Traceback" not in stderr
+    entries = matrix["entries"]
+    # in = hits + misses + errors, in input order, once each
+    assert [row_line(r) for r in rows] == [canon for _, canon, _ in entries]
+    d = matrix["dir"]
+    hits = (d / "hits.lst").read_bytes().splitlines()
+    misses = (d / "misses.lst").read_bytes().splitlines()
+    errors = (d / "errors.lst").read_bytes().splitlines()
+    assert len(hits) + len(misses) == len(entries)  # errors are in hits.lst too (fail open)
+    assert len(errors) == sum(1 for *_, reason in entries if reason)
+    for (raw, canon, reason), row in zip(entries, rows):
+        if reason is None:
+            assert row["label"] in ("hit", "miss") and 0.0 <= float(row["score"]) <= 1.0, (canon, row)
+        else:
+            assert row["label"] == "error" and row["is_hit"] == "1" and row["score"] == "", (canon, row)
+            assert reason in row["error"] and "\n" not in row["error"], (canon, row["error"])
+            assert raw.rstrip(b"\r") in errors and raw.rstrip(b"\r") in hits
+            # one stderr line per failed event, naming the file and the event
+            # (Python writes undecodable bytes to stderr as backslash escapes)
+            shown = canon.encode("utf-8", "backslashreplace").decode()
+            assert any(shown in line for line in stderr.splitlines()), (shown, stderr)
+
+
+def test_filter_lst_scores_odd_but_valid_frames(matrix_run):
+    _result, rows = matrix_run
+    odd = {r["file"]: r for r in rows if r["file"].startswith("odd_")}
+    assert len(odd) == len(ODD_FRAMES)
+    assert all(r["error"] == "" and r["score"] != "" for r in odd.values()), odd
+
+
+def test_filter_lst_reads_a_file_while_it_is_being_written(matrix, tmp_path):
+    """An HDF5 writer appends frames (SWMR) while filter-lst reads it: every event accounted for."""
+    d = tmp_path
+    path = d / "live.cxi"
+    with h5py.File(path, "w", libver="latest") as f:
+        dset = f.create_dataset("/entry_1/data_1/data", data=data.frames(2, 30),
+                                maxshape=(None, data.FRAME, data.FRAME), chunks=(1, data.FRAME, data.FRAME))
+        f.swmr_mode = True
+        (d / "live.lst").write_text("".join(f"live.cxi //{i}\n" for i in range(6)))
+        proc = subprocess.Popen([sys.executable, "-m", "sfx_cnn_veto.cli", "filter-lst", "live.lst", "-m",
+                                 matrix["model"], "-o", "hits.lst", "--scores", "scores.csv"],
+                                cwd=d, env=data.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for i in range(2, 6):  # the writer goes on while the reader runs
+            dset.resize(i + 1, axis=0)
+            dset[i] = data.frames(1, 31 + i)[0]
+            dset.flush()
+        out, err = proc.communicate(timeout=300)
+    err = err.decode()
+    assert proc.returncode in (EXIT_OK, EXIT_EVENT_ERRORS), err
+    assert "Traceback" not in err
+    rows = read_scores(d / "scores.csv")
+    assert [row_line(r) for r in rows] == [f"live.cxi //{i}" for i in range(6)]
+    assert rows[0]["error"] == "" and rows[1]["error"] == ""  # written before the run: always readable
+    for r in rows:  # the rest: scored, or an error naming the file (fail open)
+        assert (r["error"] == "" and r["score"] != "") or ("live.cxi" in r["error"] and r["is_hit"] == "1"), r
+
+
+# ---------------------------------------------------------------------------
+# Model files a colleague might hand over, through filter-lst
+
+@pytest.fixture(scope="module")
+def bad_models(matrix, tmp_path_factory):
+    import zipfile
+
+    from sfx_cnn_veto.core.model import METADATA_NAME
+
+    d = tmp_path_factory.mktemp("bad_models")
+    (d / "junk.keras").write_bytes(b"not a zip at all")
+    good = open(matrix["model"], "rb").read()
+    (d / "cut.keras").write_bytes(good[: len(good) // 3])
+    with zipfile.ZipFile(matrix["model"]) as src, zipfile.ZipFile(d / "bare.keras", "w") as dst:
+        for item in src.infolist():
+            if item.filename != METADATA_NAME:
+                dst.writestr(item, src.read(item.filename))
+    from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
+    from sfx_cnn_veto.core.tf import import_keras
+
+    keras = import_keras()
+    marker = d / "lambda-ran"
+    text = str(marker)
+    inputs = keras.Input((CROP, CROP, 1))
+    x = keras.layers.Lambda(lambda t: (open(text, "w").close(), t)[1])(inputs)
+    x = keras.layers.GlobalMaxPooling2D()(x)
+    evil = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    VetoModel(evil, ModelMetadata(architecture="evil", input_shape=(CROP, CROP, 1),
+                                  crop_shape=(CROP, CROP))).save(d / "lambda.keras")
+    marker.unlink()
+    return d, marker
+
+
+@pytest.mark.parametrize("name,fragment", [
+    ("junk.keras", "not a zip"), ("cut.keras", "cut.keras"), ("bare.keras", "without sfx-cnn-veto metadata"),
+    ("lambda.keras", "Lambda"), ("absent.keras", "model file not found"),
+])
+def test_filter_lst_refuses_bad_model_files_in_one_line(matrix, bad_models, name, fragment, tmp_path):
+    d, marker = bad_models
+    (tmp_path / "hits.lst").write_text("old\n")
+    result = cli(matrix["dir"], "filter-lst", "faults.lst", "-m", str(d / name), "-o", str(tmp_path / "hits.lst"),
+                 "--scores", str(tmp_path / "s.csv"))
+    err = result.stderr.decode()
+    assert result.returncode == EXIT_USER_ERROR, err
+    assert "Traceback" not in err and fragment in err
+    assert len([l for l in err.splitlines() if "error" in l]) == 1, err
+    assert (tmp_path / "hits.lst").read_text() == "old\n" and not (tmp_path / "s.csv").exists()
+    assert not os.path.exists(str(tmp_path / "hits.lst") + ".journal")
+    assert not marker.exists()  # the Lambda never ran
+
+
+def test_model_for_a_bigger_crop_than_the_frames_fails_open_per_event(matrix, tmp_path):
+    """A colleague's 350x350 model on 72x72 frames: every event an error with the reason, all kept."""
+    model = tiny_model(tmp_path / "big.keras", crop=350, first="pool")
+    lst = tmp_path / "in.lst"
+    lst.write_text("".join(f"{matrix['dir'] / 'good.cxi'} //{i}\n" for i in range(4)))
+    result = cli(tmp_path, "filter-lst", str(lst), "-m", model, "-o", "hits.lst", "--scores", "s.csv")
+    assert result.returncode == EXIT_EVENT_ERRORS and b"Traceback" not in result.stderr
+    rows = read_scores(tmp_path / "s.csv")
+    assert len(rows) == 4 and all("does not fit this model's 350x350 crop" in r["error"] for r in rows)
+    assert len((tmp_path / "hits.lst").read_text().splitlines()) == 4
+
+
+# ---------------------------------------------------------------------------
+# Exit codes (sfx_cnn_veto/cli.py): 0 ok, 1 user error (one line), 2 events errored, 3 internal error
+
+def test_exit_codes_of_filter_lst(matrix, tmp_path, capsys, monkeypatch):
+    d = matrix["dir"]
+    ok = tmp_path / "ok.lst"
+    ok.write_text("".join(f"{d / 'good.cxi'} //{i}\n" for i in range(4)))
+    out = str(tmp_path / "hits.lst")
+    assert main(["filter-lst", str(ok), "-m", matrix["model"], "-o", out, "--threshold", "0"]) == EXIT_OK
+    assert len(open(out).read().splitlines()) == 4
+    user_errors = [
+        ["filter-lst", str(tmp_path / "none.lst"), "-m", matrix["model"], "-o", out],
+        ["filter-lst", str(ok), "-m", matrix["model"], "-o", out, "--threshold", "1.5"],
+        ["filter-lst", str(ok), "-m", matrix["model"], "-o", out, "--keep-misses-fraction", "2"],
+        ["filter-lst", str(ok), "-m", matrix["model"], "-o", out, "--scores", out],
+        ["filter-lst", str(ok), "-m", matrix["model"], "-o", str(ok)],
+        ["filter-lst", str(ok), "-m", matrix["model"], "-o", out, "--backend", "nope"],
+        ["filter-lst", str(ok), "-m", matrix["model"]],  # no -o
+    ]
+    capsys.readouterr()
+    for argv in user_errors:
+        assert exit_code(argv) == EXIT_USER_ERROR, argv
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "error" in err, (argv, err)
+    # an unexpected failure inside the run: exit 3, one line, the journal kept for --resume
+    import sfx_cnn_veto.core.pipeline as pipeline
+
+    def explode(self, *args, **kwargs):
+        raise RuntimeError("a bug")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(pipeline.Veto, "stream_events", explode)
+    assert main(["filter-lst", str(ok), "-m", matrix["model"], "-o", str(tmp_path / "h3.lst")]) == EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: a bug" in err and "Traceback" not in err
+    assert not (tmp_path / "h3.lst").exists()
+
+
+def test_exit_codes_of_score(matrix, tmp_path, capsys, monkeypatch):
+    d = matrix["dir"]
+    ok = tmp_path / "ok.lst"
+    ok.write_text("".join(f"{d / 'good.cxi'} //{i}\n" for i in range(4)))
+    assert main(["score", str(ok), "-m", matrix["model"], "-o", str(tmp_path / "s.csv")]) == EXIT_OK
+    bad = tmp_path / "bad.lst"
+    bad.write_text(f"{d / 'good.cxi'} //0\n{d / 'missing.cxi'} //0\n")
+    assert main(["score", str(bad), "-m", matrix["model"], "-o", str(tmp_path / "s.csv")]) == EXIT_EVENT_ERRORS
+    capsys.readouterr()
+    assert main(["score", str(ok), "-m", str(tmp_path / "absent.keras")]) == EXIT_USER_ERROR
+    assert main(["score", str(ok), "-m", matrix["model"], "--threshold", "-1"]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 2, err
+
+    import sfx_cnn_veto.core.pipeline as pipeline
+
+    def explode(self, *args, **kwargs):
+        raise RuntimeError("a bug")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(pipeline.Veto, "stream_events", explode)
+    assert main(["score", str(ok), "-m", matrix["model"], "-o", str(tmp_path / "s3.csv")]) == EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert "internal error" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------
+# The Python API: Veto.stream_events over the fault matrix
+
+def test_stream_events_accounts_for_every_faulty_event(matrix):
+    from sfx_cnn_veto import Veto
+    from sfx_cnn_veto.io.store import FrameStore, iter_events
+
+    veto = Veto.load(matrix["model"], batch_size=4)
+    d = matrix["dir"]
+    cwd = os.getcwd()
+    os.chdir(d)
+    try:
+        with FrameStore() as store:
+            out = list(veto.stream_events(iter_events(["faults.lst"], store), store))
+    finally:
+        os.chdir(cwd)
+    entries = matrix["entries"]
+    assert len(out) == len(entries)
+    for (ref, decision), (_raw, canon, reason) in zip(out, entries):
+        if reason in (None, "tab"):  # the API reads "good.cxi\t//2" as indexamajig would not; filter-lst says so
+            if reason is None:
+                assert decision.ok and 0.0 <= decision.score <= 1.0, (canon, decision)
+            continue
+        assert decision.error and decision.is_hit and np.isnan(decision.score), (canon, decision)
+        assert "\n" not in decision.error
+
+
+# ---------------------------------------------------------------------------
+# Numerical safety: a non-finite network output is an error (fail open), never a miss
+
+@pytest.fixture(scope="module")
+def numeric_models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("numeric")
+    return {
+        "nan": tiny_model(d / "nan.keras", fill=np.nan),
+        "inf": tiny_model(d / "inf.keras", fill=np.inf),
+        # finite weights, but frames of huge values overflow float32 (normalize "none" passes them through)
+        "overflow": tiny_model(d / "overflow.keras", normalize="none", fill=1.0, scale=10.0, threshold=0.0),
+    }
+
+
+def _frames():
+    frames = np.random.default_rng(0).normal(5, 1, (4, data.FRAME, data.FRAME)).astype(np.float32)
+    frames[2] = 3e38
+    return frames
+
+
+@pytest.mark.parametrize("backend", ["keras", "numba", "auto"])
+def test_nan_weights_never_give_a_miss(numeric_models, backend):
+    """NaN/Inf weights: every frame is an error kept as a hit; the numba backend refuses such a network
+    at load with a clear reason (its fast-math kernels do not carry NaN reliably), and ``auto`` then
+    runs it on keras."""
+    pytest.importorskip("numba") if backend == "numba" else None
+    from sfx_cnn_veto import Veto
+    from sfx_cnn_veto.errors import ConfigError
+
+    for kind in ("nan", "inf"):
+        if backend == "numba":
+            with pytest.raises(ConfigError, match="NaN or infinite .*numba backend refuses it"):
+                Veto.load(numeric_models[kind], backend="numba")
+            continue
+        veto = Veto.load(numeric_models[kind], backend=backend)
+        assert veto.backend_name == "keras"
+        decisions = veto.decide(_frames())
+        assert all(d.error and "non-finite" in d.error and d.is_hit and np.isnan(d.score) for d in decisions)
+
+
+@pytest.mark.parametrize("backend", ["keras", "numba", "auto"])
+def test_overflowing_output_is_an_error_on_every_backend(numeric_models, backend):
+    if backend == "numba":
+        pytest.importorskip("numba")
+    from sfx_cnn_veto import Veto
+
+    veto = Veto.load(numeric_models["overflow"], backend=backend)
+    decisions = veto.decide(_frames())
+    bad = decisions[2]
+    assert bad.error and "non-finite" in bad.error and bad.is_hit and np.isnan(bad.score)
+    assert all(d.ok and np.isfinite(d.score) for i, d in enumerate(decisions) if i != 2)
+
+
+@pytest.mark.parametrize("backend", ["keras", "auto"])
+def test_filter_lst_with_a_nan_model_keeps_every_event(matrix, numeric_models, tmp_path, backend):
+    d = matrix["dir"]
+    lst = tmp_path / "in.lst"
+    lst.write_text("".join(f"{d / 'good.cxi'} //{i}\n" for i in range(4)))
+    result = cli(tmp_path, "filter-lst", str(lst), "-m", numeric_models["nan"], "-o", "hits.lst",
+                 "--misses", "misses.lst", "--scores", "s.csv", "--backend", backend)
+    assert result.returncode == EXIT_EVENT_ERRORS, result.stderr.decode()
+    rows = read_scores(tmp_path / "s.csv")
+    assert len(rows) == 4 and all(r["label"] == "error" and "non-finite" in r["error"] for r in rows)
+    assert len((tmp_path / "hits.lst").read_text().splitlines()) == 4
+    assert (tmp_path / "misses.lst").read_text() == ""
+
+
+def test_filter_lst_refuses_a_nan_model_on_the_numba_backend(matrix, numeric_models, tmp_path):
+    pytest.importorskip("numba")
+    lst = tmp_path / "in.lst"
+    lst.write_text(f"{matrix['dir'] / 'good.cxi'} //0\n")
+    result = cli(tmp_path, "filter-lst", str(lst), "-m", numeric_models["nan"], "-o", "hits.lst",
+                 "--backend", "numba")
+    err = result.stderr.decode()
+    assert result.returncode == EXIT_USER_ERROR and "Traceback" not in err
+    assert "NaN or infinite" in err and not (tmp_path / "hits.lst").exists()
