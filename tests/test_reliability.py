@@ -449,3 +449,74 @@ def test_filter_lst_refuses_a_nan_model_on_the_numba_backend(matrix, numeric_mod
     err = result.stderr.decode()
     assert result.returncode == EXIT_USER_ERROR and "Traceback" not in err
     assert "NaN or infinite" in err and not (tmp_path / "hits.lst").exists()
+
+
+# ---------------------------------------------------------------------------
+# Load: 50,000 events through filter-lst and score, memory flat
+
+LOAD_FILES, LOAD_FRAMES = 4, 250
+#: Allowed growth of peak RSS from 5,000 to 50,000 events. Anything kept per event (a row, a line,
+#: a decision) would cost at least ~100 bytes x 45,000 = 4.5 MB; measured growth is ~1 MB (noise).
+RSS_MARGIN_MB = 4.0
+
+#: Runs the CLI in a child; prints its peak RSS (ru_maxrss) and its RSS when the run returns (VmRSS),
+#: the latter not masked by the model-loading peak.
+_MEASURE = (
+    "import resource, sys\n"
+    "from sfx_cnn_veto.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "end = [l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1]\n"
+    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, end, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def load_world(tmp_path_factory):
+    d = tmp_path_factory.mktemp("load")
+    for k in range(LOAD_FILES):
+        data.write_cxi(str(d / f"r{k}.cxi"), data.frames(LOAD_FRAMES, 40 + k))
+    for n in (5_000, 50_000):
+        with open(d / f"l{n}.lst", "w") as handle:
+            for j in range(n):
+                handle.write(f"r{j % LOAD_FILES}.cxi //{(j // LOAD_FILES) % LOAD_FRAMES}\n")
+    model = tiny_model(d / "cheap.keras", first="pool", threshold=0.5)
+    return d, model
+
+
+def _rss_mb(cwd, *argv) -> tuple[float, float, subprocess.CompletedProcess]:
+    """``(peak RSS, RSS at the end of the run, result)`` of ``sfx-cnn-veto *argv`` in a child process."""
+    result = subprocess.run([sys.executable, "-c", _MEASURE, *argv], cwd=cwd, env=data.env(),
+                            capture_output=True, text=True, timeout=600)
+    line = [l for l in result.stderr.splitlines() if l.startswith("PEAK_RSS_KB")]
+    assert line, result.stderr[-3000:]
+    _, peak, end = line[0].split()
+    return int(peak) / 1024.0, int(end) / 1024.0, result
+
+
+@pytest.mark.parametrize("command", ["filter-lst", "score"])
+def test_50k_events_stream_with_flat_memory(load_world, command):
+    d, model = load_world
+    peaks, ends = {}, {}
+    for n in (5_000, 50_000):
+        out = d / f"{command}-{n}"
+        out.mkdir()
+        if command == "filter-lst":
+            argv = ["filter-lst", f"l{n}.lst", "-m", model, "-o", str(out / "hits.lst"),
+                    "--misses", str(out / "misses.lst"), "--scores", str(out / "scores.csv"), "--batch-size", "64"]
+        else:
+            argv = ["score", f"l{n}.lst", "-m", model, "-o", str(out / "scores.csv"), "--batch-size", "64"]
+        peaks[n], ends[n], result = _rss_mb(d, *argv)
+        assert result.returncode == EXIT_OK, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr
+        with open(out / "scores.csv") as handle:
+            rows = sum(1 for _ in handle) - 1
+        assert rows == n  # every event is in the outputs
+        if command == "filter-lst":
+            listed = sum(1 for _ in open(out / "hits.lst")) + sum(1 for _ in open(out / "misses.lst"))
+            assert listed == n
+    print(f"\n[load] {command}: peak RSS {peaks[5_000]:.1f} MB at 5,000 events, {peaks[50_000]:.1f} MB at "
+          f"50,000 (growth {peaks[50_000] - peaks[5_000]:+.1f} MB); RSS at the end {ends[5_000]:.1f} MB, "
+          f"{ends[50_000]:.1f} MB (growth {ends[50_000] - ends[5_000]:+.1f} MB)")
+    assert peaks[50_000] <= peaks[5_000] + RSS_MARGIN_MB, peaks
+    assert ends[50_000] <= ends[5_000] + RSS_MARGIN_MB, ends
