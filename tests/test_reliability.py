@@ -520,3 +520,85 @@ def test_50k_events_stream_with_flat_memory(load_world, command):
           f"{ends[50_000]:.1f} MB (growth {ends[50_000] - ends[5_000]:+.1f} MB)")
     assert peaks[50_000] <= peaks[5_000] + RSS_MARGIN_MB, peaks
     assert ends[50_000] <= ends[5_000] + RSS_MARGIN_MB, ends
+
+
+# ---------------------------------------------------------------------------
+# Crash safety at random points, the output-writing phase included
+# (test_crystfel_filter_lst.py kills at three fixed journal points, never while the outputs are written)
+
+def _journal_blocks(journal_dir) -> int:
+    total = 0
+    if os.path.isdir(journal_dir):
+        for name in os.listdir(journal_dir):
+            if name.endswith(".jsonl"):
+                with open(os.path.join(journal_dir, name), "rb") as handle:
+                    total += handle.read().count(b"\n")
+    return total
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_and_while_writing_outputs(load_world, tmp_path):
+    import random
+    import signal
+    import time
+
+    d, model = load_world
+    names = ["hits.lst", "misses.lst", "errors.lst", "scores.csv"]
+
+    def argv(out, *extra):
+        return ["filter-lst", "l50000.lst", "-m", model, "-o", str(out / "hits.lst"), "--misses",
+                str(out / "misses.lst"), "--errors", str(out / "errors.lst"), "--scores", str(out / "scores.csv"),
+                "--batch-size", "64", "--keep-misses-fraction", "0.2", *extra]
+
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    result = cli(d, *argv(ref))
+    assert result.returncode == EXIT_OK, result.stderr.decode()[-2000:]
+    work = tmp_path / "work"
+    work.mkdir()
+    journal = str(work / "hits.lst") + ".journal"
+    n_blocks = (50_000 + 63) // 64
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    points = sorted(rng.randint(1, n_blocks - 1) for _ in range(3))
+    print(f"\n[kill] seed {seed}: SIGKILL at journal blocks {points} of {n_blocks}, then while writing outputs")
+
+    def never_half_written():
+        for name in names:
+            if (work / name).exists():  # an output is either absent or complete
+                assert (work / name).read_bytes() == (ref / name).read_bytes(), name
+
+    def start(i):
+        return subprocess.Popen([sys.executable, "-m", "sfx_cnn_veto.cli", *argv(work, *(["--resume"] if i else []))],
+                                cwd=d, env=data.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    for i, point in enumerate(points):
+        proc = start(i)
+        deadline = time.monotonic() + 120
+        while _journal_blocks(journal) < point and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert proc.poll() is None, f"the run ended before block {point}: {proc.stderr.read().decode()[-2000:]}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+        never_half_written()
+    # a resumed run killed while it writes the outputs (.part files exist, nothing renamed yet)
+    proc = start(1)
+    parts = [str(work / n) + ".part" for n in names]
+    deadline = time.monotonic() + 120
+    while not any(os.path.exists(p) for p in parts) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    caught = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    never_half_written()
+    if caught:
+        assert not (work / "hits.lst").exists() or (work / "hits.lst").read_bytes() == (ref / "hits.lst").read_bytes()
+    final = cli(d, *argv(work, "--resume"))
+    assert final.returncode == EXIT_OK, final.stderr.decode()[-2000:]
+    for name in names:
+        assert (work / name).read_bytes() == (ref / name).read_bytes(), name
+    assert not any(os.path.exists(p) for p in parts) and not os.path.exists(journal)
+    print(f"[kill] killed while writing outputs: {caught}")
+    assert caught, "the kill while writing the outputs came too late (the run had finished)"
