@@ -602,3 +602,45 @@ def test_sigkill_at_random_points_and_while_writing_outputs(load_world, tmp_path
     assert not any(os.path.exists(p) for p in parts) and not os.path.exists(journal)
     print(f"[kill] killed while writing outputs: {caught}")
     assert caught, "the kill while writing the outputs came too late (the run had finished)"
+
+
+# ---------------------------------------------------------------------------
+# psana adapter: a detector read that raises, NaN, wrong rank, None: every event out once, failing open.
+# StandinPsana2 is a stand-in (named so): only the attributes PsanaVeto reads (xtc_version, evt.timestamp,
+# det.raw.calib(evt)); the real psana2 runs in test_psana_adapter.py.
+
+class StandinPsana2:
+    xtc_version = 2
+
+
+def test_psana_adapter_fails_open_on_bad_reads(matrix):
+    import types
+
+    from sfx_cnn_veto import Veto
+    from sfx_cnn_veto_psana import PsanaVeto
+
+    good = data.frames(3, 50)
+    nan = np.full((data.FRAME, data.FRAME), np.nan, np.float32)
+
+    def calib(evt):
+        kind = evt.kind
+        if kind == "raises":
+            raise OSError("xtc2 chunk unreadable")
+        return {"good0": good[0], "good1": good[1], "good2": good[2], "nan": nan, "none": None,
+                "rank3": np.zeros((2, 72, 72), np.float32), "small": np.zeros((10, 10), np.float32)}[kind]
+
+    kinds = ["good0", "raises", "nan", "good1", "none", "rank3", "small", "good2"]
+    events = [types.SimpleNamespace(timestamp=1000 + i, kind=k) for i, k in enumerate(kinds)]
+    run = types.SimpleNamespace(events=lambda: iter(events))
+    detector = types.SimpleNamespace(raw=types.SimpleNamespace(calib=calib))
+    pv = PsanaVeto(Veto.load(matrix["model"], batch_size=3), detector=detector, source="calib", psana=StandinPsana2)
+    out = list(pv.events(run))
+    assert [evt.kind for evt, _ in out] == kinds  # every event once, in order
+    reasons = {"raises": "xtc2 chunk unreadable", "nan": "NaN or infinite", "none": "returned None",
+               "rank3": "only 2-D frames", "small": "smaller than the 64x64 crop"}
+    for evt, decision in out:
+        if evt.kind.startswith("good"):
+            assert decision.ok
+        else:
+            assert decision.is_hit and np.isnan(decision.score) and reasons[evt.kind] in decision.error, decision
+    assert len(list(pv.hits(run))) == sum(d.is_hit for _, d in out)
