@@ -644,3 +644,20 @@ def test_psana_adapter_fails_open_on_bad_reads(matrix):
         else:
             assert decision.is_hit and np.isnan(decision.score) and reasons[evt.kind] in decision.error, decision
     assert len(list(pv.hits(run))) == sum(d.is_hit for _, d in out)
+
+
+def test_exit_codes_of_tag_stream(matrix, tmp_path, capsys):
+    """0 on a clean (empty) stream; 1, one line, for a missing stream or model (2 on a cut stream:
+    test_crystfel_tags.py::test_tag_stream_copies_a_cut_chunk_unchanged)."""
+    empty = tmp_path / "empty.stream"
+    empty.write_text("CrystFEL stream format 2.3\n")
+    assert main(["tag-stream", str(empty), "-o", str(tmp_path / "o.stream"), "-m", matrix["model"]]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["tag-stream", str(tmp_path / "none.stream"), "-o", str(tmp_path / "o2.stream"),
+                 "-m", matrix["model"]]) == EXIT_USER_ERROR
+    assert main(["tag-stream", str(empty), "-o", str(tmp_path / "o3.stream"), "-m",
+                 str(tmp_path / "absent.keras")]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 2 and "Traceback" not in err, err
+    assert "stream not found" in err and "model file not found" in err
+    assert not (tmp_path / "o2.stream").exists() and not (tmp_path / "o3.stream").exists()
