@@ -318,6 +318,7 @@ def test_exit_codes_of_filter_lst(matrix, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "internal error: RuntimeError: a bug" in err and "Traceback" not in err
     assert not (tmp_path / "h3.lst").exists()
+    assert not os.path.exists(str(tmp_path / "h3.lst") + ".journal")  # nothing was done: no journal left
 
 
 def test_exit_codes_of_score(matrix, tmp_path, capsys, monkeypatch):
