@@ -109,6 +109,13 @@ def matrix(tmp_path_factory):
     with h5py.File(d / "growing.cxi", "w") as f:
         f.create_dataset("/entry_1/data_1/data", data=data.frames(3, 23), maxshape=(None, data.FRAME, data.FRAME),
                          chunks=(1, data.FRAME, data.FRAME))
+    with h5py.File(d / "empty.cxi", "w") as f:  # created, nothing written yet
+        f.create_dataset("/entry_1/data_1/data", shape=(0, data.FRAME, data.FRAME), dtype="f4",
+                         maxshape=(None, data.FRAME, data.FRAME), chunks=(1, data.FRAME, data.FRAME))
+    (d / "zero.cxi").write_bytes(b"")
+    (d / "adir").mkdir()
+    with h5py.File(d / "complex.cxi", "w") as f:
+        f["/entry_1/data_1/data"] = np.zeros((2, data.FRAME, data.FRAME), np.complex64)
     # odd frames (one data set per dtype: HDF5 stacks have one dtype)
     for name, frame in ODD_FRAMES.items():
         data.write_cxi(str(d / f"odd_{name}.cxi"), np.stack([frame, frame]))
@@ -134,6 +141,11 @@ def matrix(tmp_path_factory):
         (b"caf\xe9.cxi //0", "caf\udce9.cxi //0", "file not found"),  # non-UTF-8 bytes: passed through
         (b"good.cxi //1\r", "good.cxi //1", None),                    # CRLF
         (b"good.cxi\t//2", "good.cxi\t//2", "tab"),
+        (b"empty.cxi", "empty.cxi", "the file holds no frames"),  # a bare name expands to nothing: one row
+        (b"zero.cxi //0", "zero.cxi //0", "not a readable HDF5 file"),
+        (b"adir //0", "adir //0", "Is a directory"),
+        (b"complex.cxi //1", "complex.cxi //1", "expected a numeric frame"),
+        (b"good.cxi //-1", "good.cxi //-1", "expected '//N'"),
         (b"good.cxi //3", "good.cxi //3", None),
     ] + [(f"odd_{n}.cxi //1".encode(), f"odd_{n}.cxi //1", None) for n in ODD_FRAMES]
     (d / "faults.lst").write_bytes(b"".join(line + b"\n" for line, _, _ in entries))
