@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sfx_cnn_veto import hookimpl
-from sfx_cnn_veto.core import architectures, crop, normalize
+from sfx_cnn_veto.core import architectures, crop, normalize, robust
 from sfx_cnn_veto.types import ArchitectureSpec, BackendSpec, StepSpec
 
 
@@ -14,6 +14,8 @@ def sfxveto_preprocessing_steps():
         StepSpec("normalize", "standardize", normalize.standardize, "per-frame (x - mean) / std (the paper's)"),
         StepSpec("normalize", "robust", normalize.robust, "signed log of (x - median) / (1.4826 MAD): gain/background robust"),
         StepSpec("normalize", "none", normalize.none, "float32 cast only"),
+        StepSpec("normalize", "despeckle", robust.despeckle,
+                 "isolated-pixel removal (hot pixels, zingers), then robust: the default pipeline's"),
     ]
 
 
@@ -26,6 +28,13 @@ def sfxveto_architectures():
             input_shape=(350, 350, 1),
             description="Li 2018 Table I: 18 layers, 11,098 trainable parameters",
             default_normalize="standardize",
+        ),
+        ArchitectureSpec(
+            name="veto",
+            build=robust.build_veto_model,
+            input_shape=(350, 350, 1),
+            description="default: early max-pooling, 3 small convs, global max+avg pooling (translation invariant)",
+            default_normalize="despeckle",
         ),
     ]
 

@@ -1,0 +1,363 @@
+"""The ``label``, ``train`` and ``evaluate`` sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from sfx_cnn_veto.errors import ConfigError, VetoError
+
+
+# ---------------------------------------------------------------------------
+# label
+
+def configure_label(parser: argparse.ArgumentParser) -> None:
+    from sfx_cnn_veto.training.peaks import DEFAULTS
+
+    parser.add_argument("inputs", nargs="+", metavar="LIST.lst",
+                        help="CrystFEL event lists (or frame files); the run name is the file's stem")
+    parser.add_argument("-o", "--output", required=True, help="labels CSV to write (file,event,run,num_peaks,label)")
+    parser.add_argument("-x", "--prefix", default="", help="prefix for file names in lists, as indexamajig's -x")
+    parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
+    parser.add_argument("--run", action="append", default=None, metavar="NAME",
+                        help="run name for each input, in order (default: each list's stem)")
+    src = parser.add_argument_group("where the peak counts come from (default: peakfinder8 on every frame)")
+    src.add_argument("--labeler", default="peakfinder8",
+                     help="peak counter registered through sfxveto_labelers (default peakfinder8: OM's compiled one)")
+    src.add_argument("--stream", action="append", default=None, metavar="FILE",
+                     help="take num_peaks from a CrystFEL stream (matched by filename + event)")
+    src.add_argument("--hitlist", action="append", default=None, metavar="FILE",
+                     help="take nPeaks from a Cheetah/OM cleaned.txt or frames.txt")
+    src.add_argument("--cxi-npeaks", action="store_true",
+                     help="take /entry_1/result_1/nPeaks from each CXI file")
+    pf = parser.add_argument_group("peakfinder8 (indexamajig-style)")
+    pf.add_argument("--threshold", type=float, default=None,
+                    help="ADC threshold in ADU (default: --threshold-photons x the geometry's adu_per_photon, "
+                         "else 0: the SNR cut alone decides)")
+    pf.add_argument("--threshold-photons", type=float, default=3.0,
+                    help="ADC threshold in photons when the geometry gives adu_per_photon and no --threshold "
+                         "is set (default 3: keeps one- and two-photon noise pixels out, whatever the gain)")
+    pf.add_argument("--min-snr", type=float, default=DEFAULTS["min_snr"], help=f"default {DEFAULTS['min_snr']}")
+    pf.add_argument("--min-pix-count", type=int, default=DEFAULTS["min_pix_count"],
+                    help=f"default {DEFAULTS['min_pix_count']}")
+    pf.add_argument("--max-pix-count", type=int, default=DEFAULTS["max_pix_count"],
+                    help=f"default {DEFAULTS['max_pix_count']}")
+    pf.add_argument("--local-bg-radius", type=int, default=DEFAULTS["local_bg_radius"],
+                    help=f"default {DEFAULTS['local_bg_radius']}")
+    pf.add_argument("--min-res", type=float, default=DEFAULTS["min_res"],
+                    help="minimum distance from the beam centre, pixels (default 0)")
+    pf.add_argument("--max-res", type=float, default=DEFAULTS["max_res"],
+                    help=f"maximum distance from the beam centre, pixels (default {DEFAULTS['max_res']})")
+    pf.add_argument("--max-num-peaks", type=int, default=DEFAULTS["max_num_peaks"])
+    pf.add_argument("--fast-mode", action="store_true", help="OM's sampled radial statistics (faster, seeded)")
+    pf.add_argument("--geometry", "-g", default=None, metavar="FILE.geom",
+                    help="CrystFEL geometry for the beam centre and mask (default: LIST.geom beside each list)")
+    pf.add_argument("--mask", default=None, metavar="FILE[:DATASET]",
+                    help="good-pixel mask (nonzero = good); default: the geometry's, else the CXI file's own")
+    pf.add_argument("--center", default=None, metavar="ROW,COL",
+                    help="beam centre in pixels (default: from the geometry, else the frame centre)")
+    rule = parser.add_argument_group("labelling rule")
+    rule.add_argument("--rule", choices=("paper", "percentile"), default="paper",
+                      help="paper: <MISS_BELOW peaks miss, >HIT_ABOVE hit; percentile: bottom/top quartile per run")
+    rule.add_argument("--miss-below", type=int, default=2, help="paper rule (default 2)")
+    rule.add_argument("--hit-above", type=int, default=10, help="paper rule (default 10)")
+    rule.add_argument("--percentile", type=float, default=25.0, help="percentile rule (default 25)")
+
+
+def _center(text: str | None):
+    if text is None:
+        return None
+    try:
+        row, col = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--center: expected ROW,COL in pixels, got {text!r}") from None
+    return (row, col)
+
+
+class _FrameCounter:
+    """Runs a registered peak counter on full frames, with the mask/centre of each file."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from sfx_cnn_veto import manager
+
+        specs = manager.labelers()
+        if args.labeler not in specs:
+            raise ConfigError(f"--labeler {args.labeler!r} is not registered (have: {', '.join(sorted(specs))})")
+        self.spec = specs[args.labeler]
+        self.args = args
+        self.base = {
+            "min_snr": args.min_snr, "min_pix_count": args.min_pix_count,
+            "max_pix_count": args.max_pix_count, "local_bg_radius": args.local_bg_radius,
+            "min_res": args.min_res, "max_res": args.max_res, "max_num_peaks": args.max_num_peaks,
+            "fast_mode": args.fast_mode,
+        }
+        self._counters: dict[tuple, Any] = {}
+        self._geoms: dict[str, dict] = {}
+        self._said: set = set()
+
+    def _geom(self, list_path: str | None) -> dict[str, str] | None:
+        from sfx_cnn_veto.training.labels import read_geom
+
+        path = self.args.geometry
+        if path is None and list_path and list_path.endswith(".lst"):
+            candidate = list_path[:-4] + ".geom"
+            path = candidate if os.path.exists(candidate) else None
+        if path is None:
+            return None
+        if path not in self._geoms:
+            self._geoms[path] = read_geom(path)
+        return self._geoms[path]
+
+    def counter(self, data_file: str, shape: tuple[int, int], list_path: str | None):
+        from sfx_cnn_veto.training import labels as L
+
+        key = (data_file, shape, list_path)
+        if key in self._counters:
+            return self._counters[key]
+        geom = self._geom(list_path)
+        center = _center(self.args.center)
+        if center is None and geom is not None:
+            center = L.geom_beam_center(geom)
+        if self.args.mask:
+            mask = L.load_mask_file(self.args.mask, shape)
+        elif geom is not None and (geom.get("mask") or geom.get("p0/mask")):
+            mask = L.geom_mask(geom, data_file, shape)
+        else:
+            mask = L.cxi_mask(data_file, shape)
+        threshold = self.args.threshold
+        if threshold is None:
+            adu = None
+            if geom is not None and geom.get("adu_per_photon"):
+                try:
+                    adu = float(geom["adu_per_photon"])
+                except ValueError:
+                    adu = None
+            threshold = self.args.threshold_photons * adu if adu else 0.0
+            if (list_path, adu) not in self._said:
+                self._said.add((list_path, adu))
+                print(f"sfx-cnn-veto: {list_path or data_file}: peakfinder8 threshold {threshold:g} ADU"
+                      + (f" ({self.args.threshold_photons:g} photons x {adu:g} ADU/photon)" if adu else ""),
+                      file=sys.stderr)
+        options = dict(self.base, center=center, mask=mask, threshold=threshold)
+        # one counter per (mask, centre): files of a run share them
+        sig = (center, None if mask is None else hash(np.packbits(mask).tobytes()), shape, threshold)
+        for k, c in self._counters.items():
+            if getattr(c, "_sig", None) == sig:
+                self._counters[key] = c
+                return c
+        counter = self.spec.create(options)
+        try:
+            counter._sig = sig
+        except AttributeError:
+            pass
+        self._counters[key] = counter
+        return counter
+
+
+def run_label(args: argparse.Namespace) -> int:
+    from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
+    from sfx_cnn_veto.cli_commands import progress
+    from sfx_cnn_veto.io.store import FrameStore, iter_events
+    from sfx_cnn_veto.training import labels as L
+
+    if args.run is not None and len(args.run) != len(args.inputs):
+        raise ConfigError(f"--run given {len(args.run)} times for {len(args.inputs)} inputs; give one per input")
+    external = None
+    if args.stream or args.hitlist:
+        sources = [L.read_stream_counts(p) for p in args.stream or ()] + \
+                  [L.read_hitlist_counts(p) for p in args.hitlist or ()]
+        external = sources
+    frame_counter = None if (external or args.cxi_npeaks) else _FrameCounter(args)
+    options = {"dataset": args.dataset} if args.dataset else {}
+    all_rows: list[L.LabelRow] = []
+    unreadable = 0
+    cxi_cache: dict[str, list[int] | str] = {}
+    with FrameStore(options) as store:
+        for n_input, item in enumerate(args.inputs):
+            run = args.run[n_input] if args.run else os.path.splitext(os.path.basename(item))[0]
+            list_path = item if item.endswith(".lst") else None
+            try:
+                events = list(iter_events([item], store, prefix=args.prefix))
+            except VetoError as exc:
+                raise ConfigError(f"{item}: {exc}") from exc
+            counts: list[int | None] = []
+            refs = []
+            with progress(total=len(events), desc=f"label {run}") as bar:
+                for ref, error in events:
+                    count, why = None, error
+                    if why is None:
+                        try:
+                            if external is not None:
+                                count = next((c for src in external
+                                              if (c := src.get(ref.file, ref.event)) is not None
+                                              or (c := src.get(ref.path, ref.event)) is not None), None)
+                                if count is None:
+                                    why = "no peak count for this event in " + ", ".join(s.source for s in external)
+                            elif args.cxi_npeaks:
+                                got = cxi_cache.get(ref.file)
+                                if got is None:
+                                    try:
+                                        got = L.read_cxi_counts(ref.file)
+                                    except (VetoError, OSError) as exc:
+                                        got = str(exc)
+                                    cxi_cache[ref.file] = got
+                                if isinstance(got, str):
+                                    why = got
+                                else:
+                                    index = ref.index or 0
+                                    if index < len(got):
+                                        count = got[index]
+                                    else:
+                                        why = f"{L.CXI_NPEAKS} has {len(got)} entries, no event {index}"
+                            else:
+                                frame = store.read(ref)
+                                counter = frame_counter.counter(ref.file, tuple(frame.shape), list_path)
+                                count = int(counter(frame))
+                        except VetoError as exc:
+                            why = str(exc)
+                        except Exception as exc:  # noqa: BLE001 - never drop an event
+                            why = f"{type(exc).__name__}: {exc}"
+                    if why is not None:
+                        unreadable += 1
+                        print(f"sfx-cnn-veto: warning: {ref}: {why} (written with no count and no label)",
+                              file=sys.stderr)
+                    counts.append(count)
+                    refs.append(ref)
+                    bar.update(1)
+            if args.rule == "paper":
+                labels = L.paper_rule(counts, miss_below=args.miss_below, hit_above=args.hit_above)
+            else:
+                labels = L.percentile_rule(counts, percentile=args.percentile)
+            for ref, count, label in zip(refs, counts, labels):
+                all_rows.append(L.LabelRow(ref.file, ref.event, run, count, label))
+    L.write_labels(args.output, all_rows)
+    print(f"{'run':<16} {'events':>7} {'hits':>6} {'misses':>7} {'ambig.':>7} {'no count':>9}", file=sys.stderr)
+    for run, n, hits, misses, amb, bad in L.summarize(all_rows):
+        print(f"{run:<16} {n:>7} {hits:>6} {misses:>7} {amb:>7} {bad:>9}", file=sys.stderr)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_EVENT_ERRORS if unreadable else 0
+
+
+# ---------------------------------------------------------------------------
+# train
+
+def configure_train(parser: argparse.ArgumentParser) -> None:
+    from sfx_cnn_veto.training.train import DEFAULT_ARCH, TrainConfig
+
+    d = TrainConfig(labels="", output="")
+    parser.add_argument("--labels", required=True, help="labels CSV from 'sfx-cnn-veto label'")
+    parser.add_argument("--train-runs", default=None, help="comma-separated runs to train on (default: all)")
+    parser.add_argument("--val-runs", default=None,
+                        help="comma-separated runs for early stopping and the threshold "
+                             "(default: a reproducible 15%% of the training events)")
+    parser.add_argument("-o", "--output", required=True, help="model file to write (.keras)")
+    parser.add_argument("--arch", default=DEFAULT_ARCH, help=f"architecture (default {DEFAULT_ARCH}; 'paper' = Table I)")
+    parser.add_argument("--normalize", default=None,
+                        help="normalization (default: the architecture's: despeckle for veto, standardize for paper)")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"maximum epochs (default {d.epochs})")
+    parser.add_argument("--patience", type=int, default=d.patience,
+                        help=f"early stopping: epochs without a better validation loss (default {d.patience}; 0 off)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="default 100 (the paper's)")
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default=d.optimizer, help="default sgd (the paper's)")
+    parser.add_argument("--lr", type=float, default=d.learning_rate, help="learning rate (default 0.002)")
+    parser.add_argument("--decay", type=float, default=d.decay, help="inverse-time decay per step (default 1e-4)")
+    parser.add_argument("--momentum", type=float, default=d.momentum, help="default 0.9")
+    parser.add_argument("--no-class-weight", action="store_true", help="do not weight classes by their rarity")
+    parser.add_argument("--augment", default=d.augment,
+                        help="'default' (= shift=MARGIN,flips=1,gain=0.5:2.5,offset=-5:5,hot_pixels=150,background=0:4,"
+                             "weaken=0.08:1,p_raw=0.75), 'none', or such a list")
+    parser.add_argument("--margin", type=int, default=d.margin, help="pixels read around the crop for shifts (default 8)")
+    parser.add_argument("--holdout", type=float, default=d.holdout,
+                        help="fraction held out when no --val-runs (default 0.15)")
+    parser.add_argument("--target-sensitivity", type=float, default=d.target_sensitivity,
+                        help="the threshold is chosen for this sensitivity on validation data (default 0.99)")
+    parser.add_argument("--init-model", default=None, metavar="MODEL.keras",
+                        help="start from this model (fine-tuning); keeps its architecture and preprocessing")
+    parser.add_argument("--crop", default=None, metavar="H,W", help="crop shape (default: the architecture's)")
+    parser.add_argument("--center", default=None, metavar="ROW,COL", help="crop centre (default: frame centre)")
+    parser.add_argument("--max-per-run", type=int, default=None,
+                        help="use at most this many labelled events per run (reproducible subset)")
+    parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from sfx_cnn_veto.training.labels import parse_runs
+    from sfx_cnn_veto.training.report import table_markdown
+    from sfx_cnn_veto.training.train import TrainConfig, train
+
+    crop = None
+    if args.crop:
+        try:
+            crop = tuple(int(v) for v in args.crop.split(","))
+            assert len(crop) == 2
+        except (ValueError, AssertionError):
+            raise ConfigError(f"--crop: expected H,W, got {args.crop!r}") from None
+    cfg = TrainConfig(
+        labels=args.labels, output=args.output, train_runs=parse_runs(args.train_runs),
+        val_runs=parse_runs(args.val_runs), arch=args.arch, normalize=args.normalize, epochs=args.epochs,
+        patience=args.patience, seed=args.seed, batch_size=args.batch_size, optimizer=args.optimizer,
+        learning_rate=args.lr, decay=args.decay, momentum=args.momentum, class_weight=not args.no_class_weight,
+        augment=args.augment, margin=args.margin, holdout=args.holdout,
+        target_sensitivity=args.target_sensitivity, init_model=args.init_model, crop_shape=crop,
+        crop_center=_center(args.center), max_per_run=args.max_per_run,
+        reader_options={"dataset": args.dataset} if args.dataset else {},
+    )
+    result = train(cfg)
+    meta = result.model.metadata
+    val = result.val_metrics
+    o = val["overall"]
+    print(f"wrote {args.output} ({meta.architecture} + {meta.normalize}; best epoch {result.best_epoch} "
+          f"of {len(result.history['loss'])})", file=sys.stderr)
+    print(f"threshold {result.threshold:.4g} for target sensitivity {cfg.target_sensitivity} on "
+          f"{val['source']}: sensitivity {o['sensitivity']}, specificity {o['specificity']}, "
+          f"accuracy {o['accuracy']}", file=sys.stderr)
+    if "runs" in val:
+        print(f"validation at that threshold ({val['source']}; the Set column names the run's role):",
+              file=sys.stderr)
+        print(table_markdown({"runs": val["runs"], "overall": o}, list(val["runs"]), cfg.train_runs or ()),
+              file=sys.stderr)
+    if result.curves_path:
+        print(f"training curves: {result.curves_path}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# evaluate
+
+def configure_evaluate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--model", required=True, help="trained .keras model")
+    parser.add_argument("--labels", required=True, help="labels CSV")
+    parser.add_argument("--report", required=True, metavar="DIR", help="directory for report.md, metrics.json, PNGs")
+    parser.add_argument("--runs", default=None, help="comma-separated runs to evaluate (default: all in the labels)")
+    parser.add_argument("--compare-model", action="append", default=[], metavar="MODEL.keras",
+                        help="also evaluate this model and write a side-by-side table (compare.md)")
+    parser.add_argument("--intensity-runs", default=None,
+                        help="runs on which the naive intensity threshold is chosen (default: the model's training runs)")
+    parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from sfx_cnn_veto.training.evaluate import evaluate, write_report
+    from sfx_cnn_veto.training.labels import parse_runs
+    from sfx_cnn_veto.training.report import compare_markdown, table_markdown
+
+    ev = evaluate(args.model, args.labels, runs=parse_runs(args.runs), compare_models=args.compare_model,
+                  intensity_runs=parse_runs(args.intensity_runs), threshold=args.threshold,
+                  reader_options={"dataset": args.dataset} if args.dataset else {}, batch_size=args.batch_size)
+    written = write_report(ev, args.report, labels_path=args.labels, model_path=args.model)
+    print(table_markdown(ev.table, ev.runs, ev.train_runs))
+    if ev.compare:
+        print(compare_markdown(ev, args.model))
+    n_err = sum(1 for e in ev.model.errors if e)
+    if n_err:
+        print(f"sfx-cnn-veto: {n_err} event(s) could not be scored and count as predicted hits "
+              f"(listed in {written['report']})", file=sys.stderr)
+    print(f"report: {written['report']}; metrics: {written['metrics']}", file=sys.stderr)
+    return 0

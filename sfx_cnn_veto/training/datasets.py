@@ -1,0 +1,322 @@
+"""Training data: crops read from files (only the crop, as at inference), augmentation, splits.
+
+Frames are read as a hyperslab around the model's crop (with a margin when
+the crop centre is jittered), kept raw (ADU, float32) in memory, and
+normalized per batch by the very same NumPy function used at inference
+(looked up through ``sfxveto_preprocessing_steps``), after augmentation.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from sfx_cnn_veto import manager
+from sfx_cnn_veto.core.crop import crop_region
+from sfx_cnn_veto.errors import ConfigError, FrameReadError, VetoError
+from sfx_cnn_veto.io.events import EventRef
+from sfx_cnn_veto.training.labels import LabelRow
+
+log = logging.getLogger(__name__)
+
+
+def event_ref(row: LabelRow) -> EventRef:
+    return EventRef(row.file, row.event, row.file)
+
+
+def normalizer(method: str, params: dict[str, Any] | None = None, pm=None) -> Callable[[np.ndarray], np.ndarray]:
+    """The registered normalize step ``method`` with its parameters bound."""
+    steps = manager.preprocessing_steps(pm)
+    key = f"normalize:{method}"
+    if key not in steps:
+        names = sorted(k.split(":", 1)[1] for k in steps if k.startswith("normalize:"))
+        raise ConfigError(f"normalize method {method!r} is not registered (have: {', '.join(names)})")
+    func = steps[key].func
+    params = dict(params or {})
+    return lambda frame: func(frame, **params)
+
+
+@dataclass
+class CropSet:
+    """Raw crops (``(N, H + 2m, W + 2m)`` float32) of labelled events, with the rows they came from."""
+
+    crops: np.ndarray
+    labels: np.ndarray
+    rows: list[LabelRow]
+    margin: int
+    crop_shape: tuple[int, int]
+    skipped: list[tuple[LabelRow, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def centre(self) -> np.ndarray:
+        """The un-jittered crops ``(N, H, W)`` (views)."""
+        m = self.margin
+        h, w = self.crop_shape
+        return self.crops[:, m:m + h, m:m + w]
+
+
+def read_crops(
+    rows: Sequence[LabelRow],
+    *,
+    crop_shape: Sequence[int],
+    center: Sequence[float] | None = None,
+    margin: int = 0,
+    reader_options: dict[str, Any] | None = None,
+    desc: str = "read",
+) -> CropSet:
+    """Read the ``crop_shape`` window (plus ``margin`` on each side) of every labelled row.
+
+    Rows without a label are skipped; rows that cannot be read are skipped
+    with a warning and listed in ``skipped`` (training cannot use them; the
+    evaluation counts such events as predicted hits instead).
+    """
+    from sfx_cnn_veto.cli_commands import progress
+    from sfx_cnn_veto.io.store import FrameStore
+
+    h, w = int(crop_shape[0]), int(crop_shape[1])
+    big = (h + 2 * margin, w + 2 * margin)
+    labelled = [r for r in rows if r.label is not None]
+    crops = np.empty((len(labelled),) + big, dtype=np.float32)
+    good_rows: list[LabelRow] = []
+    skipped: list[tuple[LabelRow, str]] = []
+    with FrameStore(reader_options or {}) as store, progress(total=len(labelled), desc=desc) as bar:
+        for row in labelled:
+            ref = event_ref(row)
+            try:
+                shape = store.frame_shape(ref)
+                if shape[0] < big[0] or shape[1] < big[1]:
+                    raise FrameReadError(f"frame {shape} is smaller than the {big[0]}x{big[1]} window")
+                crops[len(good_rows)] = store.read(ref, crop_region(shape, big, center))
+                good_rows.append(row)
+            except VetoError as exc:
+                skipped.append((row, str(exc)))
+                print(f"sfx-cnn-veto: warning: {ref}: {exc} (left out)", file=sys.stderr)
+            except Exception as exc:  # noqa: BLE001 - one bad frame must not stop training
+                skipped.append((row, f"{type(exc).__name__}: {exc}"))
+                print(f"sfx-cnn-veto: warning: {ref}: {type(exc).__name__}: {exc} (left out)", file=sys.stderr)
+            bar.update(1)
+    crops = crops[: len(good_rows)]
+    labels = np.array([r.label for r in good_rows], dtype=np.int64)
+    return CropSet(crops, labels, good_rows, int(margin), (h, w), skipped)
+
+
+def holdout_split(rows: Sequence[LabelRow], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Reproducible stratified split of labelled rows: ``(train indices, held-out indices)``.
+
+    The order depends only on ``seed`` and the rows' ``(file, event)`` keys, not
+    on the order of the labels file.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"hold-out fraction: expected 0 < f < 1, got {fraction}")
+    rng = np.random.default_rng(seed)
+    train: list[int] = []
+    held: list[int] = []
+    for label in (0, 1):
+        idx = [i for i, r in enumerate(rows) if r.label == label]
+        idx.sort(key=lambda i: rows[i].key)
+        idx = [idx[j] for j in rng.permutation(len(idx))]
+        n_held = int(round(fraction * len(idx)))
+        if len(idx) >= 2:
+            n_held = min(max(n_held, 1), len(idx) - 1)
+        held.extend(idx[:n_held])
+        train.extend(idx[n_held:])
+    return sorted(train), sorted(held)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random changes applied to raw crops before normalization (training only).
+
+    ``shift``: crop centre jitter (pixels, at most the read margin);
+    ``flips``: random flips and 90-degree rotations (square crops);
+    ``gain``: multiplicative gain range; ``offset``: additive pedestal range
+    in units of the crop's noise scale; ``hot_pixels``: up to this many single
+    pixels set far above the background (so the network cannot learn a run's
+    fixed hot-pixel pattern, or mistake hot pixels for Bragg peaks);
+    ``background``: range of extra background, as a multiple of the crop's own
+    smooth background, with its photon noise; ``weaken``: range (log-uniform)
+    of a factor on the signal above the smooth background, with noise added
+    back so the noise level stays (weaker crystals, lower flux); ``p_raw``:
+    the fraction of samples that get the raw-frame changes (the others get
+    only shifts and flips of their cached normalized crop, which is cheaper).
+    """
+
+    shift: int = 0
+    flips: bool = True
+    gain: tuple[float, float] = (1.0, 1.0)
+    offset: tuple[float, float] = (0.0, 0.0)
+    hot_pixels: int = 0
+    background: tuple[float, float] = (0.0, 0.0)
+    weaken: tuple[float, float] = (1.0, 1.0)
+    p_raw: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str, *, margin: int) -> "Augmentation":
+        """``"none"``, ``"default"`` or ``"shift=8,flips=1,gain=0.5:2,hot_pixels=200,background=0:4"``."""
+        text = (text or "none").strip()
+        if text == "none":
+            return cls(flips=False)
+        if text == "default":
+            return cls.default(margin)
+        values: dict[str, Any] = {}
+        for item in text.split(","):
+            key, _, value = item.partition("=")
+            key = key.strip()
+            if key not in cls.__dataclass_fields__:
+                raise ConfigError(
+                    f"augmentation: unknown key {key!r} (expected some of {', '.join(cls.__dataclass_fields__)})"
+                )
+            if key in ("gain", "offset", "background", "weaken"):
+                lo, _, hi = value.partition(":")
+                values[key] = (float(lo), float(hi or lo))
+            elif key == "flips":
+                values[key] = value.strip().lower() in ("1", "true", "yes", "on")
+            elif key == "p_raw":
+                values[key] = float(value)
+            else:
+                values[key] = int(value)
+        aug = cls(**values)
+        if aug.shift > margin:
+            raise ConfigError(f"augmentation: shift {aug.shift} exceeds the read margin {margin}")
+        return aug
+
+    @classmethod
+    def default(cls, margin: int = 8) -> "Augmentation":
+        return cls(shift=margin, flips=True, gain=(0.5, 2.5), offset=(-5.0, 5.0), hot_pixels=150,
+                   background=(0.0, 4.0), weaken=(0.08, 1.0), p_raw=0.75)
+
+    def describe(self) -> dict[str, Any]:
+        return {"shift": self.shift, "flips": self.flips, "gain": list(self.gain), "offset": list(self.offset),
+                "hot_pixels": self.hot_pixels, "background": list(self.background), "weaken": list(self.weaken),
+                "p_raw": self.p_raw}
+
+    @property
+    def raw_changes(self) -> bool:
+        """Whether some changes need the raw ADU frame (then the frame is normalized again)."""
+        return bool(self.gain != (1.0, 1.0) or self.offset != (0.0, 0.0) or self.hot_pixels
+                    or self.background != (0.0, 0.0) or self.weaken != (1.0, 1.0))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.shift or self.flips or self.raw_changes)
+
+
+def _smooth_background(frame: np.ndarray, med: float, scale: float, block: int = 10) -> np.ndarray:
+    """A coarse background: block means of the frame clipped at ``med + 3 scale`` (spots left out), upsampled."""
+    h, w = frame.shape
+    hb, wb = h // block, w // block
+    if hb == 0 or wb == 0:
+        return np.full_like(frame, med)
+    core = np.minimum(frame[: hb * block, : wb * block], np.float32(med + 3.0 * scale))
+    means = core.reshape(hb, block, wb, block).mean(axis=(1, 3), dtype=np.float32)
+    up = np.repeat(np.repeat(means, block, axis=0), block, axis=1)
+    return np.pad(up, ((0, h - up.shape[0]), (0, w - up.shape[1])), mode="edge")
+
+
+def _shift_flip(window: np.ndarray, aug: Augmentation, rng: np.random.Generator, margin: int,
+                crop_shape: Sequence[int]) -> np.ndarray:
+    h, w = int(crop_shape[0]), int(crop_shape[1])
+    if aug.shift:
+        dy, dx = (int(v) for v in rng.integers(-aug.shift, aug.shift + 1, size=2))
+    else:
+        dy = dx = 0
+    frame = window[margin + dy: margin + dy + h, margin + dx: margin + dx + w]
+    if aug.flips:
+        k = int(rng.integers(0, 4)) if h == w else 2 * int(rng.integers(0, 2))
+        if k:
+            frame = np.rot90(frame, k)
+        if rng.integers(0, 2):
+            frame = frame[:, ::-1]
+    return frame
+
+
+def augment_raw(frame: np.ndarray, aug: Augmentation, rng: np.random.Generator) -> np.ndarray:
+    """The raw-frame changes (signal weakening, extra background, gain, offset, hot pixels) of one crop."""
+    frame = np.array(frame, dtype=np.float32)
+    h, w = frame.shape
+    sample = frame[::4, ::4]
+    med = float(np.median(sample))
+    scale = float(np.median(np.abs(sample - med))) * 1.4826 or 1.0
+    need_bg = aug.weaken != (1.0, 1.0) or aug.background != (0.0, 0.0)
+    if need_bg:
+        bg = _smooth_background(frame, med, scale)
+        variance = None  # of the noise to add
+        if aug.weaken != (1.0, 1.0):
+            lo, hi = aug.weaken
+            alpha = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            if alpha < 1.0:
+                # weaker signal above the background; the noise it loses is added back below
+                frame = bg + np.float32(alpha) * (frame - bg)
+                variance = np.float32(scale * scale * (1.0 - alpha * alpha))
+        if aug.background != (0.0, 0.0):
+            k = float(rng.uniform(*aug.background))
+            if k > 0:
+                # extra background with photon-like noise: variance proportional to the added level
+                extra = np.float32(k) * np.maximum(bg - np.float32(med - scale), np.float32(0.0))
+                frame = frame + extra
+                more = extra * np.float32(max(scale, 1.0))
+                variance = more if variance is None else variance + more
+        if variance is not None:
+            frame = frame + rng.standard_normal(frame.shape, dtype=np.float32) * np.sqrt(variance)
+    if aug.gain != (1.0, 1.0):
+        frame *= np.float32(rng.uniform(*aug.gain))
+    if aug.offset != (0.0, 0.0):
+        frame += np.float32(rng.uniform(*aug.offset) * scale)
+    if aug.hot_pixels:
+        n = int(rng.integers(0, aug.hot_pixels + 1))
+        if n:
+            ys = rng.integers(0, h, size=n)
+            xs = rng.integers(0, w, size=n)
+            level = np.float32(abs(med) + scale)
+            frame[ys, xs] = med + level * rng.uniform(5.0, 500.0, size=n).astype(np.float32)
+    return frame
+
+
+def augment_one(raw: np.ndarray, aug: Augmentation, rng: np.random.Generator, *, margin: int,
+                crop_shape: Sequence[int]) -> np.ndarray:
+    """One augmented raw crop ``crop_shape`` from a raw window with ``margin`` (all changes applied)."""
+    frame = _shift_flip(raw, aug, rng, margin, crop_shape)
+    if aug.raw_changes:
+        frame = augment_raw(frame, aug, rng)
+    return np.ascontiguousarray(frame, dtype=np.float32)
+
+
+def make_batch(crops: CropSet, indices: Sequence[int], normalize: Callable[[np.ndarray], np.ndarray], *,
+               aug: Augmentation | None = None, rng: np.random.Generator | None = None,
+               cache: np.ndarray | None = None) -> np.ndarray:
+    """Normalized ``(len(indices), H, W, 1)`` float32 batch, augmented when ``aug`` is given.
+
+    With ``cache`` (the normalized windows, :func:`normalized_windows`), a
+    sample that gets no raw-frame change (probability ``1 - aug.p_raw``) is
+    shifted and flipped from its cached normalized window instead of being
+    normalized again.
+    """
+    h, w = crops.crop_shape
+    out = np.empty((len(indices), h, w, 1), dtype=np.float32)
+    m = crops.margin
+    for j, i in enumerate(indices):
+        if aug is not None and aug.active:
+            use_raw = aug.raw_changes and (cache is None or rng.random() < aug.p_raw)
+            if use_raw:
+                out[j, :, :, 0] = normalize(augment_one(crops.crops[i], aug, rng, margin=m, crop_shape=(h, w)))
+            else:
+                source = cache[i] if cache is not None else crops.crops[i]
+                frame = _shift_flip(source, aug, rng, m, (h, w))
+                out[j, :, :, 0] = frame if cache is not None else normalize(np.ascontiguousarray(frame))
+        else:
+            out[j, :, :, 0] = normalize(crops.crops[i, m:m + h, m:m + w])
+    return out
+
+
+def normalized_windows(crops: CropSet, normalize: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Each raw window normalized as a whole (the cache :func:`make_batch` shifts and flips)."""
+    out = np.empty_like(crops.crops)
+    for i in range(len(crops)):
+        out[i] = normalize(crops.crops[i])
+    return out

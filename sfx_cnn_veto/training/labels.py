@@ -1,0 +1,424 @@
+"""Labels: peak counts per event and the hit/miss rules of the paper and the poster.
+
+The labels CSV has exactly the columns ``file,event,run,num_peaks,label``:
+``label`` is 1 (hit), 0 (miss) or empty (ambiguous: left out of training and
+scoring); ``num_peaks`` is empty where the event could not be read or has no
+count (such rows are kept, never dropped, and warned about).
+
+Peak counts come from a counter (``sfxveto_labelers``, default OM's compiled
+peakfinder8) run on the full frame, or from counts users already have: a
+CrystFEL stream (``num_peaks`` per chunk, matched by filename + event),
+Cheetah/OM ``cleaned.txt``/``frames.txt``, or CXI ``/entry_1/result_1/nPeaks``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from sfx_cnn_veto.errors import ConfigError
+
+COLUMNS = ("file", "event", "run", "num_peaks", "label")
+
+#: The paper's rule: fewer than 2 peaks is a miss, more than 10 a hit.
+PAPER_MISS_BELOW = 2
+PAPER_HIT_ABOVE = 10
+
+
+@dataclass
+class LabelRow:
+    """One event of a labels file."""
+
+    file: str
+    event: str | None
+    run: str
+    num_peaks: int | None
+    label: int | None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.file, self.event or "")
+
+
+# ---------------------------------------------------------------------------
+# Rules
+
+def paper_rule(counts: Sequence[int | None], *, miss_below: float = PAPER_MISS_BELOW,
+               hit_above: float = PAPER_HIT_ABOVE) -> list[int | None]:
+    """``0`` if ``n < miss_below``, ``1`` if ``n > hit_above``, else ``None`` (ambiguous or no count)."""
+    if miss_below > hit_above + 1:
+        raise ConfigError(f"paper rule: miss_below ({miss_below}) must not exceed hit_above + 1 ({hit_above + 1})")
+    out: list[int | None] = []
+    for n in counts:
+        if n is None:
+            out.append(None)
+        elif n < miss_below:
+            out.append(0)
+        elif n > hit_above:
+            out.append(1)
+        else:
+            out.append(None)
+    return out
+
+
+def percentile_rule(counts: Sequence[int | None], *, percentile: float = 25.0) -> list[int | None]:
+    """The poster's rule: the bottom ``percentile`` % of counts are misses, the top ``percentile`` % hits.
+
+    Quantiles are taken over the events with a count; an event at or below the
+    lower quantile is a miss, one at or above the upper quantile (and above the
+    lower one) a hit, the rest ambiguous.
+    """
+    if not 0 < percentile < 50:
+        raise ConfigError(f"percentile rule: expected 0 < percentile < 50, got {percentile}")
+    values = np.array([n for n in counts if n is not None], dtype=np.float64)
+    if values.size == 0:
+        return [None] * len(counts)
+    low = float(np.percentile(values, percentile))
+    high = float(np.percentile(values, 100.0 - percentile))
+    out: list[int | None] = []
+    for n in counts:
+        if n is None:
+            out.append(None)
+        elif n <= low:
+            out.append(0)
+        elif n >= high:
+            out.append(1)
+        else:
+            out.append(None)
+    return out
+
+
+def apply_rule(counts: Sequence[int | None], rule: str = "paper", **params) -> list[int | None]:
+    if rule == "paper":
+        return paper_rule(counts, **params)
+    if rule == "percentile":
+        return percentile_rule(counts, **params)
+    raise ConfigError(f"labelling rule {rule!r}: expected 'paper' or 'percentile'")
+
+
+# ---------------------------------------------------------------------------
+# CSV
+
+def write_labels(path: str, rows: Iterable[LabelRow]) -> int:
+    """Write the labels CSV atomically; returns the number of rows."""
+    tmp = path + ".part"
+    n = 0
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow([
+                row.file,
+                row.event or "",
+                row.run,
+                "" if row.num_peaks is None else int(row.num_peaks),
+                "" if row.label is None else int(row.label),
+            ])
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def read_labels(path: str) -> list[LabelRow]:
+    """Read a labels CSV written by :func:`write_labels` (or by hand, same columns)."""
+    try:
+        handle = open(path, newline="")
+    except OSError as exc:
+        raise ConfigError(f"cannot open labels file {path!r}: {exc.strerror or exc}") from exc
+    rows: list[LabelRow] = []
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ConfigError(
+                f"{path}: expected columns {','.join(COLUMNS)}, got {','.join(reader.fieldnames or ())}"
+            )
+        for lineno, rec in enumerate(reader, start=2):
+            try:
+                num = rec["num_peaks"].strip()
+                lab = rec["label"].strip()
+                label = None if lab == "" else int(lab)
+                if label not in (None, 0, 1):
+                    raise ValueError(f"label {lab!r} is not 0, 1 or empty")
+                rows.append(LabelRow(rec["file"], rec["event"].strip() or None, rec["run"],
+                                     None if num == "" else int(float(num)), label))
+            except (ValueError, AttributeError) as exc:
+                raise ConfigError(f"{path}:{lineno}: {exc}") from exc
+    return rows
+
+
+def runs_of(rows: Iterable[LabelRow]) -> list[str]:
+    """Run names in order of first appearance."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.setdefault(row.run, None)
+    return list(seen)
+
+
+def parse_runs(text: str | None) -> list[str] | None:
+    """``"run90,run91"`` -> ``["run90", "run91"]`` (``None`` stays ``None``)."""
+    if text is None:
+        return None
+    runs = [r.strip() for r in text.split(",") if r.strip()]
+    if not runs:
+        raise ConfigError("expected a comma-separated list of run names, got an empty one")
+    return runs
+
+
+def select_runs(rows: Sequence[LabelRow], runs: Sequence[str] | None, *, what: str = "runs") -> list[LabelRow]:
+    if runs is None:
+        return list(rows)
+    have = set(runs_of(rows))
+    unknown = [r for r in runs if r not in have]
+    if unknown:
+        raise ConfigError(f"{what}: no run {', '.join(unknown)} in the labels (have: {', '.join(runs_of(rows))})")
+    wanted = set(runs)
+    return [row for row in rows if row.run in wanted]
+
+
+# ---------------------------------------------------------------------------
+# Peak counts users already have
+
+def _norm_event(event: str | None) -> str:
+    """Canonical event key: ``//5``, ``// 0005`` and ``5`` all become ``//5``; no event ``""``."""
+    if event is None:
+        return ""
+    text = str(event).strip()
+    if text in ("", "(none)"):
+        return ""
+    match = re.fullmatch(r"(.*?)//\s*0*(\d+)", text)
+    if match:
+        return f"{match.group(1)}//{int(match.group(2))}"
+    if re.fullmatch(r"\d+", text):
+        return f"//{int(text)}"
+    return text
+
+
+class PeakCounts:
+    """Peak counts by ``(filename, event)``, matched on the full path first, then on the base name."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._full: dict[tuple[str, str], int] = {}
+        self._base: dict[tuple[str, str], list[int]] = {}
+
+    def add(self, filename: str, event: str | None, count: int) -> None:
+        key_event = _norm_event(event)
+        self._full[(os.path.normpath(filename), key_event)] = int(count)
+        self._base.setdefault((os.path.basename(filename), key_event), []).append(int(count))
+
+    def __len__(self) -> int:
+        return len(self._full)
+
+    def get(self, filename: str, event: str | None) -> int | None:
+        key_event = _norm_event(event)
+        hit = self._full.get((os.path.normpath(filename), key_event))
+        if hit is not None:
+            return hit
+        candidates = self._base.get((os.path.basename(filename), key_event))
+        if candidates and len(candidates) == 1:
+            return candidates[0]
+        return None
+
+
+def read_stream_counts(path: str) -> PeakCounts:
+    """``num_peaks`` of every chunk of a CrystFEL stream, keyed by ``Image filename`` + ``Event``.
+
+    Parsed by :mod:`sfx_cnn_veto.io.stream`; chunks may be in any order
+    (``indexamajig -j N``): they are matched by name, never by position.
+    """
+    from sfx_cnn_veto.errors import VetoError
+    from sfx_cnn_veto.io.stream import peak_counts
+
+    counts = PeakCounts(path)
+    if not os.path.exists(path):
+        raise ConfigError(f"cannot open stream {path!r}: no such file")
+    try:
+        for filename, event, num in peak_counts(path):
+            if filename is not None and num is not None:
+                counts.add(filename, event, num)
+    except (OSError, VetoError) as exc:
+        raise ConfigError(f"cannot read stream {path!r}: {exc}") from exc
+    return counts
+
+
+def read_hitlist_counts(path: str) -> PeakCounts:
+    """Peak counts of a Cheetah ``cleaned.txt`` / OM ``frames.txt`` style table (:mod:`sfx_cnn_veto.io.hitlists`)."""
+    from sfx_cnn_veto.errors import VetoError
+    from sfx_cnn_veto.io.hitlists import iter_hitlist
+
+    counts = PeakCounts(path)
+    try:
+        for entry in iter_hitlist(path):
+            if entry.npeaks is not None:
+                counts.add(entry.file, entry.event, entry.npeaks)
+    except (OSError, VetoError) as exc:
+        raise ConfigError(f"cannot read hit list {path!r}: {exc}") from exc
+    if len(counts) == 0:
+        raise ConfigError(f"{path}: no peak counts found (expected a Cheetah/OM table with an nPeaks column)")
+    return counts
+
+
+CXI_NPEAKS = "/entry_1/result_1/nPeaks"
+
+
+def read_cxi_counts(path: str, dataset: str = CXI_NPEAKS) -> list[int]:
+    """``nPeaks`` per frame of a CXI file (Cheetah/OM/psocake)."""
+    import h5py
+    import hdf5plugin  # noqa: F401 - filters for compressed masks
+
+    with h5py.File(path, "r", locking=False) as handle:
+        if dataset not in handle:
+            raise ConfigError(f"{path}: no {dataset} in the file")
+        return [int(v) for v in np.asarray(handle[dataset]).ravel()]
+
+
+# ---------------------------------------------------------------------------
+# Geometry and masks
+
+def read_geom(path: str) -> dict[str, str]:
+    """The ``key = value`` lines of a CrystFEL ``.geom`` (comments after ``;`` dropped)."""
+    out: dict[str, str] = {}
+    try:
+        handle = open(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot open geometry {path!r}: {exc.strerror or exc}") from exc
+    with handle:
+        for line in handle:
+            line = line.split(";", 1)[0].strip()
+            if "=" in line:
+                key, value = line.split("=", 1)
+                out[key.strip()] = value.strip()
+    return out
+
+
+def geom_beam_center(geom: dict[str, str]) -> tuple[float, float] | None:
+    """Beam centre ``(row, col)`` in pixel-index coordinates of a single-panel geometry.
+
+    CrystFEL's ``corner_x``/``corner_y`` locate the outer corner of the panel's
+    first pixel; pixel ``i``'s centre lies at ``corner + i + 0.5``, so the beam
+    (x = y = 0) is at index ``-corner - 0.5``.
+
+    Only ``+1.0x`` fast scan and ``+1.0y`` slow scan panels are understood;
+    for anything else ``None`` (the frame centre is used).
+    """
+    panels = {k.split("/", 1)[0] for k in geom if "/" in k and k.split("/", 1)[1] == "corner_x"}
+    if len(panels) != 1:
+        return None
+    p = panels.pop()
+    fs = geom.get(f"{p}/fs", "+1.0x").replace(" ", "")
+    ss = geom.get(f"{p}/ss", "+1.0y").replace(" ", "")
+    if fs not in ("+1.0x", "1.0x", "+x", "x") or ss not in ("+1.0y", "1.0y", "+y", "y"):
+        return None
+    try:
+        cx = -float(geom[f"{p}/corner_x"]) - 0.5 + float(geom.get(f"{p}/min_fs", 0))
+        cy = -float(geom[f"{p}/corner_y"]) - 0.5 + float(geom.get(f"{p}/min_ss", 0))
+    except (KeyError, ValueError):
+        return None
+    return (cy, cx)
+
+
+# Files are opened with locking=False, as the frame readers open them (sfx_cnn_veto.io.hdf5):
+# HDF5 refuses a second handle on an open file with other locking flags.
+
+
+def _mask_bits(text: str | None) -> int | None:
+    if text is None:
+        return None
+    return int(text, 0)
+
+
+def geom_mask(geom: dict[str, str], data_file: str, frame_shape: tuple[int, int]) -> np.ndarray | None:
+    """Good-pixel mask (bool) from a geometry's ``mask``/``mask_file``/``mask_good``/``mask_bad``."""
+    import h5py
+    import hdf5plugin  # noqa: F401 - filters for compressed masks
+
+    dataset = geom.get("mask") or geom.get("p0/mask")
+    if not dataset:
+        return None
+    mask_file = geom.get("mask_file") or geom.get("p0/mask_file") or data_file
+    good_bits = _mask_bits(geom.get("mask_good") or geom.get("p0/mask_good"))
+    bad_bits = _mask_bits(geom.get("mask_bad") or geom.get("p0/mask_bad"))
+    with h5py.File(mask_file, "r", locking=False) as handle:
+        if dataset not in handle:
+            raise ConfigError(f"{mask_file}: geometry names mask {dataset}, which is not in the file")
+        raw = np.asarray(handle[dataset])
+    if raw.ndim == 3:
+        raw = raw[0]
+    if raw.shape != tuple(frame_shape):
+        raise ConfigError(f"{mask_file}:{dataset}: mask shape {raw.shape} does not match frames {frame_shape}")
+    raw = raw.astype(np.int64)
+    good = np.ones(raw.shape, dtype=bool)
+    if good_bits:
+        good &= (raw & good_bits) == good_bits
+    if bad_bits:
+        good &= (raw & bad_bits) == 0
+    if not good_bits and not bad_bits:
+        good = raw != 0  # CrystFEL's default: nonzero = good when no bits are named
+    return good
+
+
+#: Where CXI files keep a detector mask; CXI convention: nonzero = bad pixel.
+CXI_MASKS = ("/entry_1/data_1/mask", "/entry_1/instrument_1/detector_1/mask")
+
+
+def cxi_mask(data_file: str, frame_shape: tuple[int, int]) -> np.ndarray | None:
+    """Good-pixel mask from a CXI file's own mask (nonzero = bad, the CXI convention)."""
+    import h5py
+    import hdf5plugin  # noqa: F401 - filters for compressed masks
+
+    try:
+        with h5py.File(data_file, "r", locking=False) as handle:
+            for name in CXI_MASKS:
+                if name in handle:
+                    raw = np.asarray(handle[name])
+                    if raw.ndim == 3:
+                        raw = raw[0]
+                    if raw.shape == tuple(frame_shape):
+                        return raw == 0
+    except OSError:
+        return None
+    return None
+
+
+def load_mask_file(spec: str, frame_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """``FILE.h5[:DATASET]`` or ``FILE.npy``: a good-pixel mask (nonzero = good, CrystFEL's default)."""
+    path, _, dataset = spec.partition(":")
+    if path.endswith(".npy"):
+        raw = np.load(path)
+    else:
+        import h5py
+        import hdf5plugin  # noqa: F401 - filters for compressed masks
+
+        try:
+            with h5py.File(path, "r", locking=False) as handle:
+                name = dataset or next((n for n in ("/data/data", "/mask", "/data") if n in handle), None)
+                if name is None or name not in handle:
+                    raise ConfigError(f"{path}: name the mask data set as {path}:/path/in/file")
+                raw = np.asarray(handle[name])
+        except OSError as exc:
+            raise ConfigError(f"cannot read mask {spec!r}: {exc}") from exc
+    if frame_shape is not None and raw.shape != tuple(frame_shape):
+        raise ConfigError(f"mask {spec}: shape {raw.shape} does not match frames {tuple(frame_shape)}")
+    return raw != 0
+
+
+def fraction(n: int, d: int) -> float:
+    return float(n) / d if d else math.nan
+
+
+def summarize(rows: Sequence[LabelRow]) -> Iterator[tuple[str, int, int, int, int, int]]:
+    """``(run, events, hits, misses, ambiguous, unreadable)`` per run."""
+    for run in runs_of(rows):
+        sel = [r for r in rows if r.run == run]
+        yield (run, len(sel), sum(r.label == 1 for r in sel), sum(r.label == 0 for r in sel),
+               sum(r.label is None and r.num_peaks is not None for r in sel),
+               sum(r.num_peaks is None for r in sel))

@@ -1,0 +1,405 @@
+"""Training: the paper's optimiser, class weighting, augmentation, early stopping, a threshold for a target sensitivity.
+
+Reproducible: the same seed and data give the same weights and metrics
+(``keras.utils.set_random_seed``, TensorFlow op determinism, and a NumPy
+generator seeded once that drives shuffling and augmentation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from sfx_cnn_veto import __version__, manager
+from sfx_cnn_veto.errors import ConfigError
+from sfx_cnn_veto.training import metrics as M
+from sfx_cnn_veto.training.datasets import (
+    Augmentation,
+    CropSet,
+    holdout_split,
+    make_batch,
+    normalized_windows,
+    normalizer,
+    read_crops,
+)
+from sfx_cnn_veto.training.labels import LabelRow, read_labels, runs_of, select_runs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ARCH = "veto"
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``sfx-cnn-veto train`` takes (see ``sfx-cnn-veto train --help``)."""
+
+    labels: str
+    output: str
+    train_runs: Sequence[str] | None = None
+    val_runs: Sequence[str] | None = None
+    arch: str = DEFAULT_ARCH
+    normalize: str | None = None
+    epochs: int = 40
+    patience: int = 8
+    seed: int = 0
+    batch_size: int = 100
+    optimizer: str = "sgd"
+    learning_rate: float = 0.002
+    decay: float = 1e-4
+    momentum: float = 0.9
+    class_weight: bool = True
+    augment: str = "default"
+    margin: int = 8
+    holdout: float = 0.15
+    target_sensitivity: float = 0.99
+    init_model: str | None = None
+    crop_shape: tuple[int, int] | None = None
+    crop_center: tuple[float, float] | None = None
+    max_per_run: int | None = None
+    reader_options: dict[str, Any] = field(default_factory=dict)
+    curves: bool = True
+    quiet: bool = False
+
+
+@dataclass
+class TrainResult:
+    model: Any  # VetoModel
+    history: dict[str, list[float]]
+    best_epoch: int
+    threshold: float
+    val_metrics: dict[str, Any]
+    curves_path: str | None
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def set_determinism(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic."""
+    from sfx_cnn_veto.core.tf import import_keras, import_tensorflow
+
+    tf = import_tensorflow()
+    keras = import_keras()
+    keras.utils.set_random_seed(int(seed))
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception as exc:  # noqa: BLE001 - older TF
+        log.warning("TensorFlow op determinism unavailable: %s", exc)
+
+
+def _cap_rows(rows: list[LabelRow], cap: int | None, seed: int) -> list[LabelRow]:
+    """At most ``cap`` labelled events per run, chosen reproducibly (stratified by label)."""
+    if cap is None:
+        return rows
+    out: list[LabelRow] = []
+    rng = np.random.default_rng(seed + 7919)
+    for run in runs_of(rows):
+        labelled = sorted((r for r in rows if r.run == run and r.label is not None), key=lambda r: r.key)
+        if len(labelled) <= cap:
+            out.extend(labelled)
+            continue
+        pick = np.sort(rng.choice(len(labelled), size=cap, replace=False))
+        out.extend(labelled[i] for i in pick)
+    return out
+
+
+def _subset(crops: CropSet, idx: Sequence[int]) -> CropSet:
+    idx = list(idx)
+    return CropSet(crops.crops[idx], crops.labels[idx], [crops.rows[i] for i in idx], crops.margin,
+                   crops.crop_shape, [])
+
+
+def _class_weights(labels: np.ndarray) -> dict[int, float]:
+    n = len(labels)
+    out = {}
+    for c in (0, 1):
+        nc = int((labels == c).sum())
+        out[c] = n / (2.0 * nc) if nc else 0.0
+    return out
+
+
+def _balanced_ce(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Cross-entropy averaged per class, then over classes (class-weighted like training)."""
+    p = np.clip(np.where(labels == 1, probs, 1.0 - probs), 1e-7, 1.0)
+    losses = -np.log(p)
+    parts = [losses[labels == c].mean() for c in (0, 1) if (labels == c).any()]
+    return float(np.mean(parts)) if parts else float("nan")
+
+
+def _optimizer(cfg: TrainConfig):
+    from sfx_cnn_veto.core.tf import import_keras
+
+    keras = import_keras()
+    lr: Any = cfg.learning_rate
+    if cfg.decay:
+        lr = keras.optimizers.schedules.InverseTimeDecay(cfg.learning_rate, decay_steps=1, decay_rate=cfg.decay)
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=cfg.momentum)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    raise ConfigError(f"optimizer {cfg.optimizer!r}: expected 'sgd' (the paper's) or 'adam'")
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train a model as ``cfg`` says and save it (with metadata and a curves PNG) to ``cfg.output``."""
+    from sfx_cnn_veto.cli_commands import progress
+    from sfx_cnn_veto.core.backends import KerasClassifier
+    from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
+
+    if not cfg.output.endswith(".keras"):
+        raise ConfigError(f"-o/--output: model files must end in '.keras', got {cfg.output!r}")
+    if not 0.0 < cfg.target_sensitivity <= 1.0:
+        raise ConfigError(f"--target-sensitivity: expected 0 < t <= 1, got {cfg.target_sensitivity}")
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise ConfigError("--epochs and --batch-size must be positive")
+    started = time.time()
+    rows = read_labels(cfg.labels)
+    train_runs = list(cfg.train_runs) if cfg.train_runs else runs_of(rows)
+    if cfg.val_runs:
+        overlap = sorted(set(train_runs) & set(cfg.val_runs))
+        if overlap:
+            raise ConfigError(f"--val-runs and --train-runs share {', '.join(overlap)}")
+    train_rows = _cap_rows(select_runs(rows, train_runs, what="--train-runs"), cfg.max_per_run, cfg.seed)
+    val_rows = (_cap_rows(select_runs(rows, cfg.val_runs, what="--val-runs"), cfg.max_per_run, cfg.seed)
+                if cfg.val_runs else None)
+    train_rows = [r for r in train_rows if r.label is not None]
+    if not any(r.label == 1 for r in train_rows) or not any(r.label == 0 for r in train_rows):
+        raise ConfigError(f"training runs {', '.join(train_runs)} need both hits and misses in {cfg.labels}")
+
+    # -- architecture, preprocessing --------------------------------------
+    init = VetoModel.load(cfg.init_model) if cfg.init_model else None
+    specs = manager.architectures()
+    if init is not None:
+        meta0 = init.metadata
+        arch = meta0.architecture
+        norm_method = cfg.normalize or meta0.normalize
+        if cfg.normalize and cfg.normalize != meta0.normalize:
+            raise ConfigError(
+                f"--normalize {cfg.normalize} differs from the initial model's {meta0.normalize}; fine-tuning keeps it"
+            )
+        norm_params = dict(meta0.normalize_params)
+        crop_shape = tuple(meta0.crop_shape)
+        crop_center = cfg.crop_center if cfg.crop_center is not None else meta0.crop_center
+        input_shape = tuple(meta0.input_shape)
+    else:
+        if cfg.arch not in specs:
+            raise ConfigError(f"--arch {cfg.arch!r} is not registered (have: {', '.join(sorted(specs))})")
+        spec = specs[cfg.arch]
+        arch = cfg.arch
+        norm_method = cfg.normalize or spec.default_normalize
+        norm_params = {}
+        crop_shape = tuple(cfg.crop_shape or spec.input_shape[:2])
+        crop_center = cfg.crop_center
+        input_shape = crop_shape + (1,)
+    normalize = normalizer(norm_method, norm_params)
+
+    aug = Augmentation.parse(cfg.augment, margin=cfg.margin)
+    margin = cfg.margin if aug.shift else 0
+
+    # -- data -------------------------------------------------------------
+    train_set = read_crops(train_rows, crop_shape=crop_shape, center=crop_center, margin=margin,
+                           reader_options=cfg.reader_options, desc="read train")
+    if val_rows is None:
+        tr_idx, va_idx = holdout_split(train_set.rows, cfg.holdout, cfg.seed)
+        val_set = _subset(train_set, va_idx)
+        val_set = CropSet(np.ascontiguousarray(val_set.centre()), val_set.labels, val_set.rows, 0, crop_shape, [])
+        train_set = _subset(train_set, tr_idx)
+        val_source = f"{cfg.holdout:.0%} of the training events held out (seed {cfg.seed})"
+    else:
+        val_set = read_crops([r for r in val_rows if r.label is not None], crop_shape=crop_shape,
+                             center=crop_center, margin=0, reader_options=cfg.reader_options, desc="read val")
+        val_source = "runs " + ", ".join(cfg.val_runs)
+    if len(train_set) == 0:
+        raise ConfigError("no training event could be read")
+    if len(val_set) == 0 or len(set(val_set.labels.tolist())) < 1:
+        raise ConfigError("no validation event could be read")
+    x_val = make_batch(val_set, range(len(val_set)), normalize)
+    y_val = val_set.labels
+
+    # -- model ------------------------------------------------------------
+    set_determinism(cfg.seed)
+    from sfx_cnn_veto.core.tf import import_keras
+
+    keras = import_keras()
+    if init is not None:
+        model = init.keras_model
+    else:
+        model = specs[arch].build(input_shape, seed=cfg.seed) if _takes_seed(specs[arch].build) \
+            else specs[arch].build(input_shape)
+    model.compile(optimizer=_optimizer(cfg), loss="categorical_crossentropy", metrics=["accuracy"])
+    classifier = KerasClassifier(model, hit_index=1)
+    calib_idx = np.sort(np.random.default_rng(cfg.seed + 1).permutation(len(train_set))[:300])
+    x_calib = make_batch(train_set, calib_idx, normalize) if batchnorm_layers(model) else np.zeros((0,))
+
+    cache = normalized_windows(train_set, normalize) if aug.active and aug.p_raw < 1.0 else None
+    weights = _class_weights(train_set.labels) if cfg.class_weight else {0: 1.0, 1: 1.0}
+    rng = np.random.default_rng(cfg.seed)
+    n = len(train_set)
+    steps = math.ceil(n / cfg.batch_size)
+    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    best = (math.inf, -1)
+    best_weights = model.get_weights()
+    bad_epochs = 0
+    with progress(total=cfg.epochs * steps, desc="train", unit="batch") as bar:
+        for epoch in range(cfg.epochs):
+            order = rng.permutation(n)
+            losses, accs = [], []
+            for s in range(steps):
+                idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+                x = make_batch(train_set, idx, normalize, aug=aug, rng=rng, cache=cache)
+                y = train_set.labels[idx]
+                onehot = np.eye(2, dtype=np.float32)[y]
+                sw = np.array([weights[int(c)] for c in y], dtype=np.float32)
+                out = model.train_on_batch(x, onehot, sample_weight=sw, return_dict=True)
+                losses.append(float(out["loss"]))
+                accs.append(float(out.get("accuracy", float("nan"))))
+                bar.update(1)
+            recalibrate_batchnorm(model, x_calib, batch=cfg.batch_size)
+            val_scores = _predict(classifier, x_val)
+            val_loss = _balanced_ce(val_scores, y_val)
+            val_acc = float(np.mean((val_scores >= 0.5) == (y_val == 1)))
+            history["loss"].append(float(np.mean(losses)))
+            history["accuracy"].append(float(np.mean(accs)))
+            history["val_loss"].append(val_loss)
+            history["val_accuracy"].append(val_acc)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses):.3f}", val_loss=f"{val_loss:.3f}",
+                            val_acc=f"{val_acc:.3f}")
+            if val_loss < best[0] - 1e-6:
+                best = (val_loss, epoch)
+                best_weights = model.get_weights()
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+                if cfg.patience and bad_epochs >= cfg.patience:
+                    bar.total = bar.n
+                    break
+    model.set_weights(best_weights)
+    val_scores = _predict(classifier, x_val)
+    threshold = M.threshold_for_sensitivity(val_scores, y_val, cfg.target_sensitivity)
+    predicted = val_scores >= threshold
+    val_metrics: dict[str, Any] = {"overall": M.table_row(M.confusion(y_val, predicted))}
+    runs_in_val = runs_of(val_set.rows)
+    if len(runs_in_val) > 1 or cfg.val_runs:
+        val_metrics["runs"] = {}
+        for run in runs_in_val:
+            sel = np.array([r.run == run for r in val_set.rows])
+            val_metrics["runs"][run] = M.table_row(M.confusion(y_val[sel], predicted[sel]))
+    _, _, auc = M.roc_curve(val_scores, y_val)
+    val_metrics["auc"] = None if math.isnan(auc) else auc
+    val_metrics["loss"] = best[0]
+    val_metrics["source"] = val_source
+
+    training = {
+        "labels": os.path.abspath(cfg.labels),
+        "labels_sha256": file_sha256(cfg.labels),
+        "train_runs": train_runs,
+        "val_runs": list(cfg.val_runs) if cfg.val_runs else None,
+        "validation": val_source,
+        "train_events": int(len(train_set)),
+        "train_hits": int((train_set.labels == 1).sum()),
+        "val_events": int(len(val_set)),
+        "val_hits": int((y_val == 1).sum()),
+        "skipped_events": len(train_set.skipped) + len(val_set.skipped),
+        "seed": cfg.seed,
+        "epochs_run": len(history["loss"]),
+        "best_epoch": best[1] + 1,
+        "max_epochs": cfg.epochs,
+        "patience": cfg.patience,
+        "batch_size": cfg.batch_size,
+        "optimizer": {"name": cfg.optimizer, "learning_rate": cfg.learning_rate,
+                      "inverse_time_decay": cfg.decay, "momentum": cfg.momentum},
+        "loss": "categorical_crossentropy",
+        "class_weight": {str(k): v for k, v in weights.items()},
+        "augmentation": aug.describe() if aug.active else None,
+        "target_sensitivity": cfg.target_sensitivity,
+        "init_model": os.path.abspath(cfg.init_model) if cfg.init_model else None,
+        "max_per_run": cfg.max_per_run,
+        "history": history,
+        "seconds": round(time.time() - started, 1),
+        "package_version": __version__,
+        "keras_version": keras.__version__,
+    }
+    meta = ModelMetadata(
+        architecture=arch,
+        input_shape=tuple(int(v) for v in input_shape),
+        crop_shape=tuple(int(v) for v in crop_shape),
+        crop_center=tuple(float(v) for v in crop_center) if crop_center is not None else None,
+        normalize=norm_method,
+        normalize_params=norm_params,
+        class_order=("miss", "hit"),
+        threshold=float(threshold),
+        training=training,
+        metrics={"validation": val_metrics},
+    )
+    vm = VetoModel(model, meta)
+    vm.save(cfg.output)
+    curves = None
+    if cfg.curves:
+        from sfx_cnn_veto.training.report import plot_curves
+
+        curves = curves_path(cfg.output)
+        plot_curves(history, curves, best_epoch=best[1] + 1, title=os.path.basename(cfg.output))
+    return TrainResult(vm, history, best[1] + 1, float(threshold), val_metrics, curves)
+
+
+def curves_path(model_path: str) -> str:
+    """``model.keras`` -> ``model.curves.png`` (next to the model)."""
+    stem = model_path[: -len(".keras")] if model_path.endswith(".keras") else model_path
+    return stem + ".curves.png"
+
+
+def _takes_seed(build) -> bool:
+    import inspect
+
+    try:
+        return "seed" in inspect.signature(build).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def batchnorm_layers(model) -> list:
+    from sfx_cnn_veto.core.tf import import_keras
+
+    keras = import_keras()
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def recalibrate_batchnorm(model, x: np.ndarray, *, batch: int = 100) -> None:
+    """Set every BatchNormalization layer's moving statistics to their mean over ``x`` ("precise BN").
+
+    With few training steps, Keras's moving averages (momentum 0.99) are far
+    from the data's statistics, and a network that classifies well in
+    training mode says "hit" for everything at inference. Running the
+    un-augmented training crops through the network in training mode with
+    a cumulative-average momentum fixes that; weights are not changed.
+    """
+    layers = batchnorm_layers(model)
+    if not layers or len(x) == 0:
+        return
+    saved = [layer.momentum for layer in layers]
+    try:
+        for k, start in enumerate(range(0, len(x), batch)):
+            for layer in layers:
+                layer.momentum = k / (k + 1.0)  # k = 0 replaces, then running mean of batch statistics
+            model(x[start:start + batch], training=True)
+    finally:
+        for layer, momentum in zip(layers, saved):
+            layer.momentum = momentum
+
+
+def _predict(classifier, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    out = [classifier.predict(x[i:i + batch]) for i in range(0, len(x), batch)]
+    return np.concatenate(out) if out else np.zeros(0)

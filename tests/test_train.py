@@ -1,0 +1,166 @@
+"""Training: reproducibility, threshold selection, splits, augmentation, the default pipeline's pieces."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from sfx_cnn_veto.core.robust import despeckle, despeckle_raw
+from sfx_cnn_veto.training import metrics as M
+from sfx_cnn_veto.training.datasets import Augmentation, CropSet, augment_one, holdout_split
+from sfx_cnn_veto.training.labels import LabelRow, write_labels
+
+from train_helpers import write_run
+
+
+@pytest.fixture(scope="module")
+def tiny_labels(tmp_path_factory):
+    """Two small runs labelled from the truth of the synthetic generator (no peakfinder needed)."""
+    d = tmp_path_factory.mktemp("tiny")
+    rows = []
+    for i, run in enumerate(("ta", "tb")):
+        lst, truth = write_run(str(d), run, 40, seed=10 + i)
+        for j, hit in enumerate(truth):
+            rows.append(LabelRow(str(d / f"{run}.cxi"), f"//{j}", run, 20 if hit else 0, int(hit)))
+    path = str(d / "labels.csv")
+    write_labels(path, rows)
+    return d, path
+
+
+def _train(d, labels, name, seed, **kw):
+    from sfx_cnn_veto.training.train import TrainConfig, train
+
+    cfg = TrainConfig(labels=labels, output=str(d / f"{name}.keras"), train_runs=["ta"], val_runs=["tb"],
+                      crop_shape=(64, 64), epochs=3, patience=0, batch_size=20, optimizer="adam",
+                      learning_rate=0.01, decay=0.0, seed=seed, margin=4,
+                      augment="shift=4,flips=1,gain=0.5:2,hot_pixels=10,background=0:2", **kw)
+    return train(cfg)
+
+
+def test_training_is_reproducible_and_threshold_meets_target(tiny_labels):
+    d, labels = tiny_labels
+    a = _train(d, labels, "a", seed=3)
+    b = _train(d, labels, "b", seed=3)
+    c = _train(d, labels, "c", seed=4)
+    wa, wb, wc = (r.model.keras_model.get_weights() for r in (a, b, c))
+    assert all(np.array_equal(x, y) for x, y in zip(wa, wb))
+    assert a.history == b.history
+    assert a.val_metrics == b.val_metrics
+    assert not all(np.array_equal(x, y) for x, y in zip(wa, wc))
+    # the stored threshold gives at least the target sensitivity on the validation run
+    meta = a.model.metadata
+    assert meta.threshold == a.threshold
+    assert meta.metrics["validation"]["overall"]["sensitivity"] >= 0.99
+    assert meta.training["train_runs"] == ["ta"] and meta.training["val_runs"] == ["tb"]
+    assert meta.training["seed"] == 3 and meta.architecture == "veto" and meta.normalize == "despeckle"
+    assert os.path.exists(a.curves_path) and a.curves_path.endswith("a.curves.png")
+    # the saved file reloads and reproduces the validation scores through the inference path
+    from sfx_cnn_veto.core.pipeline import Veto
+    from sfx_cnn_veto.io.store import FrameStore
+    from sfx_cnn_veto.training.labels import read_labels
+
+    veto = Veto.load(str(d / "a.keras"))
+    rows = [r for r in read_labels(labels) if r.run == "tb"]
+    with FrameStore() as store:
+        frames = [store.read(__import__("sfx_cnn_veto.io.events", fromlist=["EventRef"]).EventRef(r.file, r.event, r.file))
+                  for r in rows]
+    scores = veto.score(frames)
+    predicted = scores >= veto.threshold
+    cm = M.confusion([r.label for r in rows], predicted)
+    assert M.table_row(cm) == meta.metrics["validation"]["runs"]["tb"]
+
+
+def test_fine_tuning_from_init_model(tiny_labels):
+    d, labels = tiny_labels
+    base = _train(d, labels, "base", seed=1)
+    from sfx_cnn_veto.training.train import TrainConfig, train
+
+    tuned = train(TrainConfig(labels=labels, output=str(d / "tuned.keras"), train_runs=["tb"], val_runs=["ta"],
+                              init_model=str(d / "base.keras"), epochs=1, patience=0, batch_size=20, seed=1,
+                              augment="none"))
+    assert tuned.model.metadata.training["init_model"].endswith("base.keras")
+    assert tuned.model.metadata.crop_shape == base.model.metadata.crop_shape == (64, 64)
+
+
+@pytest.mark.parametrize("target", [0.5, 0.8, 0.9, 0.99, 1.0])
+def test_threshold_for_sensitivity(target):
+    rng = np.random.default_rng(0)
+    labels = rng.random(500) < 0.3
+    scores = np.where(labels, rng.beta(5, 2, 500), rng.beta(2, 5, 500))
+    t = M.threshold_for_sensitivity(scores, labels, target, cap=None)
+    sens = np.mean(scores[labels] >= t)
+    assert sens >= target
+    # the highest such threshold: any higher score cut loses the target
+    higher = np.sort(scores[labels & (scores > t)])
+    if higher.size:
+        assert np.mean(scores[labels] >= higher[0]) < target
+    assert M.threshold_for_sensitivity(scores, labels, target) <= 0.5
+
+
+def test_holdout_split_reproducible_and_stratified():
+    rows = [LabelRow("f", f"//{i}", "r", 0, int(i % 4 == 0)) for i in range(200)]
+    a = holdout_split(rows, 0.15, seed=0)
+    b = holdout_split(list(reversed(rows)), 0.15, seed=0)
+    assert sorted(rows[i].key for i in a[1]) == sorted(list(reversed(rows))[i].key for i in b[1])
+    held = [rows[i] for i in a[1]]
+    assert 0.1 <= len(held) / 200 <= 0.2
+    assert sum(r.label for r in held) == round(0.15 * 50)
+    assert set(a[0]).isdisjoint(a[1]) and len(a[0]) + len(a[1]) == 200
+
+
+def test_augmentation_is_seeded_and_keeps_shape():
+    raw = np.random.default_rng(0).normal(100, 5, (72, 72)).astype(np.float32)
+    aug = Augmentation.parse("shift=4,flips=1,gain=0.5:2,hot_pixels=30,background=0:3,weaken=0.2:1,p_raw=0.5",
+                             margin=4)
+    x1 = augment_one(raw, aug, np.random.default_rng(5), margin=4, crop_shape=(64, 64))
+    x2 = augment_one(raw, aug, np.random.default_rng(5), margin=4, crop_shape=(64, 64))
+    assert x1.shape == (64, 64) and np.array_equal(x1, x2)
+    with pytest.raises(Exception):
+        Augmentation.parse("shift=9", margin=4)
+
+
+def test_weakening_keeps_noise_and_lowers_spots():
+    from sfx_cnn_veto.training.datasets import augment_raw
+
+    rng = np.random.default_rng(0)
+    frame = rng.normal(100, 5, (100, 100)).astype(np.float32)
+    frame[50, 50] = 600.0
+    aug = Augmentation(flips=False, weaken=(0.2, 0.2))
+    out = augment_raw(frame, aug, np.random.default_rng(1))
+    assert out[50, 50] == pytest.approx(100 + 0.2 * 500, abs=25)
+    noise = out.copy()
+    noise[45:56, 45:56] = 100
+    assert np.std(noise) == pytest.approx(5.0, rel=0.15)  # noise level kept
+    assert np.median(out) == pytest.approx(100, abs=1)
+
+
+def test_make_batch_cache_path_matches_shapes():
+    from sfx_cnn_veto.training.datasets import make_batch, normalized_windows, normalizer
+
+    rng = np.random.default_rng(0)
+    raw = rng.normal(100, 5, (6, 72, 72)).astype(np.float32)
+    rows = [LabelRow("f", f"//{i}", "r", 0, i % 2) for i in range(6)]
+    crops = CropSet(raw, np.array([i % 2 for i in range(6)]), rows, 4, (64, 64))
+    norm = normalizer("despeckle")
+    cache = normalized_windows(crops, norm)
+    aug = Augmentation.parse("shift=4,flips=1,background=0:2,p_raw=0.5", margin=4)
+    a = make_batch(crops, range(6), norm, aug=aug, rng=np.random.default_rng(3), cache=cache)
+    b = make_batch(crops, range(6), norm, aug=aug, rng=np.random.default_rng(3), cache=cache)
+    assert a.shape == (6, 64, 64, 1) and np.array_equal(a, b)
+    plain = make_batch(crops, range(6), norm)
+    assert np.array_equal(plain[0, :, :, 0], norm(raw[0, 4:68, 4:68]))
+
+
+def test_despeckle_removes_isolated_pixels_keeps_spots():
+    frame = np.random.default_rng(0).normal(100, 5, (50, 50)).astype(np.float32)
+    frame[10, 10] = 1e5            # hot pixel
+    frame[30, 30:32] = 600         # two-pixel Bragg spot
+    raw = despeckle_raw(frame)
+    assert raw[10, 10] < 130 and raw[30, 30] == raw[30, 31] == 600
+    out = despeckle(frame)
+    assert out[10, 10] < 2 and out[30, 30] > 3
+    nan = frame.copy()
+    nan[0, :5] = np.nan
+    assert np.isfinite(despeckle(nan)).all()
