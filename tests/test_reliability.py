@@ -691,3 +691,62 @@ def test_exit_codes_of_tag_stream(matrix, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 2 and "Traceback" not in err, err
     assert "stream not found" in err and "model file not found" in err
     assert not (tmp_path / "o2.stream").exists() and not (tmp_path / "o3.stream").exists()
+
+
+# ---------------------------------------------------------------------------
+# label and evaluate over the fault matrix: unreadable events kept, not dropped
+
+#: events peakfinder8 can still count although the veto cannot score them (no crop needed)
+_COUNTABLE = {"small.cxi //1"}
+
+
+def test_label_keeps_every_faulty_event(matrix, tmp_path):
+    pytest.importorskip("om", reason="the peakfinder8 labeler needs ondamonitor (OM)")
+    d = matrix["dir"]
+    out = tmp_path / "labels.csv"
+    result = cli(d, "label", "faults.lst", "-o", str(out))
+    err = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == EXIT_EVENT_ERRORS, err
+    assert "Traceback" not in err
+    rows = read_scores(out)
+    entries = matrix["entries"]
+    assert len(rows) == len(entries)  # every event a row, in order
+    for (_raw, canon, reason), row in zip(entries, rows):
+        if reason != "tab":
+            assert row["file"].endswith(canon.split(" //")[0]), (canon, row)
+        if reason is None or canon in _COUNTABLE:
+            assert row["num_peaks"] != "", (canon, row)
+        elif reason != "tab":  # (label reads "good.cxi\t//2" as a file name: also no count)
+            assert row["num_peaks"] == "" and row["label"] == "", (canon, row)  # no count, no label
+            shown = canon.encode("utf-8", "backslashreplace").decode()
+            assert any(shown in line and "no count" in line for line in err.splitlines()), shown
+    # an all-NaN frame is not "0 peaks, a miss": it has no count
+    nan = next(r for r in rows if r["file"].endswith("nan.cxi") and r["event"] == "//1")
+    assert nan["num_peaks"] == "" and nan["label"] == ""
+    # non-UTF-8 bytes of a file name pass through
+    assert b"caf\xe9.cxi" in out.read_bytes()
+
+
+def test_evaluate_counts_unreadable_events_as_predicted_hits(matrix, tmp_path):
+    """Labelled events that cannot be scored stay in the evaluation, as predicted hits; exit 2."""
+    from sfx_cnn_veto.training.labels import LabelRow, write_labels
+
+    d = matrix["dir"]
+    readable = [(str(d / "good.cxi"), f"//{i}") for i in range(4)]
+    unreadable = [(str(d / "missing.cxi"), "//0"), (str(d / "nan.cxi"), "//1"), (str(d / "good.cxi"), "//9"),
+                  (str(d / "corrupt.h5"), "//0"), (str(d / "caf\udce9.cxi"), "//0")]
+    rows = [LabelRow(f, e, "r1", 5, i % 2) for i, (f, e) in enumerate(readable + unreadable)]
+    write_labels(str(tmp_path / "labels.csv"), rows)
+    result = cli(tmp_path, "evaluate", "-m", matrix["model"], "--labels", "labels.csv", "--report", "rep")
+    err = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == EXIT_EVENT_ERRORS, err
+    assert "Traceback" not in err and "5 event(s) could not be scored" in err
+    scored = read_scores(tmp_path / "rep" / "scores.csv")
+    assert len(scored) == len(rows)
+    for row, (f, e) in zip(scored, readable + unreadable):
+        assert (row["file"], row["event"]) == (f, e)
+        if (f, e) in unreadable:
+            assert row["error"] and row["predicted"] == "1" and row["score"] == "", row
+        else:
+            assert not row["error"] and row["score"] != ""
+    assert "missing.cxi" in (tmp_path / "rep" / "report.md").read_text()
