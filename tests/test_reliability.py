@@ -751,3 +751,22 @@ def test_evaluate_counts_unreadable_events_as_predicted_hits(matrix, tmp_path):
         else:
             assert not row["error"] and row["score"] != ""
     assert "missing.cxi" in (tmp_path / "rep" / "report.md").read_text()
+
+
+# ---------------------------------------------------------------------------
+# YAML with Python tags, wherever a command reads YAML: refused in one line (exit 1), never run
+# (the --config file of score/filter-lst: test_config.py::test_python_tags_are_refused)
+
+@pytest.mark.parametrize("argv", [["om-config", "{yaml}"], ["simulate", "{out}", "--config", "{yaml}"],
+                                  ["score", "{lst}", "--config", "{yaml}"]])
+def test_yaml_python_tags_are_refused_by_every_command(tmp_path, capsys, argv):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(f"om: !!python/object/apply:os.system ['touch {marker}']\n"
+                    f"model: !!python/object/apply:os.system ['touch {marker}']\n")
+    (tmp_path / "in.lst").write_text("a.cxi //0\n")
+    argv = [a.format(yaml=evil, out=tmp_path / "sim", lst=tmp_path / "in.lst") for a in argv]
+    assert exit_code(argv) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "YAML" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not marker.exists()
