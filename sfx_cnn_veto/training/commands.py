@@ -185,6 +185,9 @@ def run_label(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.io.store import FrameStore, iter_events
     from sfx_cnn_veto.training import labels as L
 
+    from sfx_cnn_veto.cli_commands import check_writable
+
+    check_writable(args.output)  # now, not after every frame was counted
     if args.run is not None and len(args.run) != len(args.inputs):
         raise ConfigError(f"--run given {len(args.run)} times for {len(args.inputs)} inputs; give one per input")
     external = None
