@@ -770,3 +770,29 @@ def test_yaml_python_tags_are_refused_by_every_command(tmp_path, capsys, argv):
     err = capsys.readouterr().err
     assert "YAML" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not marker.exists()
+
+
+def test_outputs_that_cannot_be_written_are_user_errors(matrix, tmp_path, capsys):
+    """Checked before any work where the directory is missing (exit 1, one line); a write that fails
+    later (here /proc refuses new files) is exit 1 too, not an internal error, and leaves no .part file."""
+    ok = tmp_path / "ok.lst"
+    ok.write_text(f"{matrix['dir'] / 'good.cxi'} //0\n")
+    nodir = str(tmp_path / "no" / "such" / "dir")
+    runs = [
+        ["score", str(ok), "-m", matrix["model"], "-o", nodir + "/s.csv"],
+        ["score", str(ok), "-m", matrix["model"], "--sink", f"hits-lst:{nodir}/h.lst"],
+        ["filter-lst", str(ok), "-m", matrix["model"], "-o", str(tmp_path / "a.lst"), "--scores", nodir + "/s.csv"],
+        ["label", str(ok), "-o", nodir + "/l.csv"],
+    ]
+    if os.path.isdir("/proc/self"):
+        runs += [["score", str(ok), "-m", matrix["model"], "-o", "/proc/sfxveto-test.csv"],
+                 ["filter-lst", str(ok), "-m", matrix["model"], "-o", str(tmp_path / "b.lst"),
+                  "--scores", "/proc/sfxveto-test.csv"]]
+    capsys.readouterr()
+    for argv in runs:
+        assert exit_code(argv) == EXIT_USER_ERROR, argv
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "internal error" not in err, (argv, err)
+        assert len([l for l in err.splitlines() if "error" in l]) == 1, (argv, err)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")], os.listdir(tmp_path)
+    assert not os.path.exists(tmp_path / "a.lst.journal")
