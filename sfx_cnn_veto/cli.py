@@ -3,7 +3,8 @@
 Exit codes (documented in the README):
 
 * 0: everything done, every event decided;
-* 1: user error (bad arguments, missing file, bad model or config): one line on stderr;
+* 1: user error (bad arguments, missing file, bad model or config, an output that cannot be
+  written): one line on stderr;
 * 2: the run finished but some events could not be decided (they are in the
   error list or scores CSV with a reason, and kept as hits unless told otherwise);
 * 3: an unexpected internal error (a bug: please report it with ``--verbose`` output).
@@ -77,6 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # a file that cannot be read or written (permissions, no such directory, disk full)
+        if verbose:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{PROG}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as exc:  # noqa: BLE001 - one line unless --verbose
         if verbose:
             raise

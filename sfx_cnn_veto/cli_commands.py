@@ -90,6 +90,20 @@ def list_prefix(args: argparse.Namespace) -> str:
     return getattr(args, "prefix", "") or config_of(args).reader.prefix
 
 
+def check_writable(*paths: str | None) -> None:
+    """Raise :class:`ConfigError` now, before any work, for an output whose directory is missing or read-only."""
+    from sfx_cnn_veto.errors import ConfigError
+
+    for path in paths:
+        if not path or path == "-":
+            continue
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise ConfigError(f"{path}: cannot write it: no directory {directory}")
+        if not os.access(directory, os.W_OK):
+            raise ConfigError(f"{path}: cannot write it: directory {directory} is not writable")
+
+
 def progress(total=None, desc="", unit="frame"):
     """A tqdm bar on stderr (hidden when stderr is not a terminal, unless SFX_CNN_VETO_PROGRESS=1)."""
     from tqdm import tqdm
@@ -191,6 +205,7 @@ def _run_score(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.io.sinks import CsvSink
     from sfx_cnn_veto.io.store import FrameStore, iter_events
 
+    check_writable(args.output, *(spec.partition(":")[2] for spec in args.sink))
     veto = load_veto(args)
     sinks = open_sinks(args.sink)
     main_sink = CsvSink(handle=sys.stdout) if args.output == "-" else CsvSink(args.output)

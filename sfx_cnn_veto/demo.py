@@ -40,7 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-paper", action="store_true",
                         help="train the paper's network here too (about 10 more minutes on 2 cores); by default the "
                              "comparison uses the paper-network reference model shipped with the package, trained by "
-                             "this same pipeline on this same simulated data (seed 1, 300 frames a run, --epochs 25)")
+                             "this same pipeline on this same simulated data (seed 1, 300 frames a run, --augment none --epochs 25)")
     parser.add_argument("--no-paper", action="store_true", help="no comparison with the paper's network")
     parser.add_argument("--filter-run", default="run98", help="run whose .lst is filtered into hits and misses (default run98)")
     parser.add_argument("--quick", action="store_true",
@@ -101,12 +101,13 @@ def run(args: argparse.Namespace) -> int:
     if args.train_paper or (not args.no_paper and not (shipped_paper and same_data)):
         if not args.no_paper:
             timings["train paper"] = step("4/7 train the paper's network with the paper's preprocessing",
-                                          train + ["-o", paper_model, "--arch", "paper", "--epochs", epochs_paper])
+                                          train + ["-o", paper_model, "--arch", "paper", "--augment", "none",
+                                                  "--epochs", epochs_paper])
             compare = ["--compare-model", paper_model]
     elif not args.no_paper:
         print(f"\n=== 4/7 the paper's network: the reference model shipped with the package\n"
               f"    ({shipped_paper}: trained by this pipeline on this same data with --arch paper "
-              f"--epochs {epochs_paper}; pass --train-paper to train it here)", file=sys.stderr)
+              f"--augment none --epochs {epochs_paper}; pass --train-paper to train it here)", file=sys.stderr)
         compare = ["--compare-model", shipped_paper]
     timings["evaluate"] = step("5/7 evaluate on every run (the paper's Table II)",
                                ["evaluate", "-m", default_model, "--labels", labels, "--report", report, *compare])

@@ -129,10 +129,12 @@ def write_outputs(blocks: Iterator, n_events: int, *, output: str, misses: str |
                   scores: str | None, opts: Options) -> Summary:
     """Write every output from the journal's blocks (in order) to ``.part`` files, then rename them all."""
     paths = [p for p in (output, misses, errors, scores) if p]
-    handles = {p: atomic.open_part(p) for p in paths}
+    handles: dict = {}
     summary = Summary()
     next_index = 0
     try:
+        for p in paths:  # inside the try: a .part already opened is removed if a later one cannot be
+            handles[p] = atomic.open_part(p)
         writer = csv.writer(handles[scores], lineterminator="\n") if scores else None
         if writer:
             writer.writerow(SCORES_HEADER)
@@ -244,7 +246,7 @@ def resolve_settings(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sfx_cnn_veto.cli_commands import load_veto, model_path, progress, reader_options
+    from sfx_cnn_veto.cli_commands import check_writable, load_veto, model_path, progress, reader_options
     from sfx_cnn_veto.io.store import FrameStore, iter_events
 
     resolve_settings(args)
@@ -258,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
     for path in outputs:
         if os.path.abspath(path) in {os.path.abspath(i) for i in args.inputs}:
             raise ConfigError(f"{path}: output would overwrite an input")
+    check_writable(*outputs)
     for item in args.inputs:
         if item.endswith((".lst", ".txt")) and not os.path.exists(item):
             raise ConfigError(f"{item}: event list not found")
@@ -277,6 +280,9 @@ def run(args: argparse.Namespace) -> int:
     if rank == 0:
         try:
             model = model_path(args)
+            from sfx_cnn_veto.core.model import VetoModel
+
+            VetoModel.read_metadata(model)  # a missing or foreign model file: its own error, no journal
             meta = _fingerprint(args, model)
             if args.resume and journal.exists() and journal.read_meta() is None and not journal.session_files():
                 journal.create(meta)  # killed while creating the journal: nothing was done yet

@@ -20,6 +20,7 @@ def _run(args) -> int:
 
     import yaml
 
+    from sfx_cnn_veto.errors import ConfigError
     from sfx_cnn_veto_om import PROCESSING_LAYER
     from sfx_cnn_veto_om.config import GROUP, CnnVetoConfig
 
@@ -34,8 +35,16 @@ def _run(args) -> int:
             "# run: mpirun -n 3 sfx-om-monitor -c monitor.yaml SOURCE"
         )
         return 0
-    with open(args.config) as fh:
-        data = yaml.safe_load(fh) or {}
+    try:
+        with open(args.config) as fh:
+            data = yaml.safe_load(fh) or {}  # safe_load: Python tags are refused, never run
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.config}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{args.config} is not valid YAML for safe_load "
+                          f"({' '.join(str(exc).split())})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{args.config}: expected a mapping at the top, got {type(data).__name__}")
     layer = (data.get("om") or {}).get("processing_layer")
     cfg = CnnVetoConfig.from_group(data.get(GROUP))
     print(f"{os.path.basename(args.config)}: processing_layer={layer} {GROUP}={cfg}")

@@ -702,6 +702,12 @@ class FusedClassifier:
             if i not in want_of:
                 continue
             want = np.asarray(want_of[i], dtype=np.float64)
+            if not np.isfinite(want).all():
+                raise UnsupportedModelError(
+                    f"the network's own (Keras) output is NaN or infinite at layer {step.layer_name!r} on test "
+                    "frames (NaN or infinite weights?); the numba backend refuses it, its fast-math kernels "
+                    "do not carry NaN reliably (the keras backend runs it: every frame then fails open)"
+                )
             got = np.asarray(env[step.dst], dtype=np.float64)
             if got.ndim == 4:
                 got = got.transpose(0, 2, 3, 1)

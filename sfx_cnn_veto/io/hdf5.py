@@ -37,6 +37,20 @@ def _h5py():
     return h5py
 
 
+def _open(h5py: Any, path: str) -> Any:
+    """Open for reading without a file lock; a file held by an SWMR writer is opened as an SWMR reader.
+
+    (A writer in SWMR mode marks the file open for writing; a plain read-only
+    open is then refused with "file is already open for write".)
+    """
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        if "already open for write" not in str(exc):
+            raise
+        return h5py.File(path, "r", locking=False, swmr=True)
+
+
 class HDF5Source(FrameSource):
     """Frames of one HDF5 file.
 
@@ -55,7 +69,7 @@ class HDF5Source(FrameSource):
         h5py = _h5py()
         try:
             # No file lock: a run still being written (by Cheetah, OM, a DAQ) stays writable.
-            self._file = h5py.File(path, "r", locking=False)
+            self._file = _open(h5py, path)
         except FileNotFoundError as exc:
             raise FrameReadError(f"{path}: file not found") from exc
         except PermissionError as exc:
@@ -89,7 +103,7 @@ class HDF5Source(FrameSource):
         h5py = _h5py()
         self._file.close()
         try:
-            self._file = h5py.File(self.path, "r", locking=False)
+            self._file = _open(h5py, self.path)
             self._ds = self._file[self.dataset_path]
         except Exception as exc:  # noqa: BLE001
             raise FrameReadError(f"{self.path}: cannot reopen growing file ({exc})") from exc

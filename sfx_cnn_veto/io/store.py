@@ -125,8 +125,8 @@ def iter_events(
 ) -> Iterator[tuple[EventRef, str | None]]:
     """Every event of ``inputs`` in order, with an error text where a file cannot even be listed.
 
-    A file that cannot be opened yields one ``(ref, reason)`` so that it is
-    accounted for; nothing is dropped silently.
+    A file that cannot be opened, or holds no frames, yields one ``(ref, reason)``
+    so that it is accounted for; nothing is dropped silently.
     """
     for ref, _entry in refs_from_inputs(inputs, prefix=prefix, base=base):
         if ref.event is not None:
@@ -136,6 +136,9 @@ def iter_events(
             expanded = store.expand(ref)
         except FrameReadError as exc:
             yield ref, str(exc)
+            continue
+        if not expanded:  # e.g. a run file created but not yet written to: still accounted for
+            yield ref, f"{ref.file}: the file holds no frames"
             continue
         for one in expanded:
             yield one, None

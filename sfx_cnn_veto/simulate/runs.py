@@ -326,7 +326,7 @@ def load_experiment(path: str) -> Experiment:
     except OSError as exc:
         raise ConfigError(f"cannot read experiment config {path}: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"experiment config {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"experiment config {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
     if not isinstance(data, Mapping):
         raise ConfigError(f"experiment config {path}: expected a mapping at the top, got {type(data).__name__}")
     return experiment_from_dict(data, where=os.path.basename(path))

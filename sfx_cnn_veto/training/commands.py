@@ -158,12 +158,36 @@ class _FrameCounter:
         return counter
 
 
+def _countable(frame):
+    """The frame, or :class:`FrameReadError` where a peak count would be meaningless.
+
+    As for scoring (:data:`sfx_cnn_veto.core.normalize.MAX_NONFINITE_FRACTION`): a frame mostly NaN/Inf,
+    or not real numbers, gets no count and no label, rather than 0 peaks and a "miss" label.
+    """
+    import numpy as np
+
+    from sfx_cnn_veto.core.normalize import MAX_NONFINITE_FRACTION
+    from sfx_cnn_veto.errors import FrameReadError
+
+    frame = np.asarray(frame)
+    if frame.dtype.kind not in "fiub":
+        raise FrameReadError(f"expected a numeric (real) frame, got dtype {frame.dtype}")
+    if frame.dtype.kind == "f":
+        bad = 1.0 - float(np.isfinite(frame).mean()) if frame.size else 1.0
+        if bad > MAX_NONFINITE_FRACTION:
+            raise FrameReadError(f"{bad:.0%} of the frame's pixels are NaN or infinite")
+    return frame
+
+
 def run_label(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
     from sfx_cnn_veto.cli_commands import progress
     from sfx_cnn_veto.io.store import FrameStore, iter_events
     from sfx_cnn_veto.training import labels as L
 
+    from sfx_cnn_veto.cli_commands import check_writable
+
+    check_writable(args.output)  # now, not after every frame was counted
     if args.run is not None and len(args.run) != len(args.inputs):
         raise ConfigError(f"--run given {len(args.run)} times for {len(args.inputs)} inputs; give one per input")
     external = None
@@ -214,7 +238,7 @@ def run_label(args: argparse.Namespace) -> int:
                                     else:
                                         why = f"{L.CXI_NPEAKS} has {len(got)} entries, no event {index}"
                             else:
-                                frame = store.read(ref)
+                                frame = _countable(store.read(ref))
                                 counter = frame_counter.counter(ref.file, tuple(frame.shape), list_path)
                                 count = int(counter(frame))
                         except VetoError as exc:
@@ -361,4 +385,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"sfx-cnn-veto: {n_err} event(s) could not be scored and count as predicted hits "
               f"(listed in {written['report']})", file=sys.stderr)
     print(f"report: {written['report']}; metrics: {written['metrics']}", file=sys.stderr)
-    return 0
+    from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
+
+    return EXIT_EVENT_ERRORS if n_err else 0  # as every command: 2 when some events could not be decided

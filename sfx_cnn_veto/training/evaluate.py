@@ -198,7 +198,7 @@ def write_json(path: str, data: dict[str, Any]) -> None:
 
 def write_scores_csv(path: str, ev: Evaluation) -> None:
     s = ev.model
-    with open(path, "w", newline="") as handle:
+    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         header = ["file", "event", "run", "label", "score", "predicted", "crop_intensity", "error"]
         header += [f"score_{name}" for _, other, _ in ev.compare for name in [other.name]]
@@ -234,6 +234,6 @@ def write_report(ev: Evaluation, directory: str, *, labels_path: str, model_path
         with open(written["compare"], "w") as handle:
             handle.write(R.compare_markdown(ev, model_path))
     written["report"] = os.path.join(directory, "report.md")
-    with open(written["report"], "w") as handle:
+    with open(written["report"], "w", encoding="utf-8", errors="backslashreplace") as handle:  # odd file names
         handle.write(R.report_markdown(ev, labels_path=labels_path, model_path=model_path, figures=figures))
     return written

@@ -111,7 +111,8 @@ def write_labels(path: str, rows: Iterable[LabelRow]) -> int:
     n = 0
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    with open(tmp, "w", newline="") as handle:
+    # file names are kept byte for byte (undecodable bytes of a list pass through, as in filter-lst)
+    with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
         for row in rows:
@@ -130,7 +131,7 @@ def write_labels(path: str, rows: Iterable[LabelRow]) -> int:
 def read_labels(path: str) -> list[LabelRow]:
     """Read a labels CSV written by :func:`write_labels` (or by hand, same columns)."""
     try:
-        handle = open(path, newline="")
+        handle = open(path, newline="", encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         raise ConfigError(f"cannot open labels file {path!r}: {exc.strerror or exc}") from exc
     rows: list[LabelRow] = []
