@@ -1,6 +1,6 @@
 """Benchmark and sanity check of the simulator (prints figures; not a test).
 
-    python benchmarks/simulate_bench.py [--frames 200] [--runs run90,run100] [--peakfinder8]
+    python examples/simulate/simulate_bench.py [--frames 200] [--runs run90,run100] [--peakfinder8]
 
 Prints frames/s of generation alone (and of generation + writing the CXI file),
 and, with ``--peakfinder8``, the distribution of OM's peakfinder8 peak counts
