@@ -67,6 +67,15 @@ class Peakfinder8Options:
         return opts
 
 
+def asic_tiles(shape: Sequence[int], asic_shape: Sequence[int] | None) -> tuple[int, int]:
+    """The ASIC (panel) size peakfinder8 scans: the whole frame unless ``asic_shape`` tiles it."""
+    height, width = int(shape[0]), int(shape[1])
+    ny, nx = (height, width) if asic_shape is None else (int(asic_shape[0]), int(asic_shape[1]))
+    if height % ny or width % nx:
+        raise ConfigError(f"peakfinder8: ASIC shape {ny}x{nx} does not tile the {height}x{width} frame")
+    return ny, nx
+
+
 def radius_map(shape: Sequence[int], center: Sequence[float] | None = None) -> np.ndarray:
     """Distance of each pixel from the beam centre ``(row, col)`` (default: frame centre), float32."""
     height, width = int(shape[0]), int(shape[1])
@@ -106,9 +115,7 @@ class Peakfinder8Counter:
         if det is not None:
             return det
         height, width = shape
-        ny, nx = (height, width) if self.asic_shape is None else (int(self.asic_shape[0]), int(self.asic_shape[1]))
-        if height % ny or width % nx:
-            raise ConfigError(f"peakfinder8: ASIC shape {ny}x{nx} does not tile the {height}x{width} frame")
+        ny, nx = asic_tiles(shape, self.asic_shape)
         o = self.options
         params = {
             "max_num_peaks": int(o.max_num_peaks),
@@ -179,9 +186,7 @@ class PsanaPeakfinder8Counter(Peakfinder8Counter):
         if got is not None:
             return got
         height, width = shape
-        ny, nx = (height, width) if self.asic_shape is None else (int(self.asic_shape[0]), int(self.asic_shape[1]))
-        if height % ny or width % nx:
-            raise ConfigError(f"peakfinder8: ASIC shape {ny}x{nx} does not tile the {height}x{width} frame")
+        ny, nx = asic_tiles(shape, self.asic_shape)
         r = radius_map(shape, self.center)
         mask = np.ones(shape, dtype=np.int8)
         if self.mask is not None:
