@@ -118,6 +118,7 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
         self._gate = _GatedPeakFinder(self._peak_detection)
         self._peak_detection = self._gate
         self._cnn_calls = 0
+        self._model_loads = 0
         self._cnn_seconds = 0.0
         self._cnn_errors = 0
         self._vetoed = 0
@@ -133,6 +134,7 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
             veto = Veto.load(cfg.model, threshold=cfg.threshold, backend=cfg.backend, batch_size=1, threads=threads)
             veto.predict_batch(np.zeros((1,) + tuple(veto.crop_shape), dtype=np.float32))  # trace once now
             self._veto = veto
+            self._model_loads += 1
         except Exception as exc:  # noqa: BLE001 - fail open: this rank peak-finds every frame
             self._veto_load_error = f"model not loaded on rank {node_rank} ({type(exc).__name__}: {exc})"
             _say(
@@ -211,6 +213,7 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
                 "peakfinder8_calls": self._gate.calls,
                 "peakfinder8_skipped": self._gate.skipped,
                 "cnn_calls": self._cnn_calls,
+                "model_loads": self._model_loads,
                 "cnn_errors": self._cnn_errors,
                 "vetoed": self._vetoed,
                 "cnn_seconds": self._cnn_seconds,
