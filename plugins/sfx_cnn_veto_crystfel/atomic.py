@@ -6,8 +6,9 @@ never a half-written ``PATH``.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import IO
+from typing import IO, Iterator
 
 
 def part_path(path: str) -> str:
@@ -55,3 +56,22 @@ def discard(paths: list[str]) -> None:
             os.unlink(part_path(path))
         except FileNotFoundError:
             pass
+
+
+@contextlib.contextmanager
+def writing(paths: list[str], *, newline: str = "") -> Iterator[dict[str, IO[str]]]:
+    """``{PATH: handle}`` of ``PATH.part`` files: renamed over every ``PATH`` together when the block
+    ends normally; closed and removed if anything fails, opening a later one included."""
+    handles: dict[str, IO[str]] = {}
+    try:
+        for path in paths:
+            handles[path] = open_part(path, newline=newline)
+        yield handles
+        for handle in handles.values():
+            sync_close(handle)
+    except BaseException:
+        for handle in handles.values():
+            handle.close()
+        discard(paths)
+        raise
+    commit(paths)

@@ -129,12 +129,9 @@ def write_outputs(blocks: Iterator, n_events: int, *, output: str, misses: str |
                   scores: str | None, opts: Options) -> Summary:
     """Write every output from the journal's blocks (in order) to ``.part`` files, then rename them all."""
     paths = [p for p in (output, misses, errors, scores) if p]
-    handles: dict = {}
     summary = Summary()
     next_index = 0
-    try:
-        for p in paths:  # inside the try: a .part already opened is removed if a later one cannot be
-            handles[p] = atomic.open_part(p)
+    with atomic.writing(paths) as handles:  # a .part already opened is removed if a later one cannot be
         writer = csv.writer(handles[scores], lineterminator="\n") if scores else None
         if writer:
             writer.writerow(SCORES_HEADER)
@@ -172,14 +169,6 @@ def write_outputs(blocks: Iterator, n_events: int, *, output: str, misses: str |
                 f"internal: the journal holds {summary.events} decisions for {n_events} events; "
                 "rerun with --resume (missing blocks are scored again)"
             )
-        for handle in handles.values():
-            atomic.sync_close(handle)
-    except BaseException:
-        for handle in handles.values():
-            handle.close()
-        atomic.discard(paths)
-        raise
-    atomic.commit(paths)
     return summary
 
 

@@ -25,7 +25,7 @@ import os
 import sys
 from typing import Any
 
-from sfx_cnn_veto.errors import ConfigError, FrameReadError
+from sfx_cnn_veto.errors import ConfigError
 from sfx_cnn_veto.io.stream import Chunk, canonical_event, iter_chunks, iter_stream
 
 from sfx_cnn_veto_crystfel import atomic
@@ -114,9 +114,8 @@ def run(args: argparse.Namespace) -> int:
         decisions = score_chunks(args, keys)
 
     # pass 2: copy, tagging each chunk
-    handles = {p: atomic.open_part(p) for p in outputs}
     counts = {"chunks": 0, "hit": 0, "miss": 0, "error": 0, "cut": 0}
-    try:
+    with atomic.writing(outputs) as handles:
         for piece in iter_stream(args.stream):
             if isinstance(piece, str):
                 for handle in handles.values():
@@ -143,14 +142,6 @@ def run(args: argparse.Namespace) -> int:
                     targets.append(split)
             for target in targets:
                 handles[target].write(text)
-        for handle in handles.values():
-            atomic.sync_close(handle)
-    except BaseException:
-        for handle in handles.values():
-            handle.close()
-        atomic.discard(outputs)
-        raise
-    atomic.commit(outputs)
     print(f"tag-stream: {counts['chunks']} chunks: {counts['hit']} hits, {counts['miss']} misses, "
           f"{counts['error']} errors (tagged as hits)"
           + (f", {counts['cut']} cut chunk(s) copied unchanged" if counts["cut"] else ""), file=sys.stderr)
