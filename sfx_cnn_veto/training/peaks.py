@@ -67,6 +67,16 @@ class Peakfinder8Options:
         return opts
 
 
+def finite_frame(frame: np.ndarray) -> np.ndarray:
+    """A 2-D float32 frame for peakfinder8, non-finite pixels set to 0 (below any threshold)."""
+    frame = np.asarray(frame, dtype=np.float32)
+    if frame.ndim != 2:
+        raise FrameReadError(f"peakfinder8 needs a 2-D frame, got shape {frame.shape}")
+    if not np.isfinite(frame).all():
+        frame = np.where(np.isfinite(frame), frame, np.float32(0.0))
+    return frame
+
+
 def asic_tiles(shape: Sequence[int], asic_shape: Sequence[int] | None) -> tuple[int, int]:
     """The ASIC (panel) size peakfinder8 scans: the whole frame unless ``asic_shape`` tiles it."""
     height, width = int(shape[0]), int(shape[1])
@@ -148,11 +158,7 @@ class Peakfinder8Counter:
 
     def find(self, frame: np.ndarray) -> dict[str, Any]:
         """OM's peak list of one full frame (``num_peaks``, ``fs``, ``ss``, ``intensity`` ...)."""
-        frame = np.asarray(frame, dtype=np.float32)
-        if frame.ndim != 2:
-            raise FrameReadError(f"peakfinder8 needs a 2-D frame, got shape {frame.shape}")
-        if not np.isfinite(frame).all():
-            frame = np.where(np.isfinite(frame), frame, np.float32(0.0))
+        frame = finite_frame(frame)
         return self._detector(frame.shape).find_peaks(data=np.ascontiguousarray(frame))
 
     def __call__(self, frame: np.ndarray) -> int:
@@ -201,11 +207,7 @@ class PsanaPeakfinder8Counter(Peakfinder8Counter):
         return got
 
     def find(self, frame: np.ndarray) -> dict[str, Any]:
-        frame = np.asarray(frame, dtype=np.float32)
-        if frame.ndim != 2:
-            raise FrameReadError(f"peakfinder8 needs a 2-D frame, got shape {frame.shape}")
-        if not np.isfinite(frame).all():
-            frame = np.where(np.isfinite(frame), frame, np.float32(0.0))
+        frame = finite_frame(frame)
         r, mask, (nx, ny, nax, nay) = self._prepared(frame.shape)
         o = self.options
         peaks = self._pf8(int(o.max_num_peaks), np.ascontiguousarray(frame), mask, r, nx, ny, nax, nay,
