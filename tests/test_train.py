@@ -136,6 +136,81 @@ def test_weakening_keeps_noise_and_lowers_spots():
     assert np.median(out) == pytest.approx(100, abs=1)
 
 
+def _spotty_frame(rng, n_spots, *, level=400.0, shape=(100, 100)):
+    """Photon-counting background (0.1 photons of 8 ADU a pixel, read noise 2.5) with 2x2 spots."""
+    frame = (rng.poisson(0.1, shape) * 8.0 + rng.normal(0, 2.5, shape)).astype(np.float32)
+    spots = []
+    for _ in range(n_spots):
+        y, x = (int(v) for v in rng.integers(5, shape[0] - 6, 2))
+        frame[y:y + 2, x:x + 2] += level
+        spots.append((y, x))
+    return frame, spots
+
+
+def test_bragg_signal_keeps_spots_drops_background_and_hot_pixels():
+    from sfx_cnn_veto.training.datasets import bragg_signal
+
+    rng = np.random.default_rng(0)
+    frame, spots = _spotty_frame(rng, 12)
+    frame[3, 90] = 5000.0  # hot pixel: isolated
+    signal = bragg_signal(frame)
+    for y, x in spots:
+        assert signal[y:y + 2, x:x + 2].min() > 300
+    assert signal[3, 90] == 0
+    on_spots = np.zeros(frame.shape, bool)
+    for y, x in spots:
+        on_spots[y - 1:y + 3, x - 1:x + 3] = True
+    assert np.count_nonzero(signal[~on_spots]) < 10  # the single photons of the background stay out
+
+
+def test_weak_hit_weakens_only_as_far_as_the_peaks_allow():
+    from sfx_cnn_veto.training.datasets import bragg_signal, weak_hit
+
+    rng = np.random.default_rng(1)
+    hit, _ = _spotty_frame(rng, 40, level=2000.0)
+    miss, _ = _spotty_frame(rng, 0)
+    full = float(bragg_signal(hit).sum())
+    aug = Augmentation(weak_hits=1.0, weak_min_peaks=15)
+    factors = []
+    for seed in range(30):
+        out = weak_hit(hit, miss, 150, aug, np.random.default_rng(seed))
+        assert out.shape == hit.shape and out.dtype == np.float32
+        factors.append(float((out - miss).sum()) / full)
+    # a is log-uniform in [15/150, 1]: never weaker than 0.1 (Poisson noise aside), sometimes near it
+    assert min(factors) > 0.08 and max(factors) < 1.05
+    assert min(factors) < 0.2 and max(factors) > 0.6
+    # a hit at the boundary is not weakened at all, only moved onto the miss's background
+    out = weak_hit(hit, miss, 15, aug, np.random.default_rng(0))
+    assert float((out - miss).sum()) / full == pytest.approx(1.0, rel=0.02)
+    # the spots are grainy (photon-sampled), not a smooth copy: values come in whole photons
+    diff = (out - miss)[out - miss > 0]
+    photon = diff.min()
+    assert np.allclose(diff / photon, np.round(diff / photon), atol=1e-3)
+
+
+def test_make_batch_weak_hits_replace_hits_only():
+    from sfx_cnn_veto.training.datasets import make_batch, normalizer
+
+    rng = np.random.default_rng(2)
+    frames, labels, rows = [], [], []
+    for i in range(6):
+        hit = i % 2 == 1
+        frames.append(_spotty_frame(rng, 30 if hit else 0, level=2000.0, shape=(72, 72))[0])
+        labels.append(int(hit))
+        rows.append(LabelRow("f", f"//{i}", "r", 150 if hit else 0, int(hit)))
+    crops = CropSet(np.stack(frames), np.array(labels), rows, 4, (64, 64))
+    norm = normalizer("none")
+    aug = Augmentation(flips=False, weak_hits=1.0, weak_min_peaks=15)
+    a = make_batch(crops, range(6), norm, aug=aug, rng=np.random.default_rng(3))
+    b = make_batch(crops, range(6), norm, aug=aug, rng=np.random.default_rng(3))
+    assert np.array_equal(a, b)
+    for i in range(6):
+        same = np.array_equal(a[i, :, :, 0], frames[i][4:68, 4:68])
+        assert same == (labels[i] == 0), i  # misses untouched, every hit rebuilt on a miss
+    with pytest.raises(Exception, match="probabilities"):
+        Augmentation.parse("weak_hits=1.5", margin=4)
+
+
 def test_make_batch_cache_path_matches_shapes():
     from sfx_cnn_veto.training.datasets import make_batch, normalized_windows, normalizer
 
@@ -164,3 +239,18 @@ def test_despeckle_removes_isolated_pixels_keeps_spots():
     nan = frame.copy()
     nan[0, :5] = np.nan
     assert np.isfinite(despeckle(nan)).all()
+
+
+def test_hot_clusters_survive_despeckle_single_hot_pixels_do_not():
+    from sfx_cnn_veto.training.datasets import augment_raw
+
+    frame = np.random.default_rng(0).normal(100, 3, (120, 120)).astype(np.float32)
+    singles = augment_raw(frame, Augmentation(flips=False, hot_pixels=40), np.random.default_rng(4))
+    assert (singles > 150).sum() > 0 and (despeckle_raw(singles) > 150).sum() <= 4  # a rare adjacent pair
+    found = 0
+    for seed in range(5):
+        out = augment_raw(frame, Augmentation(flips=False, hot_clusters=6), np.random.default_rng(seed))
+        kept = despeckle_raw(out) > 150  # 30+ noise scales above the background
+        assert kept.sum() == (out > 150).sum()  # every pixel of a pair or 2x2 block survives
+        found += int(kept.sum())
+    assert found >= 2
