@@ -36,8 +36,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads for the network (default: the cores available, or SFX_CNN_VETO_THREADS)")
     parser.add_argument("--center", type=float, nargs=2, default=None, metavar=("ROW", "COL"),
                         help="beam centre in pixels for the crop (default: the model's, else the frame centre)")
+    add_mask_arguments(parser)
     parser.add_argument("--config", default=None,
                         help="YAML config (groups model, decision, crop, reader); command-line options win")
+
+
+def add_mask_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mask", default=None, metavar="FILE[:DATASET]",
+                        help="good-pixel mask of the full frame (nonzero = good; .h5 or .npy), for models trained "
+                             "with masks (default: each CXI file's own /entry_1/data_1/mask)")
+    parser.add_argument("--no-file-mask", action="store_true",
+                        help="do not use the files' own CXI masks")
 
 
 def config_of(args: argparse.Namespace):
@@ -78,6 +87,8 @@ def load_veto(args: argparse.Namespace):
         batch_size=pick(args.batch_size, cfg.model.batch_size),
         threads=pick(args.threads, cfg.model.threads),
         center=pick(getattr(args, "center", None), cfg.crop.center),
+        mask=getattr(args, "mask", None),
+        file_masks=not getattr(args, "no_file_mask", False),
     )
 
 

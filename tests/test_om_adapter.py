@@ -66,6 +66,9 @@ def test_config_defaults_and_off_mode(tmp_path):
     assert cfg.mode == "off" and not cfg.enabled and cfg.model is None
     # YAML 1.1 reads a bare `off` as False: accept it as the mode it obviously is.
     assert CnnVetoConfig.from_group(yaml.safe_load("mode: off")).mode == "off"
+    assert cfg.mask is None  # default: peakfinder8's bad pixel map, when the monitor has one
+    assert CnnVetoConfig.from_group(yaml.safe_load("mode: off\nmask: false")).mask is False
+    assert CnnVetoConfig.from_group({"mode": "off", "mask": "m.h5:/data/data"}).mask == "m.h5:/data/data"
 
 
 @pytest.mark.parametrize(
@@ -79,6 +82,8 @@ def test_config_defaults_and_off_mode(tmp_path):
         ({"mode": "off", "threads": 0}, ["cnn_veto.threads", "positive integer", "0"]),
         ({"mode": "off", "broadcast_interval": True}, ["cnn_veto.broadcast_interval"]),
         ({"mode": "off", "model": 3}, ["cnn_veto.model", ".keras"]),
+        ({"mode": "off", "mask": True}, ["cnn_veto.mask", "FILE.h5:/DATASET", "True"]),
+        ({"mode": "off", "mask": ""}, ["cnn_veto.mask"]),
     ],
 )
 def test_config_errors_name_the_key(group, words):
@@ -579,3 +584,30 @@ def test_veto_in_process(om_demo, stock_hits, tmp_path):
         else:
             assert out["frame_is_hit"] == stock
     assert report["peakfinder8_skipped"] == report["vetoed"] > 0
+
+
+def test_veto_mask_defaults_to_peakfinder8s_bad_pixel_map():
+    from types import SimpleNamespace
+
+    processing = pytest.importorskip("sfx_cnn_veto_om.processing")
+    spec = processing.CnnVetoCrystallographyProcessing._veto_mask_spec
+
+    class Params:  # the one MonitorParameters method used; a stand-in for OM's parsed monitor.yaml
+        def __init__(self, groups):
+            self.groups = groups
+
+        def get_parameter_group(self, *, group):
+            if group not in self.groups:
+                raise KeyError(group)
+            return self.groups[group]
+
+    pf8 = {"peakfinder8_peak_detection": {"bad_pixel_map_filename": "mask.h5", "bad_pixel_map_hdf5_path": "/data/data"}}
+
+    def node(mask, groups):
+        return SimpleNamespace(_veto_config=CnnVetoConfig.from_group({"mode": "off", "mask": mask}),
+                               _monitor_params=Params(groups))
+
+    assert spec(node(None, pf8)) == "mask.h5:/data/data"
+    assert spec(node(None, {})) is None
+    assert spec(node(False, pf8)) is None
+    assert spec(node("mine.h5:/m", pf8)) == "mine.h5:/m"

@@ -93,3 +93,60 @@ def test_stream_events_reads_only_the_crop_and_matches_in_memory(tmp_path, veto,
 def test_beam_centre_override(paper_model_file):
     veto = Veto.load(paper_model_file, center=(300, 310))
     assert veto.preprocess.region((700, 700)) == (slice(125, 475), slice(135, 485))
+
+
+@pytest.fixture(scope="module")
+def masked_and_raw(paper_model_file):
+    """The same network twice: trained with masks (``use_mask``) and without."""
+    from dataclasses import replace
+
+    from sfx_cnn_veto.core.model import VetoModel
+
+    base = VetoModel.load(paper_model_file)
+    masked = VetoModel(base.keras_model, replace(base.metadata, normalize="despeckle", use_mask=True))
+    raw = VetoModel(base.keras_model, replace(base.metadata, normalize="despeckle", use_mask=False))
+    return masked, raw
+
+
+def _hot_block(frames):
+    """Frames with a bright 2x2 hot block in the crop (despeckle keeps it), and the mask that knows it."""
+    hot = frames.copy()
+    hot[:, 300:302, 400:402] = 5000.0
+    good = np.ones(frames.shape[1:], dtype=np.uint8)
+    good[300:302, 400:402] = 0
+    return hot, good
+
+
+def test_models_trained_with_masks_see_masked_pixels_as_background(masked_and_raw):
+    masked, raw = masked_and_raw
+    frames, _ = spot_frames(3, (700, 700), seed=7)
+    hot, good = _hot_block(frames)
+    veto = Veto(masked, mask=good, backend="keras")
+    x_hot = veto.preprocess(hot[0], good=good)
+    x_clean = veto.preprocess(frames[0], good=good)
+    assert np.array_equal(x_hot, x_clean)  # the hot block is gone: masked either way
+    assert np.all(x_hot[300 - 175:302 - 175, 400 - 175:402 - 175] == 0.0)
+    np.testing.assert_array_equal(veto.score(hot), veto.score(frames))
+    # a model trained on raw frames ignores the mask: the hot block reaches its network
+    veto_raw = Veto(raw, mask=good, backend="keras")
+    assert not np.array_equal(veto_raw.preprocess(hot[0]), veto_raw.preprocess(frames[0]))
+    with pytest.raises(Exception, match="mask of shape"):
+        veto.preprocess(hot[0], good=np.ones((10, 10), bool))
+
+
+def test_stream_events_uses_each_cxi_files_own_mask(tmp_path, masked_and_raw):
+    import h5py
+
+    masked, _ = masked_and_raw
+    frames, _ = spot_frames(3, (700, 700), seed=8)
+    hot, good = _hot_block(frames)
+    path = write_cxi(tmp_path / "m.cxi", hot)
+    with h5py.File(path, "a") as handle:
+        handle["/entry_1/data_1/mask"] = (good == 0).astype(np.uint16)  # CXI: nonzero = bad
+    expected = Veto(masked, mask=good, backend="keras").score(hot)
+    unmasked = Veto(masked, file_masks=False, backend="keras")
+    for veto, want in ((Veto(masked, backend="keras"), expected), (unmasked, unmasked.score(hot))):
+        with FrameStore() as store:
+            out = list(veto.stream_events(iter_events([path], store), store))
+        np.testing.assert_allclose([d.score for _, d in out], want, atol=1e-6)
+    assert not np.allclose(expected, unmasked.score(hot), atol=1e-6)

@@ -55,6 +55,7 @@ def test_training_is_reproducible_and_threshold_meets_target(tiny_labels):
     assert meta.metrics["validation"]["overall"]["sensitivity"] >= 0.99
     assert meta.training["train_runs"] == ["ta"] and meta.training["val_runs"] == ["tb"]
     assert meta.training["seed"] == 3 and meta.architecture == "veto" and meta.normalize == "despeckle"
+    assert meta.use_mask and meta.training["mask"] == "each CXI file's own"  # new models train on masked frames
     assert os.path.exists(a.curves_path) and a.curves_path.endswith("a.curves.png")
     # the saved file reloads and reproduces the validation scores through the inference path
     from sfx_cnn_veto.core.pipeline import Veto
@@ -254,3 +255,29 @@ def test_hot_clusters_survive_despeckle_single_hot_pixels_do_not():
         assert kept.sum() == (out > 150).sum()  # every pixel of a pair or 2x2 block survives
         found += int(kept.sum())
     assert found >= 2
+
+
+def test_read_crops_fills_masked_pixels_with_the_window_median(tmp_path):
+    import h5py
+
+    from sfx_cnn_veto.testing import write_cxi
+    from sfx_cnn_veto.training.datasets import read_crops
+    from sfx_cnn_veto.training.train import _mask_source
+
+    frames = np.random.default_rng(0).normal(100, 5, (2, 80, 80)).astype(np.float32)
+    frames[:, 40:42, 40:42] = 9000.0  # a hot block the file's mask knows
+    path = write_cxi(tmp_path / "m.cxi", frames)
+    with h5py.File(path, "a") as handle:
+        bad = np.zeros((80, 80), np.uint16)
+        bad[40:42, 40:42] = 4
+        handle["/entry_1/data_1/mask"] = bad
+    rows = [LabelRow(path, f"//{i}", "r", 20 * i, i) for i in range(2)]
+    plain = read_crops(rows, crop_shape=(64, 64), margin=4)
+    masked = read_crops(rows, crop_shape=(64, 64), margin=4, mask_for=_mask_source(None))
+    assert plain.crops.max() == 9000.0
+    window = masked.crops[0]
+    keep = np.ones(window.shape, bool)
+    keep[36:38, 36:38] = False
+    assert window.max() < 200
+    assert np.all(np.abs(window[36:38, 36:38] - np.median(window[keep])) < 1.0)
+    assert np.array_equal(window[keep], plain.crops[0][keep])  # nothing else touched

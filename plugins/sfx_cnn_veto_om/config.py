@@ -8,6 +8,7 @@ Example
       model: /path/model.keras   # null = the model shipped with sfx-cnn-veto
       mode: veto                 # veto | tag | off
       threshold: null            # null = the model's own threshold
+      mask: null                 # null = peakfinder8's bad_pixel_map; false = none; or FILE.h5:/DATASET
 
 Parsed once into a frozen :class:`CnnVetoConfig`; unknown keys and bad values
 raise :class:`~sfx_cnn_veto.errors.ConfigError` naming the key, what was
@@ -36,6 +37,7 @@ _DEFAULTS: dict[str, Any] = {
     "broadcast_interval": 10,
     "broadcast_tag": "cnn_veto",
     "decisions_file": None,
+    "mask": None,
 }
 
 
@@ -68,6 +70,10 @@ class CnnVetoConfig:
         Tag of the counts on OM's ZMQ data socket.
     decisions_file : str or None
         If set, the collector writes one CSV row per event there.
+    mask : str, False or None
+        Good-pixel mask (nonzero = good) ``FILE.h5:/DATASET`` for models
+        trained with masks; None uses the monitor's peakfinder8
+        ``bad_pixel_map`` (OM's convention, 1 = good), False none.
     """
 
     model: str | None
@@ -79,6 +85,7 @@ class CnnVetoConfig:
     broadcast_interval: int = 10
     broadcast_tag: str = "cnn_veto"
     decisions_file: str | None = None
+    mask: str | bool | None = None
 
     @property
     def enabled(self) -> bool:
@@ -140,6 +147,10 @@ class CnnVetoConfig:
         if decisions_file is not None and (not isinstance(decisions_file, str) or not decisions_file):
             raise ConfigError(f"{GROUP}.decisions_file: expected null or a file path, got {decisions_file!r}")
 
+        mask = values["mask"]
+        if mask is True or (mask is not None and mask is not False and (not isinstance(mask, str) or not mask)):
+            raise ConfigError(f"{GROUP}.mask: expected null, false or a mask file FILE.h5:/DATASET, got {mask!r}")
+
         model = values["model"]
         if model is not None and (not isinstance(model, str) or not model):
             raise ConfigError(f"{GROUP}.model: expected a path to a .keras file, got {model!r}")
@@ -170,4 +181,5 @@ class CnnVetoConfig:
             broadcast_interval=broadcast_interval,
             broadcast_tag=values["broadcast_tag"],
             decisions_file=None if decisions_file is None else os.path.abspath(decisions_file),
+            mask=mask,
         )

@@ -112,6 +112,23 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
         self._veto: Any = None
         self._veto_load_error: Union[str, None] = None
 
+    def _veto_mask_spec(self) -> Union[str, None]:
+        """``mask`` of the group; by default peakfinder8's bad pixel map (1 = good), as OM reads it."""
+        mask = self._veto_config.mask
+        if mask is False:
+            return None
+        if isinstance(mask, str):
+            return mask
+        try:
+            pf8 = self._monitor_params.get_parameter_group(group="peakfinder8_peak_detection")
+        except Exception:  # noqa: BLE001 - no such group: no mask
+            return None
+        filename = pf8.get("bad_pixel_map_filename")
+        if not filename:
+            return None
+        dataset = pf8.get("bad_pixel_map_hdf5_path")
+        return f"{filename}:{dataset}" if dataset else filename
+
     # -- processing ranks -----------------------------------------------------
     def initialize_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
         super().initialize_processing_node(node_rank=node_rank, node_pool_size=node_pool_size)
@@ -131,7 +148,8 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
         try:
             from sfx_cnn_veto.core.pipeline import Veto
 
-            veto = Veto.load(cfg.model, threshold=cfg.threshold, backend=cfg.backend, batch_size=1, threads=threads)
+            veto = Veto.load(cfg.model, threshold=cfg.threshold, backend=cfg.backend, batch_size=1, threads=threads,
+                             mask=self._veto_mask_spec(), file_masks=False)
             veto.predict_batch(np.zeros((1,) + tuple(veto.crop_shape), dtype=np.float32))  # trace once now
             self._veto = veto
             self._model_loads += 1

@@ -40,6 +40,9 @@ class ModelMetadata:
     normalize_params: dict[str, Any] = field(default_factory=dict)
     class_order: tuple[str, ...] = ("miss", "hit")
     threshold: float = 0.5
+    #: bad pixels (the detector mask) were set to NaN before normalization in training;
+    #: the veto then does the same (models without the key: False, raw frames)
+    use_mask: bool = False
     package_version: str = __version__
     format_version: int = FORMAT_VERSION
     created: str = ""
@@ -71,6 +74,7 @@ class ModelMetadata:
                 values["crop_center"] = tuple(float(v) for v in data["crop_center"])
             values["class_order"] = tuple(data.get("class_order", ("miss", "hit")))
             values["threshold"] = float(data.get("threshold", 0.5))
+            values["use_mask"] = bool(data.get("use_mask", False))
             meta = cls(**values)
         except (TypeError, ValueError) as exc:
             raise ModelFormatError(f"{source}: malformed metadata ({exc})") from exc

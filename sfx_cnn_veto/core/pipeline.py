@@ -6,6 +6,11 @@ Example
 >>> veto.score(frames)            # hit probability per frame   # doctest: +SKIP
 >>> for key, decision in veto.stream(pairs): ...                # doctest: +SKIP
 
+Bad pixels: a model trained with the detector's mask (``use_mask`` in its
+metadata) gets the same here: the ``mask`` given to :class:`Veto`, else, for
+events read from files, each file's own CXI mask. Masked pixels are set to
+NaN before normalization, so they read as background.
+
 Every frame that goes in comes out with a :class:`Decision`. When a frame
 cannot be scored (unreadable, too small, mostly NaN, a non-finite network
 output) the decision carries ``error`` and, failing open, ``is_hit=True``: a
@@ -71,17 +76,39 @@ class Preprocessor:
     def region(self, frame_shape: Sequence[int]) -> Region:
         return crop_region(frame_shape, self.crop_shape, self.center)
 
-    def __call__(self, frame: np.ndarray, *, cropped: bool = False) -> np.ndarray:
+    def __call__(self, frame: np.ndarray, *, cropped: bool = False, good: np.ndarray | None = None) -> np.ndarray:
+        """Crop (unless ``cropped``) and normalize; ``good``: the good-pixel mask of the crop, or of the full frame."""
         frame = np.asarray(frame)
         if frame.ndim != 2:
             raise FrameReadError(f"expected a 2-D frame, got shape {frame.shape}")
         if frame.dtype.kind not in "fiub":
             raise FrameReadError(f"expected a numeric frame, got dtype {frame.dtype}")
+        full_shape = frame.shape
         if not cropped:
             frame = frame[self.region(frame.shape)]
         elif frame.shape != self.crop_shape:
             raise FrameReadError(f"expected a {self.crop_shape} crop, got {frame.shape}")
+        if good is not None:
+            frame = apply_mask(frame, self.crop_mask(good, full_shape if not cropped else None))
         return self._normalize(frame, **self._params)
+
+    def crop_mask(self, good: np.ndarray, frame_shape: Sequence[int] | None = None) -> np.ndarray:
+        """The crop's part of a good-pixel mask (a crop-sized mask is taken as is)."""
+        good = np.asarray(good)
+        if good.shape == tuple(self.crop_shape) and (frame_shape is None or tuple(frame_shape) == good.shape):
+            return good
+        if frame_shape is not None and good.shape != tuple(frame_shape):
+            raise FrameReadError(f"mask of shape {good.shape} does not match the {tuple(frame_shape)} frame")
+        return good[self.region(good.shape)]
+
+
+def apply_mask(crop: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """A float32 copy of ``crop`` with the pixels that are not ``good`` set to NaN."""
+    if good.shape != crop.shape:
+        raise FrameReadError(f"mask of shape {good.shape} does not match the {crop.shape} crop")
+    out = np.array(crop, dtype=np.float32)
+    out[~good.astype(bool, copy=False)] = np.nan
+    return out
 
 
 class Veto:
@@ -103,6 +130,13 @@ class Veto:
         Threads for the backend (default: the cores available).
     center : (float, float), optional
         Beam centre ``(row, col)`` for the crop, overriding the model's.
+    mask : array or str, optional
+        Good-pixel mask of the full frame (nonzero = good), or a mask file
+        ``FILE.h5[:DATASET]`` / ``FILE.npy``. Used only by models trained with
+        masks (``use_mask``); without it, events read from CXI files use the
+        file's own mask.
+    file_masks : bool
+        Look for each file's own CXI mask (default True) when no ``mask`` is given.
     """
 
     def __init__(
@@ -114,10 +148,19 @@ class Veto:
         batch_size: int = DEFAULT_BATCH,
         threads: int | None = None,
         center: Sequence[float] | None = None,
+        mask: np.ndarray | str | None = None,
+        file_masks: bool = True,
         pm=None,
     ) -> None:
         self.model = model
         self.metadata = model.metadata
+        if isinstance(mask, str):
+            from sfx_cnn_veto.io.masks import load_mask_file
+
+            mask = load_mask_file(mask)
+        self.mask = None if mask is None else np.asarray(mask) != 0
+        self.file_masks = bool(file_masks)
+        self._file_mask_cache: dict[tuple[str, tuple[int, int]], np.ndarray | None] = {}
         if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
             raise ConfigError(f"threshold: expected a number in [0, 1], got {threshold}")
         self.threshold = float(self.metadata.threshold if threshold is None else threshold)
@@ -168,16 +211,42 @@ class Veto:
 
         A ``frame`` may also be an exception (a read that failed upstream): it
         comes out as an error decision, so the event is still accounted for.
+        Items may be ``(key, frame, good)`` triples, ``good`` being that
+        frame's good-pixel mask (used as the veto's ``mask`` is, see :class:`Veto`).
         """
-        prepared = ((key,) + self._prepare(frame, cropped) for key, frame in items)
+        prepared = ((item[0],) + self._prepare(item[1], cropped, item[2] if len(item) > 2 else None)
+                    for item in items)
         yield from self._batched(prepared, batch_size or self.batch_size)
 
-    def _prepare(self, frame: Any, cropped: bool) -> tuple[np.ndarray | None, str | None]:
+    @property
+    def uses_mask(self) -> bool:
+        """Whether bad pixels are masked (the model was trained so)."""
+        return bool(self.metadata.use_mask)
+
+    def file_mask(self, path: str, frame_shape: Sequence[int]) -> np.ndarray | None:
+        """The good-pixel mask for frames of ``path``: the given ``mask``, else the file's own CXI mask."""
+        if not self.uses_mask:
+            return None
+        if self.mask is not None:
+            return self.mask
+        if not self.file_masks:
+            return None
+        key = (str(path), tuple(int(v) for v in frame_shape))
+        if key not in self._file_mask_cache:
+            from sfx_cnn_veto.io.masks import cxi_mask
+
+            self._file_mask_cache[key] = cxi_mask(str(path), key[1]) if str(path).endswith((".cxi", ".h5", ".hdf5")) \
+                else None
+        return self._file_mask_cache[key]
+
+    def _prepare(self, frame: Any, cropped: bool, good: np.ndarray | None = None) -> tuple[np.ndarray | None, str | None]:
         """``(network input, None)`` or ``(None, reason)``: never raises."""
         if isinstance(frame, BaseException):
             return None, _reason(frame)
+        if good is None and self.uses_mask:
+            good = self.mask
         try:
-            return self.preprocess(frame, cropped=cropped), None
+            return self.preprocess(frame, cropped=cropped, good=good), None
         except VetoError as exc:
             return None, _reason(exc)
         except Exception as exc:  # noqa: BLE001 - never lose a frame to a bug
@@ -252,11 +321,14 @@ class Veto:
                 shape = store.frame_shape(ref)
                 self.metadata.check_frame_shape(shape, source=str(ref))
                 frame = store.read(ref, self.preprocess.region(shape))
+                good = self.file_mask(ref.file, shape)
+                if good is not None:
+                    good = self.preprocess.crop_mask(good, shape)
             except VetoError as exc:
                 return ref, None, _reason(exc)
             except Exception as exc:  # noqa: BLE001
                 return ref, None, _reason(FrameReadError(f"{ref}: {type(exc).__name__}: {exc}"))
-            return (ref,) + self._prepare(frame, True)
+            return (ref,) + self._prepare(frame, True, good)
 
         prepared = (read_one(ref, error) for ref, error in events)
         if prefetch > 0:

@@ -309,6 +309,11 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-per-run", type=int, default=None,
                         help="use at most this many labelled events per run (reproducible subset)")
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
+    parser.add_argument("--mask", default=None, metavar="FILE[:DATASET]",
+                        help="good-pixel mask of the full frame (nonzero = good) for every frame "
+                             "(default: each CXI file's own /entry_1/data_1/mask)")
+    parser.add_argument("--no-mask", action="store_true",
+                        help="train on raw frames, bad pixels included (the default for --arch paper, as in the paper)")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -332,6 +337,7 @@ def run_train(args: argparse.Namespace) -> int:
         target_sensitivity=args.target_sensitivity, init_model=args.init_model, crop_shape=crop,
         crop_center=_center(args.center), max_per_run=args.max_per_run,
         reader_options={"dataset": args.dataset} if args.dataset else {},
+        use_mask=False if args.no_mask else (True if args.mask else None), mask=args.mask,
     )
     result = train(cfg)
     meta = result.model.metadata
@@ -367,6 +373,9 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
+    from sfx_cnn_veto.cli_commands import add_mask_arguments
+
+    add_mask_arguments(parser)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -376,7 +385,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     ev = evaluate(args.model, args.labels, runs=parse_runs(args.runs), compare_models=args.compare_model,
                   intensity_runs=parse_runs(args.intensity_runs), threshold=args.threshold,
-                  reader_options={"dataset": args.dataset} if args.dataset else {}, batch_size=args.batch_size)
+                  reader_options={"dataset": args.dataset} if args.dataset else {}, batch_size=args.batch_size,
+                  mask=args.mask, file_masks=not args.no_file_mask)
     written = write_report(ev, args.report, labels_path=args.labels, model_path=args.model)
     print(table_markdown(ev.table, ev.runs, ev.train_runs))
     if ev.compare:

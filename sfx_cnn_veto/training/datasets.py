@@ -69,12 +69,18 @@ def read_crops(
     margin: int = 0,
     reader_options: dict[str, Any] | None = None,
     desc: str = "read",
+    mask_for: Callable[[str, tuple[int, int]], np.ndarray | None] | None = None,
 ) -> CropSet:
     """Read the ``crop_shape`` window (plus ``margin`` on each side) of every labelled row.
 
     Rows without a label are skipped; rows that cannot be read are skipped
     with a warning and listed in ``skipped`` (training cannot use them; the
     evaluation counts such events as predicted hits instead).
+
+    ``mask_for(file, frame_shape)`` gives a file's good-pixel mask (or None);
+    the bad pixels of a window are set to the median of its good ones, which
+    is what the veto's NaN-filled masked pixels become in ``despeckle`` and
+    ``robust`` (the window's background level).
     """
     from sfx_cnn_veto.cli_commands import progress
     from sfx_cnn_veto.io.store import FrameStore
@@ -92,7 +98,14 @@ def read_crops(
                 shape = store.frame_shape(ref)
                 if shape[0] < big[0] or shape[1] < big[1]:
                     raise FrameReadError(f"frame {shape} is smaller than the {big[0]}x{big[1]} window")
-                crops[len(good_rows)] = store.read(ref, crop_region(shape, big, center))
+                region = crop_region(shape, big, center)
+                window = crops[len(good_rows)]
+                window[...] = store.read(ref, region)
+                good = mask_for(ref.file, shape) if mask_for is not None else None
+                if good is not None:
+                    good = good[region]
+                    if good.any() and not good.all():
+                        window[~good] = np.median(window[good])
                 good_rows.append(row)
             except VetoError as exc:
                 skipped.append((row, str(exc)))

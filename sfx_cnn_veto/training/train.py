@@ -65,6 +65,11 @@ class TrainConfig:
     crop_center: tuple[float, float] | None = None
     max_per_run: int | None = None
     reader_options: dict[str, Any] = field(default_factory=dict)
+    #: train on masked frames (bad pixels read as background): None = yes, except for the paper's
+    #: network (raw frames, as in the paper); fine-tuning keeps the initial model's choice
+    use_mask: bool | None = None
+    #: a good-pixel mask file FILE[:DATASET] for every frame (default: each CXI file's own mask)
+    mask: str | None = None
     curves: bool = True
     quiet: bool = False
 
@@ -98,6 +103,24 @@ def set_determinism(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
     except Exception as exc:  # noqa: BLE001 - older TF
         log.warning("TensorFlow op determinism unavailable: %s", exc)
+
+
+def _mask_source(spec: str | None):
+    """``(file, frame_shape) -> good-pixel mask or None``: the mask file ``spec``, else each CXI file's own."""
+    from sfx_cnn_veto.io.masks import cxi_mask, load_mask_file
+
+    cache: dict[tuple[str, tuple[int, int]], Any] = {}
+
+    def mask_for(path: str, shape: tuple[int, int]):
+        key = (path if spec is None else "", tuple(shape))
+        if key not in cache:
+            if spec is not None:
+                cache[key] = load_mask_file(spec, key[1])
+            else:
+                cache[key] = cxi_mask(path, key[1]) if path.endswith((".cxi", ".h5", ".hdf5")) else None
+        return cache[key]
+
+    return mask_for
 
 
 def _cap_rows(rows: list[LabelRow], cap: int | None, seed: int) -> list[LabelRow]:
@@ -205,13 +228,21 @@ def train(cfg: TrainConfig) -> TrainResult:
         crop_center = cfg.crop_center
         input_shape = crop_shape + (1,)
     normalize = normalizer(norm_method, norm_params)
+    if init is not None:
+        use_mask = bool(init.metadata.use_mask)
+        if cfg.use_mask is not None and bool(cfg.use_mask) != use_mask:
+            raise ConfigError(f"the initial model was trained {'with' if use_mask else 'without'} masks; "
+                              "fine-tuning keeps that")
+    else:
+        use_mask = (arch != "paper") if cfg.use_mask is None else bool(cfg.use_mask)
+    mask_for = _mask_source(cfg.mask) if use_mask else None
 
     aug = Augmentation.parse(cfg.augment, margin=cfg.margin)
     margin = cfg.margin if aug.shift else 0
 
     # -- data -------------------------------------------------------------
     train_set = read_crops(train_rows, crop_shape=crop_shape, center=crop_center, margin=margin,
-                           reader_options=cfg.reader_options, desc="read train")
+                           reader_options=cfg.reader_options, desc="read train", mask_for=mask_for)
     if val_rows is None:
         tr_idx, va_idx = holdout_split(train_set.rows, cfg.holdout, cfg.seed)
         val_set = _subset(train_set, va_idx)
@@ -220,7 +251,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         val_source = f"{cfg.holdout:.0%} of the training events held out (seed {cfg.seed})"
     else:
         val_set = read_crops([r for r in val_rows if r.label is not None], crop_shape=crop_shape,
-                             center=crop_center, margin=0, reader_options=cfg.reader_options, desc="read val")
+                             center=crop_center, margin=0, reader_options=cfg.reader_options, desc="read val",
+                             mask_for=mask_for)
         val_source = "runs " + ", ".join(cfg.val_runs)
     if len(train_set) == 0:
         raise ConfigError("no training event could be read")
@@ -324,6 +356,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         "loss": "categorical_crossentropy",
         "class_weight": {str(k): v for k, v in weights.items()},
         "augmentation": aug.describe() if aug.active else None,
+        "mask": (cfg.mask or "each CXI file's own") if use_mask else None,
         "target_sensitivity": cfg.target_sensitivity,
         "init_model": os.path.abspath(cfg.init_model) if cfg.init_model else None,
         "max_per_run": cfg.max_per_run,
@@ -341,6 +374,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         normalize_params=norm_params,
         class_order=("miss", "hit"),
         threshold=float(threshold),
+        use_mask=use_mask,
         training=training,
         metrics={"validation": val_metrics},
     )

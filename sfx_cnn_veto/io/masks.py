@@ -1,0 +1,96 @@
+"""Bad-pixel masks: a CrystFEL geometry's, a CXI file's own, or a mask file; all as good-pixel booleans.
+
+The labeller gives them to peakfinder8; the veto sets the bad pixels of its
+crop to NaN before normalization (they then read as background), so a hot
+pixel the detector's mask knows about is never taken for a Bragg spot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sfx_cnn_veto.errors import ConfigError
+
+# Files are opened with locking=False, as the frame readers open them (sfx_cnn_veto.io.hdf5):
+# HDF5 refuses a second handle on an open file with other locking flags.
+
+
+def _mask_bits(text: str | None) -> int | None:
+    if text is None:
+        return None
+    return int(text, 0)
+
+
+def geom_mask(geom: dict[str, str], data_file: str, frame_shape: tuple[int, int]) -> np.ndarray | None:
+    """Good-pixel mask (bool) from a geometry's ``mask``/``mask_file``/``mask_good``/``mask_bad``."""
+    import h5py
+    import hdf5plugin  # noqa: F401 - filters for compressed masks
+
+    dataset = geom.get("mask") or geom.get("p0/mask")
+    if not dataset:
+        return None
+    mask_file = geom.get("mask_file") or geom.get("p0/mask_file") or data_file
+    good_bits = _mask_bits(geom.get("mask_good") or geom.get("p0/mask_good"))
+    bad_bits = _mask_bits(geom.get("mask_bad") or geom.get("p0/mask_bad"))
+    with h5py.File(mask_file, "r", locking=False) as handle:
+        if dataset not in handle:
+            raise ConfigError(f"{mask_file}: geometry names mask {dataset}, which is not in the file")
+        raw = np.asarray(handle[dataset])
+    if raw.ndim == 3:
+        raw = raw[0]
+    if raw.shape != tuple(frame_shape):
+        raise ConfigError(f"{mask_file}:{dataset}: mask shape {raw.shape} does not match frames {frame_shape}")
+    raw = raw.astype(np.int64)
+    good = np.ones(raw.shape, dtype=bool)
+    if good_bits:
+        good &= (raw & good_bits) == good_bits
+    if bad_bits:
+        good &= (raw & bad_bits) == 0
+    if not good_bits and not bad_bits:
+        good = raw != 0  # CrystFEL's default: nonzero = good when no bits are named
+    return good
+
+
+#: Where CXI files keep a detector mask; CXI convention: nonzero = bad pixel.
+CXI_MASKS = ("/entry_1/data_1/mask", "/entry_1/instrument_1/detector_1/mask")
+
+
+def cxi_mask(data_file: str, frame_shape: tuple[int, int]) -> np.ndarray | None:
+    """Good-pixel mask from a CXI file's own mask (nonzero = bad, the CXI convention)."""
+    import h5py
+    import hdf5plugin  # noqa: F401 - filters for compressed masks
+
+    try:
+        with h5py.File(data_file, "r", locking=False) as handle:
+            for name in CXI_MASKS:
+                if name in handle:
+                    raw = np.asarray(handle[name])
+                    if raw.ndim == 3:
+                        raw = raw[0]
+                    if raw.shape == tuple(frame_shape):
+                        return raw == 0
+    except OSError:
+        return None
+    return None
+
+
+def load_mask_file(spec: str, frame_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """``FILE.h5[:DATASET]`` or ``FILE.npy``: a good-pixel mask (nonzero = good, CrystFEL's default)."""
+    path, _, dataset = spec.partition(":")
+    if path.endswith(".npy"):
+        raw = np.load(path)
+    else:
+        import h5py
+        import hdf5plugin  # noqa: F401 - filters for compressed masks
+
+        try:
+            with h5py.File(path, "r", locking=False) as handle:
+                name = dataset or next((n for n in ("/data/data", "/mask", "/data") if n in handle), None)
+                if name is None or name not in handle:
+                    raise ConfigError(f"{path}: name the mask data set as {path}:/path/in/file")
+                raw = np.asarray(handle[name])
+        except OSError as exc:
+            raise ConfigError(f"cannot read mask {spec!r}: {exc}") from exc
+    if frame_shape is not None and raw.shape != tuple(frame_shape):
+        raise ConfigError(f"mask {spec}: shape {raw.shape} does not match frames {tuple(frame_shape)}")
+    return raw != 0
