@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("outdir", nargs="?", default="demo-output", help="where everything goes (default demo-output)")
     parser.add_argument("--frames", type=int, default=300, help="frames per simulated run (default 300)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulation and training (default 1)")
-    parser.add_argument("--epochs", type=int, default=None, help="maximum training epochs (default: 30 default net, 25 paper net)")
+    parser.add_argument("--epochs", type=int, default=None, help="maximum training epochs (default: 40 default net, 25 paper net)")
     parser.add_argument("--train-paper", action="store_true",
                         help="train the paper's network here too (about 10 more minutes on 2 cores); by default the "
                              "comparison uses the paper-network reference model shipped with the package, trained by "
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     timings["label"] = step("2/7 label every run with peakfinder8", ["label", *lists, "-o", labels])
 
     default_model, paper_model = models / "default.keras", models / "paper.keras"
-    epochs_default = 2 if args.quick else (args.epochs or 30)
+    epochs_default = 2 if args.quick else (args.epochs or 40)
     epochs_paper = 2 if args.quick else (args.epochs or 25)
     train = ["train", "--labels", labels, "--train-runs", ",".join(train_runs), "--seed", args.seed]
     timings["train default"] = step("3/7 train the default network",

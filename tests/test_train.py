@@ -35,7 +35,7 @@ def _train(d, labels, name, seed, **kw):
     cfg = TrainConfig(labels=labels, output=str(d / f"{name}.keras"), train_runs=["ta"], val_runs=["tb"],
                       crop_shape=(64, 64), epochs=3, patience=0, batch_size=20, optimizer="adam",
                       learning_rate=0.01, decay=0.0, seed=seed, margin=4,
-                      augment="shift=4,flips=1,gain=0.5:2,hot_pixels=10,background=0:2", **kw)
+                      augment=kw.pop("augment", "shift=4,flips=1,gain=0.5:2,hot_pixels=10,background=0:2"), **kw)
     return train(cfg)
 
 
@@ -281,3 +281,31 @@ def test_read_crops_fills_masked_pixels_with_the_window_median(tmp_path):
     assert window.max() < 200
     assert np.all(np.abs(window[36:38, 36:38] - np.median(window[keep])) < 1.0)
     assert np.array_equal(window[keep], plain.crops[0][keep])  # nothing else touched
+
+
+def test_weak_validation_is_fixed_by_the_seed_and_made_of_hits():
+    from sfx_cnn_veto.training.datasets import weak_validation
+
+    rng = np.random.default_rng(5)
+    frames = [_spotty_frame(rng, 30 if i % 2 else 0, level=2000.0, shape=(64, 64))[0] for i in range(6)]
+    rows = [LabelRow("f", f"//{i}", "r", 150 if i % 2 else 0, i % 2) for i in range(6)]
+    val = CropSet(np.stack(frames), np.array([i % 2 for i in range(6)]), rows, 0, (64, 64))
+    aug = Augmentation(weak_hits=1.0, weak_min_peaks=11)
+    a = weak_validation(val, aug, 3, per_hit=4)
+    b = weak_validation(val, aug, 3, per_hit=4)
+    assert len(a) == 12 and a.labels.tolist() == [1] * 12 and np.array_equal(a.crops, b.crops)
+    assert not np.array_equal(a.crops, weak_validation(val, aug, 4, per_hit=4).crops)
+    no_misses = CropSet(val.crops[1::2], val.labels[1::2], rows[1::2], 0, (64, 64))
+    assert len(weak_validation(no_misses, aug, 3)) == 0
+
+
+def test_threshold_also_covers_weak_hits_made_from_held_out_hits(tiny_labels):
+    d, labels = tiny_labels
+    r = _train(d, labels, "weak", seed=3, augment="shift=4,flips=1,weak_hits=0.75,weak_min_peaks=11")
+    weak = r.val_metrics["weak_hits"]
+    from sfx_cnn_veto.training.train import WEAK_VALIDATION_PER_HIT
+
+    assert weak["events"] == WEAK_VALIDATION_PER_HIT * r.model.metadata.training["val_hits"]
+    # 99% of held-out and weak hits together: at most one of these ~100 weak hits lost
+    assert weak["sensitivity"] >= 0.98 and r.threshold <= 0.5
+    assert r.model.metadata.metrics["validation"]["weak_hits"] == weak

@@ -295,7 +295,7 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-class-weight", action="store_true", help="do not weight classes by their rarity")
     parser.add_argument("--augment", default=d.augment,
                         help="'default' (= shift=MARGIN,flips=1,gain=0.5:2.5,offset=-5:5,hot_pixels=150,background=0:4,"
-                             "p_raw=0.75,weak_hits=0.5,weak_min_peaks=15), 'none', or such a list; also hot_clusters=N, "
+                             "p_raw=0.75,weak_hits=0.75,weak_min_peaks=11), 'none', or such a list; also hot_clusters=N, "
                              "weaken=LO:HI (see docs/results.md)")
     parser.add_argument("--margin", type=int, default=d.margin, help="pixels read around the crop for shifts (default 8)")
     parser.add_argument("--holdout", type=float, default=d.holdout,

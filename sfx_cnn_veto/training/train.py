@@ -29,12 +29,16 @@ from sfx_cnn_veto.training.datasets import (
     normalized_windows,
     normalizer,
     read_crops,
+    weak_validation,
 )
 from sfx_cnn_veto.training.labels import LabelRow, read_labels, runs_of, select_runs
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ARCH = "veto"
+
+#: Weak hits made from each held-out hit for choosing the threshold (with weak-hit augmentation)
+WEAK_VALIDATION_PER_HIT = 5
 
 
 @dataclass
@@ -320,9 +324,23 @@ def train(cfg: TrainConfig) -> TrainResult:
                     break
     model.set_weights(best_weights)
     val_scores = _predict(classifier, x_val)
-    threshold = M.threshold_for_sensitivity(val_scores, y_val, cfg.target_sensitivity)
+    # the threshold: the target sensitivity on the held-out events and, when training made weak
+    # hits, on weak hits made the same way from the held-out ones (the held-out hits alone are
+    # the training runs' strong ones; a run of weak crystals would lose its hits at their threshold)
+    weak_scores = np.zeros(0)
+    if aug.weak_hits:
+        weak_set = weak_validation(val_set, aug, cfg.seed, per_hit=WEAK_VALIDATION_PER_HIT)
+        if len(weak_set):
+            weak_scores = _predict(classifier, make_batch(weak_set, range(len(weak_set)), normalize))
+    threshold = M.threshold_for_sensitivity(np.concatenate([val_scores, weak_scores]),
+                                            np.concatenate([y_val, np.ones(len(weak_scores), dtype=y_val.dtype)]),
+                                            cfg.target_sensitivity)
     predicted = val_scores >= threshold
     val_metrics: dict[str, Any] = {"overall": M.table_row(M.confusion(y_val, predicted))}
+    if len(weak_scores):
+        val_metrics["weak_hits"] = {"events": int(len(weak_scores)),
+                                    "sensitivity": float(np.mean(weak_scores >= threshold)),
+                                    "sensitivity_at_0.5": float(np.mean(weak_scores >= 0.5))}
     runs_in_val = runs_of(val_set.rows)
     if len(runs_in_val) > 1 or cfg.val_runs:
         val_metrics["runs"] = {}
