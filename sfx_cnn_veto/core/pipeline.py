@@ -31,6 +31,7 @@ from sfx_cnn_veto import manager
 from sfx_cnn_veto.core.crop import Region, crop_region
 from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
 from sfx_cnn_veto.errors import ConfigError, FrameReadError, VetoError
+from sfx_cnn_veto.io.masks import fill_masked
 
 DEFAULT_BATCH = 64
 
@@ -103,11 +104,18 @@ class Preprocessor:
 
 
 def apply_mask(crop: np.ndarray, good: np.ndarray) -> np.ndarray:
-    """A float32 copy of ``crop`` with the pixels that are not ``good`` set to NaN."""
+    """A float32 copy of ``crop`` whose pixels that are not ``good`` read as background.
+
+    They get the median of the good pixels (every 4th row and column: the
+    sample ``robust`` estimates the background from), which is what
+    normalization makes of NaN pixels too, without its slower non-finite path.
+    Training fills masked pixels the same way
+    (:func:`~sfx_cnn_veto.io.masks.fill_masked`).
+    """
     if good.shape != crop.shape:
         raise FrameReadError(f"mask of shape {good.shape} does not match the {crop.shape} crop")
     out = np.array(crop, dtype=np.float32)
-    out[~good.astype(bool, copy=False)] = np.nan
+    fill_masked(out, good)
     return out
 
 

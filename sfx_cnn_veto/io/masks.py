@@ -94,3 +94,18 @@ def load_mask_file(spec: str, frame_shape: tuple[int, int] | None = None) -> np.
     if frame_shape is not None and raw.shape != tuple(frame_shape):
         raise ConfigError(f"mask {spec}: shape {raw.shape} does not match frames {tuple(frame_shape)}")
     return raw != 0
+
+
+def fill_masked(frame: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """Set, in place, the pixels of ``frame`` that are not ``good`` to the median of the good ones (sampled)."""
+    good = good.astype(bool, copy=False)
+    if good.all():
+        return frame
+    sample, keep = frame[::4, ::4], good[::4, ::4]
+    if not keep.any():
+        keep, sample = good, frame
+    if not keep.any():
+        frame[...] = np.nan  # nothing good: the frame cannot be scored (an error decision, kept)
+        return frame
+    frame[~good] = np.median(sample[keep])
+    return frame

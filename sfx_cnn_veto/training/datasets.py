@@ -19,6 +19,7 @@ from sfx_cnn_veto import manager
 from sfx_cnn_veto.core.crop import crop_region
 from sfx_cnn_veto.errors import ConfigError, FrameReadError, VetoError
 from sfx_cnn_veto.io.events import EventRef
+from sfx_cnn_veto.io.masks import fill_masked
 from sfx_cnn_veto.training.labels import LabelRow
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,8 @@ def read_crops(
     evaluation counts such events as predicted hits instead).
 
     ``mask_for(file, frame_shape)`` gives a file's good-pixel mask (or None);
-    the bad pixels of a window are set to the median of its good ones, which
-    is what the veto's NaN-filled masked pixels become in ``despeckle`` and
-    ``robust`` (the window's background level).
+    the bad pixels of a window are set to the median of its good ones, as
+    the veto does at inference (:func:`~sfx_cnn_veto.io.masks.fill_masked`).
     """
     from sfx_cnn_veto.cli_commands import progress
     from sfx_cnn_veto.io.store import FrameStore
@@ -103,9 +103,9 @@ def read_crops(
                 window[...] = store.read(ref, region)
                 good = mask_for(ref.file, shape) if mask_for is not None else None
                 if good is not None:
-                    good = good[region]
-                    if good.any() and not good.all():
-                        window[~good] = np.median(window[good])
+                    if not good[region].any():
+                        raise FrameReadError("every pixel of the crop is masked")
+                    fill_masked(window, good[region])
                 good_rows.append(row)
             except VetoError as exc:
                 skipped.append((row, str(exc)))
