@@ -501,3 +501,12 @@ def test_psana_import_leaves_children_clean(ps):
     """After the in-process psana import, child processes see no Open MPI singleton state."""
     out = subprocess.run(["env"], capture_output=True, text=True, timeout=30).stdout
     assert "OMPI_MCA_ess=singleton" not in out and "PMIX_SERVER_URI" not in out
+
+
+def test_mask_reaches_the_veto(model_path):
+    from sfx_cnn_veto_psana import PsanaVeto
+
+    good = np.ones((400, 400), dtype=np.uint8)
+    good[10, 10] = 0
+    pv = PsanaVeto.load(model_path, detector=object(), psana=FakePsana1(), mask=good)
+    assert pv.veto.mask.dtype == bool and not pv.veto.mask[10, 10] and pv.veto.mask.sum() == good.size - 1

@@ -155,12 +155,15 @@ class PsanaVeto:
         threads: int | None = None,
         psana: Any = None,
         frame_kwargs: dict | None = None,
+        mask: Any = None,
     ) -> "PsanaVeto":
         """Bind a model file to a detector; the model itself is loaded on the first event.
 
         ``path`` defaults to the model shipped with sfx-cnn-veto. The file's
         metadata is checked now (no TensorFlow import), so a wrong path fails
-        at once, on every rank.
+        at once, on every rank. ``mask``: the detector's good-pixel mask as
+        the frames are shaped (an array, nonzero = good, or ``FILE.h5:/DATASET``),
+        for models trained with masks: its bad pixels read as background.
         """
         from sfx_cnn_veto.core.model import VetoModel, default_model_path
 
@@ -169,7 +172,7 @@ class PsanaVeto:
             if path is None:
                 raise ConfigError("no model given and no default model is shipped; pass the path of a .keras model")
         VetoModel.read_metadata(path)  # fail early, cheaply
-        options: dict[str, Any] = {"threshold": threshold, "backend": backend, "threads": threads}
+        options: dict[str, Any] = {"threshold": threshold, "backend": backend, "threads": threads, "mask": mask}
         if batch_size is not None:
             options["batch_size"] = batch_size
 
