@@ -150,3 +150,12 @@ def test_stream_events_uses_each_cxi_files_own_mask(tmp_path, masked_and_raw):
             out = list(veto.stream_events(iter_events([path], store), store))
         np.testing.assert_allclose([d.score for _, d in out], want, atol=1e-6)
     assert not np.allclose(expected, unmasked.score(hot), atol=1e-6)
+
+
+def test_a_fully_masked_crop_is_kept_with_a_reason(masked_and_raw):
+    masked, _ = masked_and_raw
+    frames, _ = spot_frames(2, (700, 700), seed=9)
+    good = np.ones((700, 700), dtype=bool)
+    good[175:525, 175:525] = False  # the whole crop
+    decisions = Veto(masked, mask=good, backend="keras").decide(frames)
+    assert all(d.is_hit and d.error and "NaN" in d.error for d in decisions)

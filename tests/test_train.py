@@ -100,6 +100,16 @@ def test_threshold_for_sensitivity(target):
     assert M.threshold_for_sensitivity(scores, labels, target) <= 0.5
 
 
+def test_threshold_for_specificity_hand_computed():
+    scores = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.9, 0.8])
+    labels = np.array([0, 0, 0, 0, 0, 1, 1])
+    t = M.threshold_for_specificity(scores, labels, 0.8)  # 4 of the 5 misses must score below it
+    assert 0.3 < t < 0.3000001 and np.mean(scores[labels == 0] < t) == 0.8
+    assert M.threshold_for_specificity(scores, labels, 1.0) > 0.4
+    assert M.threshold_for_specificity(scores, labels, 0.0) == 0.0
+    assert M.threshold_for_specificity(scores[5:], labels[5:], 0.9) == 0.0  # no misses
+
+
 def test_holdout_split_reproducible_and_stratified():
     rows = [LabelRow("f", f"//{i}", "r", 0, int(i % 4 == 0)) for i in range(200)]
     a = holdout_split(rows, 0.15, seed=0)
@@ -306,6 +316,15 @@ def test_threshold_also_covers_weak_hits_made_from_held_out_hits(tiny_labels):
     from sfx_cnn_veto.training.train import WEAK_VALIDATION_PER_HIT
 
     assert weak["events"] == WEAK_VALIDATION_PER_HIT * r.model.metadata.training["val_hits"]
-    # 99% of held-out and weak hits together: at most one of these ~100 weak hits lost
-    assert weak["sensitivity"] >= 0.98 and r.threshold <= 0.5
+    rule = r.val_metrics["threshold_rule"]
+    assert r.threshold == min(max(rule["for_sensitivity"], rule["specificity_floor"]), 0.5)
+    if not rule["limited_by_specificity"]:
+        # 99% of held-out and weak hits together: at most one of these ~100 weak hits lost
+        assert weak["sensitivity"] >= 0.98 and r.threshold <= 0.5
+    # asking that every held-out miss stay below it puts the threshold above the highest miss
+    strict = _train(d, labels, "strict", seed=3, augment="shift=4,flips=1,weak_hits=0.75,weak_min_peaks=11",
+                    min_specificity=1.0)
+    floor = strict.val_metrics["threshold_rule"]["specificity_floor"]
+    assert strict.threshold == min(max(strict.val_metrics["threshold_rule"]["for_sensitivity"], floor), 0.5)
+    assert strict.val_metrics["overall"]["specificity"] == 1.0 or strict.threshold == 0.5
     assert r.model.metadata.metrics["validation"]["weak_hits"] == weak

@@ -301,7 +301,10 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--holdout", type=float, default=d.holdout,
                         help="fraction held out when no --val-runs (default 0.15)")
     parser.add_argument("--target-sensitivity", type=float, default=d.target_sensitivity,
-                        help="the threshold is chosen for this sensitivity on validation data (default 0.99)")
+                        help="the threshold is chosen for this sensitivity on validation data, weak hits made from "
+                             "it included (default 0.99)")
+    parser.add_argument("--min-specificity", type=float, default=d.min_specificity,
+                        help="... but never keeps more than 1 - this of the validation misses (default 0.9)")
     parser.add_argument("--init-model", default=None, metavar="MODEL.keras",
                         help="start from this model (fine-tuning); keeps its architecture and preprocessing")
     parser.add_argument("--crop", default=None, metavar="H,W", help="crop shape (default: the architecture's)")
@@ -334,7 +337,8 @@ def run_train(args: argparse.Namespace) -> int:
         patience=args.patience, seed=args.seed, batch_size=args.batch_size, optimizer=args.optimizer,
         learning_rate=args.lr, decay=args.decay, momentum=args.momentum, class_weight=not args.no_class_weight,
         augment=args.augment, margin=args.margin, holdout=args.holdout,
-        target_sensitivity=args.target_sensitivity, init_model=args.init_model, crop_shape=crop,
+        target_sensitivity=args.target_sensitivity, min_specificity=args.min_specificity,
+        init_model=args.init_model, crop_shape=crop,
         crop_center=_center(args.center), max_per_run=args.max_per_run,
         reader_options={"dataset": args.dataset} if args.dataset else {},
         use_mask=False if args.no_mask else (True if args.mask else None), mask=args.mask,

@@ -69,6 +69,19 @@ def threshold_for_sensitivity(scores: Sequence[float], labels: Sequence[int], ta
     return threshold
 
 
+def threshold_for_specificity(scores: Sequence[float], labels: Sequence[int], target: float) -> float:
+    """The lowest threshold at which at least ``target`` of the misses score below it (0 without misses)."""
+    if not 0.0 <= target <= 1.0:
+        raise ValueError(f"target specificity: expected 0 <= t <= 1, got {target}")
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    misses = np.sort(s[(y == 0) & np.isfinite(s)])
+    need = int(math.ceil(target * misses.size - 1e-9))  # misses that must score below the threshold
+    if need == 0:
+        return 0.0
+    return float(np.nextafter(misses[need - 1], np.inf))
+
+
 def roc_curve(scores: Sequence[float], labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray, float]:
     """False- and true-positive rates over all thresholds, and the area under the curve."""
     s = np.asarray(scores, dtype=np.float64)

@@ -64,6 +64,8 @@ class TrainConfig:
     margin: int = 8
     holdout: float = 0.15
     target_sensitivity: float = 0.99
+    #: the threshold never keeps more than 1 - this of the held-out misses (weak hits may ask for less)
+    min_specificity: float = 0.9
     init_model: str | None = None
     crop_shape: tuple[int, int] | None = None
     crop_center: tuple[float, float] | None = None
@@ -158,11 +160,16 @@ def _class_weights(labels: np.ndarray) -> dict[int, float]:
     return out
 
 
-def _balanced_ce(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Cross-entropy averaged per class, then over classes (class-weighted like training)."""
+def _balanced_ce(probs: np.ndarray, labels: np.ndarray, weak: np.ndarray | None = None) -> float:
+    """Cross-entropy averaged per class, then over classes (class-weighted like training).
+
+    ``weak``: scores of weak hits made from the held-out hits, a third class of equal weight.
+    """
     p = np.clip(np.where(labels == 1, probs, 1.0 - probs), 1e-7, 1.0)
     losses = -np.log(p)
     parts = [losses[labels == c].mean() for c in (0, 1) if (labels == c).any()]
+    if weak is not None and len(weak):
+        parts.append(float(-np.log(np.clip(weak, 1e-7, 1.0)).mean()))
     return float(np.mean(parts)) if parts else float("nan")
 
 
@@ -190,6 +197,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise ConfigError(f"-o/--output: model files must end in '.keras', got {cfg.output!r}")
     if not 0.0 < cfg.target_sensitivity <= 1.0:
         raise ConfigError(f"--target-sensitivity: expected 0 < t <= 1, got {cfg.target_sensitivity}")
+    if not 0.0 <= cfg.min_specificity <= 1.0:
+        raise ConfigError(f"--min-specificity: expected 0 <= t <= 1, got {cfg.min_specificity}")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ConfigError("--epochs and --batch-size must be positive")
     started = time.time()
@@ -264,6 +273,14 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise ConfigError("no validation event could be read")
     x_val = make_batch(val_set, range(len(val_set)), normalize)
     y_val = val_set.labels
+    # weak hits made from the held-out hits as training makes them (fixed by the seed): the
+    # held-out hits alone are the training runs' strong ones, so the epoch and the threshold
+    # are chosen on both (a run of weak crystals would lose its hits otherwise)
+    x_weak = np.zeros((0,) + tuple(input_shape), dtype=np.float32)
+    if aug.weak_hits:
+        weak_set = weak_validation(val_set, aug, cfg.seed, per_hit=WEAK_VALIDATION_PER_HIT)
+        if len(weak_set):
+            x_weak = make_batch(weak_set, range(len(weak_set)), normalize)
 
     # -- model ------------------------------------------------------------
     set_determinism(cfg.seed)
@@ -305,7 +322,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 bar.update(1)
             recalibrate_batchnorm(model, x_calib, batch=cfg.batch_size)
             val_scores = _predict(classifier, x_val)
-            val_loss = _balanced_ce(val_scores, y_val)
+            val_loss = _balanced_ce(val_scores, y_val, _predict(classifier, x_weak) if len(x_weak) else None)
             val_acc = float(np.mean((val_scores >= 0.5) == (y_val == 1)))
             history["loss"].append(float(np.mean(losses)))
             history["accuracy"].append(float(np.mean(accs)))
@@ -324,19 +341,23 @@ def train(cfg: TrainConfig) -> TrainResult:
                     break
     model.set_weights(best_weights)
     val_scores = _predict(classifier, x_val)
-    # the threshold: the target sensitivity on the held-out events and, when training made weak
-    # hits, on weak hits made the same way from the held-out ones (the held-out hits alone are
-    # the training runs' strong ones; a run of weak crystals would lose its hits at their threshold)
-    weak_scores = np.zeros(0)
-    if aug.weak_hits:
-        weak_set = weak_validation(val_set, aug, cfg.seed, per_hit=WEAK_VALIDATION_PER_HIT)
-        if len(weak_set):
-            weak_scores = _predict(classifier, make_batch(weak_set, range(len(weak_set)), normalize))
-    threshold = M.threshold_for_sensitivity(np.concatenate([val_scores, weak_scores]),
-                                            np.concatenate([y_val, np.ones(len(weak_scores), dtype=y_val.dtype)]),
-                                            cfg.target_sensitivity)
+    weak_scores = _predict(classifier, x_weak) if len(x_weak) else np.zeros(0)
+    # the threshold: the target sensitivity on the held-out and the weak hits, but not at the price
+    # of more than 1 - min_specificity of the held-out misses
+    wanted = M.threshold_for_sensitivity(np.concatenate([val_scores, weak_scores]),
+                                         np.concatenate([y_val, np.ones(len(weak_scores), dtype=y_val.dtype)]),
+                                         cfg.target_sensitivity)
+    floor = M.threshold_for_specificity(val_scores, y_val, cfg.min_specificity)
+    threshold = min(max(wanted, floor), 0.5)
+    rule = {"for_sensitivity": wanted, "specificity_floor": floor, "min_specificity": cfg.min_specificity,
+            "limited_by_specificity": bool(floor > wanted)}
+    if floor > wanted:
+        print(f"sfx-cnn-veto: warning: the target sensitivity {cfg.target_sensitivity:g} on the held-out and weak "
+              f"hits needs a threshold of {wanted:.3g}, which keeps more than {1 - cfg.min_specificity:.0%} of the "
+              f"held-out misses; using {threshold:.3g} (--min-specificity {cfg.min_specificity:g}): weak hits "
+              f"will be lost (sensitivity on them {np.mean(weak_scores >= threshold):.1%})", file=sys.stderr)
     predicted = val_scores >= threshold
-    val_metrics: dict[str, Any] = {"overall": M.table_row(M.confusion(y_val, predicted))}
+    val_metrics: dict[str, Any] = {"overall": M.table_row(M.confusion(y_val, predicted)), "threshold_rule": rule}
     if len(weak_scores):
         val_metrics["weak_hits"] = {"events": int(len(weak_scores)),
                                     "sensitivity": float(np.mean(weak_scores >= threshold)),
