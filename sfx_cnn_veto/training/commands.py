@@ -304,7 +304,7 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                         help="the threshold is chosen for this sensitivity on validation data, weak hits made from "
                              "it included (default 0.99)")
     parser.add_argument("--min-specificity", type=float, default=d.min_specificity,
-                        help="... but never keeps more than 1 - this of the validation misses (default 0.9)")
+                        help="... but never keeps more than 1 - this of the validation misses (default 0.97)")
     parser.add_argument("--init-model", default=None, metavar="MODEL.keras",
                         help="start from this model (fine-tuning); keeps its architecture and preprocessing")
     parser.add_argument("--crop", default=None, metavar="H,W", help="crop shape (default: the architecture's)")

@@ -65,7 +65,7 @@ class TrainConfig:
     holdout: float = 0.15
     target_sensitivity: float = 0.99
     #: the threshold never keeps more than 1 - this of the held-out misses (weak hits may ask for less)
-    min_specificity: float = 0.9
+    min_specificity: float = 0.97
     init_model: str | None = None
     crop_shape: tuple[int, int] | None = None
     crop_center: tuple[float, float] | None = None
