@@ -128,7 +128,8 @@ def test_models_trained_with_masks_see_masked_pixels_as_background(masked_and_ra
     assert np.all(x_hot[300 - 175:302 - 175, 400 - 175:402 - 175] == 0.0)
     np.testing.assert_array_equal(veto.score(hot), veto.score(frames))
     # a model trained on raw frames ignores the mask: the hot block reaches its network
-    veto_raw = Veto(raw, mask=good, backend="keras")
+    with pytest.warns(UserWarning, match="raw frames"):
+        veto_raw = Veto(raw, mask=good, backend="keras")
     assert not np.array_equal(veto_raw.preprocess(hot[0]), veto_raw.preprocess(frames[0]))
     with pytest.raises(Exception, match="mask of shape"):
         veto.preprocess(hot[0], good=np.ones((10, 10), bool))

@@ -40,8 +40,8 @@ class ModelMetadata:
     normalize_params: dict[str, Any] = field(default_factory=dict)
     class_order: tuple[str, ...] = ("miss", "hit")
     threshold: float = 0.5
-    #: bad pixels (the detector mask) were set to NaN before normalization in training;
-    #: the veto then does the same (models without the key: False, raw frames)
+    #: bad pixels (the detector mask) read as background in training; the veto then does
+    #: the same (models without the key: False, raw frames)
     use_mask: bool = False
     package_version: str = __version__
     format_version: int = FORMAT_VERSION

@@ -8,8 +8,8 @@ Example
 
 Bad pixels: a model trained with the detector's mask (``use_mask`` in its
 metadata) gets the same here: the ``mask`` given to :class:`Veto`, else, for
-events read from files, each file's own CXI mask. Masked pixels are set to
-NaN before normalization, so they read as background.
+events read from files, each file's own CXI mask. Masked pixels get the
+crop's background level before normalization.
 
 Every frame that goes in comes out with a :class:`Decision`. When a frame
 cannot be scored (unreadable, too small, mostly NaN, a non-finite network
@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -167,6 +168,9 @@ class Veto:
 
             mask = load_mask_file(mask)
         self.mask = None if mask is None else np.asarray(mask) != 0
+        if self.mask is not None and not self.metadata.use_mask:
+            warnings.warn("this model was trained on raw frames (no detector mask): the mask given is not used",
+                          stacklevel=2)
         self.file_masks = bool(file_masks)
         self._file_mask_cache: dict[tuple[str, tuple[int, int]], np.ndarray | None] = {}
         if threshold is not None and not 0.0 <= float(threshold) <= 1.0:

@@ -1,8 +1,8 @@
 """Bad-pixel masks: a CrystFEL geometry's, a CXI file's own, or a mask file; all as good-pixel booleans.
 
-The labeller gives them to peakfinder8; the veto sets the bad pixels of its
-crop to NaN before normalization (they then read as background), so a hot
-pixel the detector's mask knows about is never taken for a Bragg spot.
+The labeller gives them to peakfinder8; the veto gives the bad pixels of its
+crop the crop's background level before normalization (:func:`fill_masked`),
+so a hot pixel the detector's mask knows about is never taken for a Bragg spot.
 """
 
 from __future__ import annotations
