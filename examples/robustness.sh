@@ -24,7 +24,7 @@ AUG="default"
 
 # 3. the default pipeline (veto + despeckle + augmentation) and the paper's (Table I + standardize, no augmentation)
 [ -f veto.keras ] || $V train --labels strep_labels.csv --train-runs $TRAIN -o veto.keras \
-    --lr 0.01 --epochs 30 --augment "$AUG"
+    --lr 0.01 --epochs 40 --augment "$AUG"
 [ -f paper.keras ] || $V train --labels strep_labels.csv --train-runs $TRAIN -o paper.keras \
     --arch paper --augment none --epochs 25
 

@@ -349,9 +349,13 @@ def run_train(args: argparse.Namespace) -> int:
     o = val["overall"]
     print(f"wrote {args.output} ({meta.architecture} + {meta.normalize}; best epoch {result.best_epoch} "
           f"of {len(result.history['loss'])})", file=sys.stderr)
-    print(f"threshold {result.threshold:.4g} for target sensitivity {cfg.target_sensitivity} on "
-          f"{val['source']}: sensitivity {o['sensitivity']}, specificity {o['specificity']}, "
-          f"accuracy {o['accuracy']}", file=sys.stderr)
+    weak = val.get("weak_hits")
+    rule = (f"target sensitivity {cfg.target_sensitivity:g} on the held-out hits"
+            + (f" and {weak['events']} weak hits made from them" if weak else "")
+            + f", at most {1 - cfg.min_specificity:.0%} of the held-out misses kept")
+    print(f"threshold {result.threshold:.4g} ({rule}) on {val['source']}: sensitivity {o['sensitivity']:.3g}, "
+          f"specificity {o['specificity']:.3g}, accuracy {o['accuracy']:.3g}"
+          + (f"; weak hits kept {weak['sensitivity']:.1%}" if weak else ""), file=sys.stderr)
     if "runs" in val:
         print(f"validation at that threshold ({val['source']}; the Set column names the run's role):",
               file=sys.stderr)
