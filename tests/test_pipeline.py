@@ -126,7 +126,9 @@ def test_models_trained_with_masks_see_masked_pixels_as_background(masked_and_ra
     x_clean = veto.preprocess(frames[0], good=good)
     assert np.array_equal(x_hot, x_clean)  # the hot block is gone: masked either way
     assert np.all(x_hot[300 - 175:302 - 175, 400 - 175:402 - 175] == 0.0)
+    before = hot.copy()
     np.testing.assert_array_equal(veto.score(hot), veto.score(frames))
+    assert np.array_equal(hot, before)  # the caller's frames are never written into
     # a model trained on raw frames ignores the mask: the hot block reaches its network
     with pytest.warns(UserWarning, match="raw frames"):
         veto_raw = Veto(raw, mask=good, backend="keras")

@@ -32,7 +32,7 @@ from sfx_cnn_veto import manager
 from sfx_cnn_veto.core.crop import Region, crop_region
 from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
 from sfx_cnn_veto.errors import ConfigError, FrameReadError, VetoError
-from sfx_cnn_veto.io.masks import fill_masked
+from sfx_cnn_veto.io.masks import CropMask
 
 DEFAULT_BATCH = 64
 
@@ -74,24 +74,31 @@ class Preprocessor:
         self._params = dict(metadata.normalize_params)
         self.crop_shape = tuple(metadata.crop_shape)
         self.center = tuple(center) if center is not None else metadata.crop_center
+        self._masks: dict[tuple[int, tuple[int, ...] | None], tuple[np.ndarray, CropMask]] = {}
 
     def region(self, frame_shape: Sequence[int]) -> Region:
         return crop_region(frame_shape, self.crop_shape, self.center)
 
-    def __call__(self, frame: np.ndarray, *, cropped: bool = False, good: np.ndarray | None = None) -> np.ndarray:
-        """Crop (unless ``cropped``) and normalize; ``good``: the good-pixel mask of the crop, or of the full frame."""
+    def __call__(self, frame: np.ndarray, *, cropped: bool = False, good: np.ndarray | None = None,
+                 frame_shape: Sequence[int] | None = None, owned: bool = False) -> np.ndarray:
+        """Crop (unless ``cropped``) and normalize.
+
+        ``good``: a good-pixel mask, of the full frame (of ``frame_shape`` when
+        ``frame`` is already cropped) or of the crop. ``owned``: ``frame`` is a
+        fresh array the caller will not use again, so masking may write into it.
+        """
         frame = np.asarray(frame)
         if frame.ndim != 2:
             raise FrameReadError(f"expected a 2-D frame, got shape {frame.shape}")
         if frame.dtype.kind not in "fiub":
             raise FrameReadError(f"expected a numeric frame, got dtype {frame.dtype}")
-        full_shape = frame.shape
+        full_shape = frame.shape if not cropped else frame_shape
         if not cropped:
             frame = frame[self.region(frame.shape)]
         elif frame.shape != self.crop_shape:
             raise FrameReadError(f"expected a {self.crop_shape} crop, got {frame.shape}")
         if good is not None:
-            frame = apply_mask(frame, self.crop_mask(good, full_shape if not cropped else None))
+            frame = apply_mask(frame, self.mask_for(good, full_shape), inplace=owned and cropped)
         return self._normalize(frame, **self._params)
 
     def crop_mask(self, good: np.ndarray, frame_shape: Sequence[int] | None = None) -> np.ndarray:
@@ -103,21 +110,35 @@ class Preprocessor:
             raise FrameReadError(f"mask of shape {good.shape} does not match the {tuple(frame_shape)} frame")
         return good[self.region(good.shape)]
 
+    def mask_for(self, good: np.ndarray, frame_shape: Sequence[int] | None = None) -> CropMask:
+        """:meth:`crop_mask` prepared for filling, cached per mask array and frame shape."""
+        key = (id(good), None if frame_shape is None else tuple(frame_shape))
+        hit = self._masks.get(key)
+        if hit is not None and hit[0] is good:
+            return hit[1]
+        prepared = CropMask(self.crop_mask(good, frame_shape))
+        if len(self._masks) >= 16:
+            self._masks.pop(next(iter(self._masks)))
+        self._masks[key] = (good, prepared)  # holding `good` keeps its id from being reused
+        return prepared
 
-def apply_mask(crop: np.ndarray, good: np.ndarray) -> np.ndarray:
-    """A float32 copy of ``crop`` whose pixels that are not ``good`` read as background.
 
-    They get the median of the good pixels (every 4th row and column: the
-    sample ``robust`` estimates the background from), which is what
-    normalization makes of NaN pixels too, without its slower non-finite path.
-    Training fills masked pixels the same way
-    (:func:`~sfx_cnn_veto.io.masks.fill_masked`).
+def apply_mask(crop: np.ndarray, mask: CropMask | np.ndarray, *, inplace: bool = False) -> np.ndarray:
+    """``crop`` with its bad pixels read as background: a float32 copy, unless ``inplace`` and ``crop``
+    is a float32 array that owns its memory (never a view into a reader's cache or a caller's frame).
+
+    See :class:`~sfx_cnn_veto.io.masks.CropMask`; training fills masked pixels
+    the same way (:func:`~sfx_cnn_veto.io.masks.fill_masked`).
     """
-    if good.shape != crop.shape:
-        raise FrameReadError(f"mask of shape {good.shape} does not match the {crop.shape} crop")
-    out = np.array(crop, dtype=np.float32)
-    fill_masked(out, good)
-    return out
+    if not isinstance(mask, CropMask):
+        mask = CropMask(mask)
+    if mask.shape != crop.shape:
+        raise FrameReadError(f"mask of shape {mask.shape} does not match the {crop.shape} crop")
+    if inplace and crop.base is None and crop.dtype == np.float32 and crop.flags.c_contiguous and crop.flags.writeable:
+        out = crop
+    else:
+        out = np.array(crop, dtype=np.float32, order="C")
+    return mask.fill(out)
 
 
 class Veto:
@@ -251,14 +272,15 @@ class Veto:
                 else None
         return self._file_mask_cache[key]
 
-    def _prepare(self, frame: Any, cropped: bool, good: np.ndarray | None = None) -> tuple[np.ndarray | None, str | None]:
+    def _prepare(self, frame: Any, cropped: bool, good: np.ndarray | None = None, *,
+                 frame_shape: Sequence[int] | None = None, owned: bool = False) -> tuple[np.ndarray | None, str | None]:
         """``(network input, None)`` or ``(None, reason)``: never raises."""
         if isinstance(frame, BaseException):
             return None, _reason(frame)
         if good is None and self.uses_mask:
             good = self.mask
         try:
-            return self.preprocess(frame, cropped=cropped, good=good), None
+            return self.preprocess(frame, cropped=cropped, good=good, frame_shape=frame_shape, owned=owned), None
         except VetoError as exc:
             return None, _reason(exc)
         except Exception as exc:  # noqa: BLE001 - never lose a frame to a bug
@@ -334,13 +356,11 @@ class Veto:
                 self.metadata.check_frame_shape(shape, source=str(ref))
                 frame = store.read(ref, self.preprocess.region(shape))
                 good = self.file_mask(ref.file, shape)
-                if good is not None:
-                    good = self.preprocess.crop_mask(good, shape)
             except VetoError as exc:
                 return ref, None, _reason(exc)
             except Exception as exc:  # noqa: BLE001
                 return ref, None, _reason(FrameReadError(f"{ref}: {type(exc).__name__}: {exc}"))
-            return (ref,) + self._prepare(frame, True, good)
+            return (ref,) + self._prepare(frame, True, good, frame_shape=shape, owned=True)
 
         prepared = (read_one(ref, error) for ref, error in events)
         if prefetch > 0:
