@@ -328,3 +328,31 @@ def test_threshold_also_covers_weak_hits_made_from_held_out_hits(tiny_labels):
     assert strict.threshold == min(max(strict.val_metrics["threshold_rule"]["for_sensitivity"], floor), 0.5)
     assert strict.val_metrics["overall"]["specificity"] == 1.0 or strict.threshold == 0.5
     assert r.model.metadata.metrics["validation"]["weak_hits"] == weak
+
+
+def test_cli_training_is_bit_exact_in_fresh_processes(tiny_labels):
+    """Two `train` processes, same seed and data: the same weights, bit for bit (one TensorFlow thread)."""
+    import json
+    import subprocess
+    import sys
+    import zipfile
+
+    d, labels = tiny_labels
+    paths = []
+    for name in ("cli_a", "cli_b"):
+        out = d / f"{name}.keras"
+        cmd = [sys.executable, "-m", "sfx_cnn_veto.cli", "train", "--labels", labels, "--train-runs", "ta",
+               "--val-runs", "tb", "--crop", "64,64", "--epochs", "2", "--batch-size", "20", "--seed", "5",
+               "--margin", "4", "--augment", "shift=4,flips=1,gain=0.5:2,weak_hits=0.5", "-o", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "not bit-exact" not in proc.stderr
+        paths.append(out)
+    meta_a, meta_b = (json.loads(zipfile.ZipFile(p).read("sfx_cnn_veto.json")) for p in paths)
+    assert meta_a["training"]["tf_threads"] == 1
+    from sfx_cnn_veto.core.model import VetoModel
+
+    wa, wb = (VetoModel.load(str(p)).keras_model.get_weights() for p in paths)
+    assert all(np.array_equal(x, y) for x, y in zip(wa, wb))
+    assert meta_a["metrics"] == meta_b["metrics"] and meta_a["threshold"] == meta_b["threshold"]
+    assert meta_a["training"]["history"] == meta_b["training"]["history"]
