@@ -317,7 +317,7 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                              "(default: each CXI file's own /entry_1/data_1/mask)")
     parser.add_argument("--threads", type=int, default=d.threads,
                         help="TensorFlow threads (default 1: the same seed and data give the same model, bit for bit; "
-                             "2 is about 20%% faster on 2 cores but not bit-exact)")
+                             "2 is 13-37%% faster on 2 cores but not bit-exact)")
     parser.add_argument("--no-mask", action="store_true",
                         help="train on raw frames, bad pixels included (the default for --arch paper, as in the paper)")
 

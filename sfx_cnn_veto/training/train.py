@@ -77,7 +77,7 @@ class TrainConfig:
     #: a good-pixel mask file FILE[:DATASET] for every frame (default: each CXI file's own mask)
     mask: str | None = None
     #: TensorFlow threads: 1 makes training bit-exact (same seed and data, same model); more is
-    #: faster (about 20% with 2) but not bit-exact; None leaves TensorFlow's default
+    #: faster (13-37% with 2 here) but not bit-exact; None leaves TensorFlow's default
     threads: int | None = 1
     curves: bool = True
     quiet: bool = False
