@@ -226,8 +226,9 @@ class Augmentation:
 
     def describe(self) -> dict[str, Any]:
         return {"shift": self.shift, "flips": self.flips, "gain": list(self.gain), "offset": list(self.offset),
-                "hot_pixels": self.hot_pixels, "hot_clusters": self.hot_clusters, "background": list(self.background), "weaken": list(self.weaken),
-                "p_raw": self.p_raw, "weak_hits": self.weak_hits, "weak_min_peaks": self.weak_min_peaks}
+                "hot_pixels": self.hot_pixels, "hot_clusters": self.hot_clusters,
+                "background": list(self.background), "weaken": list(self.weaken), "p_raw": self.p_raw,
+                "weak_hits": self.weak_hits, "weak_min_peaks": self.weak_min_peaks}
 
     @property
     def raw_changes(self) -> bool:
@@ -298,11 +299,12 @@ def weak_hit(hit: np.ndarray, miss: np.ndarray, num_peaks: float, aug: Augmentat
 
 
 def weak_validation(val: CropSet, aug: Augmentation, seed: int, *, per_hit: int = 2) -> CropSet:
-    """Weak hits (:func:`weak_hit`) made from the held-out hits onto held-out misses, ``per_hit`` each, fixed by ``seed``.
+    """Weak hits (:func:`weak_hit`) from the held-out hits on held-out misses, ``per_hit`` each, fixed by ``seed``.
 
-    Scored beside the held-out events when the threshold is chosen, so that
-    the target sensitivity also holds for hits as weak as the training's weak-hit
-    augmentation makes them (the held-out hits alone are the training runs' strong ones).
+    Scored beside the held-out events when the epoch and the threshold are
+    chosen, so that the target sensitivity also holds for hits as weak as the
+    training's weak-hit augmentation makes them (the held-out hits alone are
+    the training runs' strong ones).
     Empty when there are no held-out misses or no hit with a peak count.
     """
     rng = np.random.default_rng([int(seed), 4242])
@@ -312,7 +314,8 @@ def weak_validation(val: CropSet, aug: Augmentation, seed: int, *, per_hit: int 
     if misses.size:
         for i in hits:
             for _ in range(per_hit):
-                out.append(weak_hit(val.crops[i], val.crops[int(rng.choice(misses))], val.rows[i].num_peaks, aug, rng))
+                miss = val.crops[int(rng.choice(misses))]
+                out.append(weak_hit(val.crops[i], miss, val.rows[i].num_peaks, aug, rng))
                 rows.append(val.rows[i])
     h = val.crops.shape[1:]
     crops = np.stack(out) if out else np.zeros((0,) + tuple(h), dtype=np.float32)

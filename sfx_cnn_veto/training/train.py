@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ARCH = "veto"
 
-#: Weak hits made from each held-out hit for choosing the threshold (with weak-hit augmentation)
+#: Weak hits made from each held-out hit for choosing the epoch and the threshold (with weak-hit augmentation)
 WEAK_VALIDATION_PER_HIT = 5
 
 
