@@ -266,10 +266,9 @@ class Veto:
             return None
         key = (str(path), tuple(int(v) for v in frame_shape))
         if key not in self._file_mask_cache:
-            from sfx_cnn_veto.io.masks import cxi_mask
+            from sfx_cnn_veto.io.masks import own_mask
 
-            self._file_mask_cache[key] = cxi_mask(str(path), key[1]) if str(path).endswith((".cxi", ".h5", ".hdf5")) \
-                else None
+            self._file_mask_cache[key] = own_mask(key[0], key[1])
         return self._file_mask_cache[key]
 
     def _prepare(self, frame: Any, cropped: bool, good: np.ndarray | None = None, *,

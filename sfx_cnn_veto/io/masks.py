@@ -74,6 +74,13 @@ def cxi_mask(data_file: str, frame_shape: tuple[int, int]) -> np.ndarray | None:
     return None
 
 
+def own_mask(data_file: str, frame_shape: tuple[int, int]) -> np.ndarray | None:
+    """A data file's own good-pixel mask: the CXI one of an HDF5 file, None for other formats."""
+    if not str(data_file).endswith((".cxi", ".h5", ".hdf5", ".nxs")):
+        return None
+    return cxi_mask(str(data_file), frame_shape)
+
+
 def load_mask_file(spec: str, frame_shape: tuple[int, int] | None = None) -> np.ndarray:
     """``FILE.h5[:DATASET]`` or ``FILE.npy``: a good-pixel mask (nonzero = good, CrystFEL's default)."""
     path, _, dataset = spec.partition(":")

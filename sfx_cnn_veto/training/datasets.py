@@ -254,6 +254,7 @@ def _smooth_background(frame: np.ndarray, med: float, scale: float, block: int =
 
 
 def _noise_scale(frame: np.ndarray) -> tuple[float, float]:
+    """``(median, 1.4826 MAD)`` of every 4th row and column (the scale 1 when the MAD is 0)."""
     sample = frame[::4, ::4]
     med = float(np.median(sample))
     return med, float(np.median(np.abs(sample - med))) * 1.4826 or 1.0
@@ -343,9 +344,7 @@ def augment_raw(frame: np.ndarray, aug: Augmentation, rng: np.random.Generator) 
     """The raw-frame changes (signal weakening, extra background, gain, offset, hot pixels) of one crop."""
     frame = np.array(frame, dtype=np.float32)
     h, w = frame.shape
-    sample = frame[::4, ::4]
-    med = float(np.median(sample))
-    scale = float(np.median(np.abs(sample - med))) * 1.4826 or 1.0
+    med, scale = _noise_scale(frame)
     need_bg = aug.weaken != (1.0, 1.0) or aug.background != (0.0, 0.0)
     if need_bg:
         bg = _smooth_background(frame, med, scale)

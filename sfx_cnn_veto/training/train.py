@@ -142,7 +142,7 @@ def _pin_threads(threads: int | None) -> int | None:
 
 def _mask_source(spec: str | None):
     """``(file, frame_shape) -> good-pixel mask or None``: the mask file ``spec``, else each CXI file's own."""
-    from sfx_cnn_veto.io.masks import cxi_mask, load_mask_file
+    from sfx_cnn_veto.io.masks import load_mask_file, own_mask
 
     cache: dict[tuple[str, tuple[int, int]], Any] = {}
 
@@ -152,7 +152,7 @@ def _mask_source(spec: str | None):
             if spec is not None:
                 cache[key] = load_mask_file(spec, key[1])
             else:
-                cache[key] = cxi_mask(path, key[1]) if path.endswith((".cxi", ".h5", ".hdf5")) else None
+                cache[key] = own_mask(path, key[1])
         return cache[key]
 
     return mask_for
