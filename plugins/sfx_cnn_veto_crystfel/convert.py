@@ -16,17 +16,17 @@ import csv
 import sys
 
 from sfx_cnn_veto.errors import ConfigError
+from sfx_cnn_veto.io import files as atomic
 from sfx_cnn_veto.io.hitlists import iter_hitlist
 
-from sfx_cnn_veto_crystfel import atomic
 
 CSV_HEADER = ["file", "event", "score", "is_hit", "error"]
 
 
 def _hitlist(args: argparse.Namespace) -> int:
-    out = atomic.open_part(args.output)
     n_in = n_out = 0
-    try:
+    with atomic.writing([args.output]) as handles:
+        out = handles[args.output]
         for path in args.inputs:
             for entry in iter_hitlist(path, fmt=args.format):
                 n_in += 1
@@ -34,12 +34,6 @@ def _hitlist(args: argparse.Namespace) -> int:
                     continue
                 out.write(args.prefix + entry.lst_line() + "\n")
                 n_out += 1
-        atomic.sync_close(out)
-    except BaseException:
-        out.close()
-        atomic.discard([args.output])
-        raise
-    atomic.commit([args.output])
     print(f"convert: {n_in} entries read, {n_out} written to {args.output}", file=sys.stderr)
     return 0
 
@@ -53,10 +47,9 @@ def _lst_scores(args: argparse.Namespace) -> int:
 
     if bool(args.scores) == bool(args.model):
         raise ConfigError("give either --scores SCORES.csv (look scores up) or --model M (score the events)")
-    out = atomic.open_part(args.output)
     errors = 0
-    try:
-        writer = csv.writer(out, lineterminator="\n")
+    with atomic.writing([args.output]) as handles:
+        writer = csv.writer(handles[args.output], lineterminator="\n")
         writer.writerow(CSV_HEADER)
         with FrameStore({"dataset": args.dataset} if args.dataset else {}) as store:
             events = iter_events([args.list], store, prefix=args.prefix)
@@ -78,12 +71,6 @@ def _lst_scores(args: argparse.Namespace) -> int:
                 errors += int(bool(err))
                 writer.writerow([path, event or "", "" if score is None else f"{score:.6f}", int(bool(is_hit)),
                                  err or ""])
-        atomic.sync_close(out)
-    except BaseException:
-        out.close()
-        atomic.discard([args.output])
-        raise
-    atomic.commit([args.output])
     return EXIT_EVENT_ERRORS if errors else 0
 
 

@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from sfx_cnn_veto.errors import ConfigError, VetoError
+from sfx_cnn_veto.io import files as atomic
+from sfx_cnn_veto.io.files import file_sha256
 from sfx_cnn_veto.io.lst import lint_line
 
-from sfx_cnn_veto_crystfel import atomic
-from sfx_cnn_veto_crystfel.journal import Event, Journal, block_digest, file_sha256
+from sfx_cnn_veto_crystfel.journal import Event, Journal, block_digest
 from sfx_cnn_veto_crystfel import mpi
 from sfx_cnn_veto_crystfel.mpi import local_size, world
 

@@ -69,14 +69,6 @@ def block_digest(lines) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for piece in iter(lambda: handle.read(1 << 20), b""):
-            h.update(piece)
-    return h.hexdigest()
-
-
 class Journal:
     """The journal directory of one output list."""
 

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.io.store import FrameStore, iter_events
 
     from sfx_cnn_veto_crystfel.filter_lst import canonical
-    from sfx_cnn_veto_crystfel.journal import file_sha256
+    from sfx_cnn_veto.io.files import file_sha256
     from sfx_cnn_veto_crystfel.tag_stream import read_scores_csv
 
     tags: dict[str, FileTags] = {}

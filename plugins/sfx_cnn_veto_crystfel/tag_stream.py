@@ -26,9 +26,9 @@ import sys
 from typing import Any
 
 from sfx_cnn_veto.errors import ConfigError
+from sfx_cnn_veto.io import files as atomic
 from sfx_cnn_veto.io.stream import Chunk, canonical_event, iter_chunks, iter_stream
 
-from sfx_cnn_veto_crystfel import atomic
 
 TAG_SCORE = "cnn_hit_score"
 TAG_HIT = "cnn_hit"

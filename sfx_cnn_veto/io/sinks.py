@@ -9,11 +9,11 @@ so a crash never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import csv
-import os
 from typing import Any
 
 from sfx_cnn_veto import hookimpl
 from sfx_cnn_veto.errors import ConfigError
+from sfx_cnn_veto.io import files
 from sfx_cnn_veto.types import SinkSpec
 
 CSV_COLUMNS = ["file", "event", "score", "is_hit", "error"]
@@ -22,16 +22,13 @@ CSV_COLUMNS = ["file", "event", "score", "is_hit", "error"]
 class _AtomicFile:
     def __init__(self, path: str) -> None:
         self.path = path
-        self._tmp = path + ".part"
-        self.handle = open(self._tmp, "w", newline="", encoding="utf-8", errors="surrogateescape")
+        self.handle = open(files.part_path(path), "w", newline="", encoding="utf-8", errors="surrogateescape")
 
     def close(self) -> None:
         if self.handle.closed:
             return
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        os.replace(self._tmp, self.path)
+        files.sync_close(self.handle)
+        files.commit([self.path])
 
 
 class CsvSink:

@@ -7,7 +7,6 @@ generator seeded once that drives shuffling and augmentation).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -21,6 +20,7 @@ import numpy as np
 from sfx_cnn_veto import __version__, manager
 from sfx_cnn_veto.errors import ConfigError
 from sfx_cnn_veto.training import metrics as M
+from sfx_cnn_veto.io.files import file_sha256
 from sfx_cnn_veto.training.datasets import (
     Augmentation,
     CropSet,
@@ -91,14 +91,6 @@ class TrainResult:
     threshold: float
     val_metrics: dict[str, Any]
     curves_path: str | None
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def set_determinism(seed: int) -> None:

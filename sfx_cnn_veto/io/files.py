@@ -1,12 +1,14 @@
-"""Atomic output files: written to ``PATH.part``, fsynced, then renamed over ``PATH``.
+"""Files: atomic outputs (written to ``PATH.part``, fsynced, then renamed over ``PATH``) and content hashes.
 
 A crash leaves either the old ``PATH`` (or none) and a stray ``PATH.part``,
-never a half-written ``PATH``.
+never a half-written ``PATH``. Used by the built-in sinks and the CrystFEL
+adapter's outputs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from typing import IO, Iterator
 
@@ -75,3 +77,12 @@ def writing(paths: list[str], *, newline: str = "") -> Iterator[dict[str, IO[str
         discard(paths)
         raise
     commit(paths)
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
