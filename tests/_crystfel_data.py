@@ -88,3 +88,14 @@ def read_csv(path: str) -> list[dict]:
 
     with open(path, encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def journal_blocks(journal_dir) -> int:
+    """Blocks a filter-lst journal has recorded so far (one line each, over its .jsonl files)."""
+    total = 0
+    if os.path.isdir(journal_dir):
+        for name in os.listdir(journal_dir):
+            if name.endswith(".jsonl"):
+                with open(os.path.join(journal_dir, name), "rb") as handle:
+                    total += handle.read().count(b"\n")
+    return total

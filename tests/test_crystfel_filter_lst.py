@@ -200,14 +200,6 @@ def run_mpi(cmd, *, cwd=None, timeout=360) -> tuple[int, str]:
     return proc.returncode, out
 
 
-def _blocks_done(journal_dir) -> int:
-    total = 0
-    if os.path.isdir(journal_dir):
-        for name in os.listdir(journal_dir):
-            if name.endswith(".jsonl"):
-                with open(os.path.join(journal_dir, name), "rb") as handle:
-                    total += handle.read().count(b"\n")
-    return total
 
 
 OUTS = ["hits.lst", "misses.lst", "errors.lst", "scores.csv"]
@@ -231,13 +223,13 @@ def kill_at(cmd, journal, point):
     """Start ``cmd``, SIGKILL it once the journal holds ``point`` blocks."""
     proc = subprocess.Popen(cmd, env=data.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while _blocks_done(journal) < point and proc.poll() is None and time.monotonic() < deadline:
+    while data.journal_blocks(journal) < point and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     assert proc.poll() is None, f"the run ended before the kill point: {proc.stderr.read().decode()[-2000:]}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
-    assert _blocks_done(journal) >= point
+    assert data.journal_blocks(journal) >= point
 
 
 @pytest.mark.slow
@@ -250,7 +242,7 @@ def test_sigkill_then_resume_gives_the_same_bytes(world, big, big_ref, tmp_path)
         cmd = [sys.executable, "-m", "sfx_cnn_veto.cli", *big_args(world, big, work, *(["--resume"] if i else []))]
         kill_at(cmd, journal, point)
         assert not (work / "hits.lst").exists(), "a killed run left a hits.lst"
-    done_before = _blocks_done(journal)
+    done_before = data.journal_blocks(journal)
     final = data.cli(*big_args(world, big, work, "--resume"))
     assert final.returncode == 2, final.stderr
     assert "replayed from the journal" in final.stderr

@@ -8,7 +8,6 @@ named as such. Everything else uses psana2 4.3.4 itself, serially and under
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import os
 import re
@@ -19,6 +18,7 @@ import types
 
 import numpy as np
 import pytest
+from _cenv import c_environ_keys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -30,16 +30,6 @@ HAVE_PSANA = importlib.util.find_spec("psana") is not None and importlib.util.fi
 WHY_NO_PSANA = "psana2 (and mpi4py) not installed: pip install 'sfx-cnn-veto[psana]'"
 
 
-def _c_environ_keys() -> set[str]:
-    libc = ctypes.CDLL(None)
-    envp = ctypes.POINTER(ctypes.c_char_p).in_dll(libc, "environ")
-    keys, i = set(), 0
-    while envp[i]:
-        keys.add(envp[i].split(b"=", 1)[0].decode(errors="replace"))
-        i += 1
-    return keys
-
-
 def _import_psana():
     """``import psana`` for in-process tests, undoing what it does to child processes.
 
@@ -49,12 +39,12 @@ def _import_psana():
     environment (``subprocess.run(cmd)`` without ``env=``) in this pytest
     process then fails. Drop the variables that appeared.
     """
-    before = _c_environ_keys()
+    before = c_environ_keys()
     try:
         import psana
     except Exception as exc:  # noqa: BLE001 - installed but broken: skip with the reason
         pytest.skip(f"psana2 not importable ({type(exc).__name__}: {exc})")
-    for key in _c_environ_keys() - before:
+    for key in c_environ_keys() - before:
         if key not in os.environ:
             os.unsetenv(key)
     return psana

@@ -557,14 +557,6 @@ def test_50k_events_stream_with_flat_memory(load_world, command):
 # Crash safety at random points, the output-writing phase included
 # (test_crystfel_filter_lst.py kills at three fixed journal points, never while the outputs are written)
 
-def _journal_blocks(journal_dir) -> int:
-    total = 0
-    if os.path.isdir(journal_dir):
-        for name in os.listdir(journal_dir):
-            if name.endswith(".jsonl"):
-                with open(os.path.join(journal_dir, name), "rb") as handle:
-                    total += handle.read().count(b"\n")
-    return total
 
 
 @pytest.mark.slow
@@ -606,7 +598,7 @@ def test_sigkill_at_random_points_and_while_writing_outputs(load_world, tmp_path
     for i, point in enumerate(points):
         proc = start(i)
         deadline = time.monotonic() + 120
-        while _journal_blocks(journal) < point and proc.poll() is None and time.monotonic() < deadline:
+        while data.journal_blocks(journal) < point and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
         assert proc.poll() is None, f"the run ended before block {point}: {proc.stderr.read().decode()[-2000:]}"
         proc.send_signal(signal.SIGKILL)
