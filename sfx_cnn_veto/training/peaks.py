@@ -105,11 +105,7 @@ class Peakfinder8Counter:
     name = "peakfinder8"
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
-        options = dict(options or {})
-        self.options = Peakfinder8Options.from_dict(options)
-        self.mask = options.get("mask")
-        self.center = options.get("center")
-        self.asic_shape = options.get("asic_shape")
+        options = self._configure(options)
         self.seed = int(options.get("seed", 0))
         try:
             from om.algorithms.crystallography import Peakfinder8PeakDetection
@@ -119,6 +115,15 @@ class Peakfinder8Counter:
             ) from exc
         self._cls = Peakfinder8PeakDetection
         self._detectors: dict[tuple[int, int], Any] = {}
+
+    def _configure(self, options: dict[str, Any] | None) -> dict[str, Any]:
+        """The options every peakfinder8 counter reads: thresholds, mask, centre, ASIC shape."""
+        options = dict(options or {})
+        self.options = Peakfinder8Options.from_dict(options)
+        self.mask = options.get("mask")
+        self.center = options.get("center")
+        self.asic_shape = options.get("asic_shape")
+        return options
 
     def _detector(self, shape: tuple[int, int]):
         det = self._detectors.get(shape)
@@ -175,11 +180,7 @@ class PsanaPeakfinder8Counter(Peakfinder8Counter):
     name = "psana-peakfinder8"
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
-        options = dict(options or {})
-        self.options = Peakfinder8Options.from_dict(options)
-        self.mask = options.get("mask")
-        self.center = options.get("center")
-        self.asic_shape = options.get("asic_shape")
+        self._configure(options)
         try:
             from psana.peakfinder8 import peakfinder_8
         except ImportError as exc:
