@@ -65,8 +65,7 @@ def score_rows(veto, rows: Sequence[LabelRow], *, reader_options: dict[str, Any]
                     veto.metadata.check_frame_shape(shape, source=str(ref))
                     crop = store.read(ref, veto.preprocess.region(shape))
                     intensity[i] = float(np.nansum(crop, dtype=np.float64))
-                    good = veto.file_mask(ref.file, shape)
-                    yield i, crop, (None if good is None else veto.preprocess.crop_mask(good, shape))
+                    yield i, crop, veto.file_mask(ref.file, shape)  # the frame's mask: cropped once, cached
                 except VetoError as exc:
                     yield i, exc
                 except Exception as exc:  # noqa: BLE001 - never lose an event
