@@ -149,20 +149,24 @@ def test_counts_from_stream_hitlist_and_cxi(tmp_path):
 
 
 def test_geometry_centre_and_mask(tmp_path):
+    from sfx_cnn_veto.io.geometry import read_geometry
+    from sfx_cnn_veto.io.masks import cxi_mask, geom_mask
+
     cxi = tmp_path / "m.cxi"
     mask = np.zeros((64, 80), dtype=np.uint16)
     mask[:, :10] = 1  # bad
     with h5py.File(cxi, "w") as f:
         f["/entry_1/data_1/mask"] = mask
-    geom = {"mask": "/entry_1/data_1/mask", "mask_bad": "0x1", "p0/corner_x": "-30", "p0/corner_y": "-40.5",
-            "p0/fs": "+1.0x", "p0/ss": "+1.0y", "p0/min_fs": "0", "p0/min_ss": "0"}
-    assert L.geom_beam_center(geom) == (40.0, 29.5)
-    good = L.geom_mask(geom, str(cxi), (64, 80))
-    assert good[:, :10].sum() == 0 and good[:, 10:].all()
-    assert (L.cxi_mask(str(cxi), (64, 80)) == good).all()
     path = tmp_path / "g.geom"
-    path.write_text("clen = 0.08 ; comment\nres = 9090.9\np0/corner_x = -30\n")
-    assert L.read_geom(str(path))["clen"] == "0.08"
+    path.write_text("clen = 0.08 ; comment\nres = 9090.9\nmask = /entry_1/data_1/mask\nmask_bad = 0x1\n"
+                    "p0/min_fs = 0\np0/max_fs = 79\np0/min_ss = 0\np0/max_ss = 63\n"
+                    "p0/corner_x = -30\np0/corner_y = -40.5\np0/fs = +1.0x\np0/ss = +1.0y\n")
+    geom = read_geometry(str(path))
+    assert geom.beam_center() == (40.5, 30.0)  # pixel i spans [i, i + 1): the beam is 30 pixel widths in
+    good = geom_mask(geom, str(cxi), (64, 80))
+    assert good[:, :10].sum() == 0 and good[:, 10:].all()
+    assert (cxi_mask(str(cxi), (64, 80)) == good).all()
+    assert geom.globals["clen"] == "0.08"
 
 
 def test_psana_peakfinder8_agrees_with_om():

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from sfx_cnn_veto import Decision, Veto
+from sfx_cnn_veto.errors import ConfigError
 from sfx_cnn_veto.io.store import FrameStore, iter_events
 from sfx_cnn_veto.testing import spot_frames, write_cxi
 
@@ -155,10 +156,14 @@ def test_stream_events_uses_each_cxi_files_own_mask(tmp_path, masked_and_raw):
     assert not np.allclose(expected, unmasked.score(hot), atol=1e-6)
 
 
-def test_a_fully_masked_crop_is_kept_with_a_reason(masked_and_raw):
+def test_a_mask_marking_most_of_the_crop_bad_is_refused_naming_both_conventions(masked_and_raw):
     masked, _ = masked_and_raw
     frames, _ = spot_frames(2, (700, 700), seed=9)
     good = np.ones((700, 700), dtype=bool)
-    good[175:525, 175:525] = False  # the whole crop
+    good[175:525, 175:525] = False  # the whole crop: an inverted mask looks like this
+    with pytest.raises(ConfigError, match=r"100% of the crop bad.*--mask takes nonzero = good.*nonzero = bad"):
+        Veto(masked, mask=good, backend="keras").decide(frames)
+    good[175:525, 175:525] = True
+    good[175:315, 175:525] = False  # 40% bad: used, and the frames are decided
     decisions = Veto(masked, mask=good, backend="keras").decide(frames)
-    assert all(d.is_hit and d.error and "NaN" in d.error for d in decisions)
+    assert all(d.ok for d in decisions)

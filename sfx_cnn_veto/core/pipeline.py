@@ -29,9 +29,11 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from sfx_cnn_veto import manager
-from sfx_cnn_veto.core.crop import Region, crop_region
+from sfx_cnn_veto.core.crop import (MAX_BAD_FRACTION, CropMap, CropMapper, Region, check_single_panel,
+                                   sentinel_good)
 from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
 from sfx_cnn_veto.errors import ConfigError, FrameReadError, VetoError
+from sfx_cnn_veto.io.geometry import Geometry, read_geometry
 from sfx_cnn_veto.io.masks import CropMask
 
 DEFAULT_BATCH = 64
@@ -59,9 +61,15 @@ class Decision:
 
 
 class Preprocessor:
-    """Crop and normalize as a model's metadata says, with steps looked up through hooks."""
+    """Crop, mask and normalize as a model's metadata says, with steps looked up through hooks.
 
-    def __init__(self, metadata: ModelMetadata, pm=None, *, center=None) -> None:
+    The crop comes from a :class:`~sfx_cnn_veto.core.crop.CropMapper`: the
+    detector's geometry (any number of panels) or a beam centre. Gaps, the
+    geometry's bad pixels, integer gap values and the given good-pixel mask
+    all read as background before normalization.
+    """
+
+    def __init__(self, metadata: ModelMetadata, pm=None, *, center=None, geometry=None) -> None:
         self.metadata = metadata
         steps = manager.preprocessing_steps(pm)
         key = f"normalize:{metadata.normalize}"
@@ -73,54 +81,96 @@ class Preprocessor:
         self._normalize = steps[key].func
         self._params = dict(metadata.normalize_params)
         self.crop_shape = tuple(metadata.crop_shape)
-        self.center = tuple(center) if center is not None else metadata.crop_center
-        self._masks: dict[tuple[int, tuple[int, ...] | None], tuple[np.ndarray, CropMask]] = {}
+        if geometry is not None and not isinstance(geometry, Geometry):
+            geometry = read_geometry(str(geometry))
+        self.geometry = geometry
+        if center is None and geometry is None:
+            center = metadata.crop_center
+        self.mapper = CropMapper(self.crop_shape, geometry=geometry, center=center)
+        self._masks: dict[tuple, tuple[Any, CropMask]] = {}
 
-    def region(self, frame_shape: Sequence[int]) -> Region:
-        return crop_region(frame_shape, self.crop_shape, self.center)
+    @property
+    def center(self) -> tuple[float, float] | None:
+        return self.mapper.center
+
+    def crop_map(self, frame_shape: Sequence[int], *, center=None, data_file: str | None = None) -> CropMap:
+        """The :class:`CropMap` for frames of ``frame_shape`` (``center``: a file's own beam centre)."""
+        return self.mapper(frame_shape, center=center, data_file=data_file)
+
+    def region(self, frame_shape: Sequence[int]) -> Region | None:
+        """The block of a frame to read (None: the whole frame)."""
+        return self.crop_map(frame_shape).region
 
     def __call__(self, frame: np.ndarray, *, cropped: bool = False, good: np.ndarray | None = None,
-                 frame_shape: Sequence[int] | None = None, owned: bool = False) -> np.ndarray:
-        """Crop (unless ``cropped``) and normalize.
+                 frame_shape: Sequence[int] | None = None, owned: bool = False,
+                 cmap: CropMap | None = None) -> np.ndarray:
+        """Crop (unless ``cropped``), mask and normalize.
 
-        ``good``: a good-pixel mask, of the full frame (of ``frame_shape`` when
-        ``frame`` is already cropped) or of the crop. ``owned``: ``frame`` is a
-        fresh array the caller will not use again, so masking may write into it.
+        ``frame``: a full frame; or, with ``cmap``, the block read at
+        ``cmap.region``; or, with ``cropped``, the crop itself. ``good``: a
+        good-pixel mask of the full frame (or of the crop, when ``cropped``).
+        ``owned``: ``frame`` is a fresh array the caller will not use again (masking may write into it).
         """
         frame = np.asarray(frame)
-        if frame.ndim != 2:
-            raise FrameReadError(f"expected a 2-D frame, got shape {frame.shape}")
         if frame.dtype.kind not in "fiub":
             raise FrameReadError(f"expected a numeric frame, got dtype {frame.dtype}")
-        full_shape = frame.shape if not cropped else frame_shape
-        if not cropped:
-            frame = frame[self.region(frame.shape)]
-        elif frame.shape != self.crop_shape:
-            raise FrameReadError(f"expected a {self.crop_shape} crop, got {frame.shape}")
-        if good is not None:
-            frame = apply_mask(frame, self.mask_for(good, full_shape), inplace=owned and cropped)
-        return self._normalize(frame, **self._params)
+        if cropped:
+            if frame.shape != self.crop_shape:
+                raise FrameReadError(f"expected a {self.crop_shape} crop, got {frame.shape}")
+            crop, crop_good = frame, self._crop_mask(good, None)
+        else:
+            if cmap is None:
+                cmap = self.crop_map(frame.shape)
+                frame = cmap.block(frame)
+            crop = cmap.gather(frame)
+            owned = (owned and crop is frame) or not cmap.is_rectangle
+            crop_good = self._crop_mask(good, cmap)
+        sentinels = sentinel_good(crop)
+        if sentinels is not None:
+            crop_good = sentinels if crop_good is None else _and(crop_good, sentinels)
+        if crop_good is not None:
+            crop = apply_mask(crop, crop_good, inplace=owned)
+        return self._normalize(crop, **self._params)
 
-    def crop_mask(self, good: np.ndarray, frame_shape: Sequence[int] | None = None) -> np.ndarray:
-        """The crop's part of a good-pixel mask (a crop-sized mask is taken as is)."""
-        good = np.asarray(good)
-        if good.shape == tuple(self.crop_shape) and (frame_shape is None or tuple(frame_shape) == good.shape):
-            return good
-        if frame_shape is not None and good.shape != tuple(frame_shape):
-            raise FrameReadError(f"mask of shape {good.shape} does not match the {tuple(frame_shape)} frame")
-        return good[self.region(good.shape)]
-
-    def mask_for(self, good: np.ndarray, frame_shape: Sequence[int] | None = None) -> CropMask:
-        """:meth:`crop_mask` prepared for filling, cached per mask array and frame shape."""
-        key = (id(good), None if frame_shape is None else tuple(frame_shape))
+    def _crop_mask(self, good: np.ndarray | None, cmap: CropMap | None) -> CropMask | None:
+        """The crop's prepared mask: ``cmap``'s gaps and geometry mask and ``good``; cached per mask and map."""
+        if good is None and (cmap is None or cmap.good is None):
+            return None
+        key = (id(good), id(cmap))
         hit = self._masks.get(key)
         if hit is not None and hit[0] is good:
             return hit[1]
-        prepared = CropMask(self.crop_mask(good, frame_shape))
+        if cmap is None:
+            crop_good = np.asarray(good, dtype=bool)
+            if crop_good.shape != self.crop_shape:
+                raise FrameReadError(f"mask of shape {crop_good.shape} does not match the {self.crop_shape} crop")
+        else:
+            if good is not None and np.shape(good) != cmap.frame_shape:
+                raise FrameReadError(f"mask of shape {np.shape(good)} does not match the {cmap.frame_shape} frame")
+            crop_good = cmap.crop_good(good)
+            if good is not None:
+                check_mask_fraction(crop_good, cmap)
+        prepared = CropMask(crop_good)
         if len(self._masks) >= 16:
             self._masks.pop(next(iter(self._masks)))
         self._masks[key] = (good, prepared)  # holding `good` keeps its id from being reused
         return prepared
+
+
+def _and(mask: CropMask, good: np.ndarray) -> CropMask:
+    return CropMask(mask.good & good)
+
+
+def check_mask_fraction(crop_good: np.ndarray, cmap: CropMap, *, limit: float = MAX_BAD_FRACTION) -> None:
+    """Refuse a detector mask that marks more than ``limit`` of the crop's detector pixels bad (gaps not counted)."""
+    covered = cmap.good if cmap.good is not None else np.ones(cmap.shape, dtype=bool)
+    n = int(covered.sum())
+    bad = n - int((crop_good & covered).sum())
+    if n and bad / n > limit:
+        raise ConfigError(
+            f"the detector mask marks {bad / n:.0%} of the crop bad (more than {limit:.0%}): is it inverted? "
+            "--mask takes nonzero = good (CrystFEL's convention); a CXI file's own mask is nonzero = bad"
+        )
 
 
 def apply_mask(crop: np.ndarray, mask: CropMask | np.ndarray, *, inplace: bool = False) -> np.ndarray:
@@ -159,7 +209,11 @@ class Veto:
     threads : int, optional
         Threads for the backend (default: the cores available).
     center : (float, float), optional
-        Beam centre ``(row, col)`` for the crop, overriding the model's.
+        Beam centre ``(row, col)`` for the crop of a single-panel frame, overriding the model's.
+    geometry : Geometry or str, optional
+        The detector's CrystFEL geometry (or its ``.geom`` path): the crop is
+        taken around the beam of the assembled image from the raw slab of any
+        number of panels. Needed for multi-panel data.
     mask : array or str, optional
         Good-pixel mask of the full frame (nonzero = good), or a mask file
         ``FILE.h5[:DATASET]`` / ``FILE.npy``. Used only by models trained with
@@ -178,6 +232,7 @@ class Veto:
         batch_size: int = DEFAULT_BATCH,
         threads: int | None = None,
         center: Sequence[float] | None = None,
+        geometry: Geometry | str | None = None,
         mask: np.ndarray | str | None = None,
         file_masks: bool = True,
         pm=None,
@@ -200,7 +255,7 @@ class Veto:
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise ConfigError(f"batch_size: expected a positive integer, got {batch_size}")
-        self.preprocess = Preprocessor(self.metadata, pm, center=center)
+        self.preprocess = Preprocessor(self.metadata, pm, center=center, geometry=geometry)
         from sfx_cnn_veto.core.backends import create_classifier
 
         self.backend_name, self.classifier = create_classifier(
@@ -245,9 +300,12 @@ class Veto:
         A ``frame`` may also be an exception (a read that failed upstream): it
         comes out as an error decision, so the event is still accounted for.
         Items may be ``(key, frame, good)`` triples, ``good`` being that
-        frame's good-pixel mask (used as the veto's ``mask`` is, see :class:`Veto`).
+        frame's good-pixel mask (used as the veto's ``mask`` is, see :class:`Veto`),
+        or ``(key, block, good, cmap)``: a fresh block read at ``cmap.region``
+        of a frame (:meth:`event_crop_map`), with its full-frame mask or None.
         """
-        prepared = ((item[0],) + self._prepare(item[1], cropped, item[2] if len(item) > 2 else None)
+        prepared = ((item[0],) + self._prepare(item[1], cropped, item[2] if len(item) > 2 else None,
+                                               cmap=item[3] if len(item) > 3 else None, owned=len(item) > 3)
                     for item in items)
         yield from self._batched(prepared, batch_size or self.batch_size)
 
@@ -272,14 +330,17 @@ class Veto:
         return self._file_mask_cache[key]
 
     def _prepare(self, frame: Any, cropped: bool, good: np.ndarray | None = None, *,
-                 frame_shape: Sequence[int] | None = None, owned: bool = False) -> tuple[np.ndarray | None, str | None]:
-        """``(network input, None)`` or ``(None, reason)``: never raises."""
+                 cmap: CropMap | None = None, owned: bool = False) -> tuple[np.ndarray | None, str | None]:
+        """``(network input, None)`` or ``(None, reason)``: never raises but for a set-up mistake
+        (:class:`ConfigError`: an inverted mask, a geometry that does not fit)."""
         if isinstance(frame, BaseException):
             return None, _reason(frame)
         if good is None and self.uses_mask:
             good = self.mask
         try:
-            return self.preprocess(frame, cropped=cropped, good=good, frame_shape=frame_shape, owned=owned), None
+            return self.preprocess(frame, cropped=cropped, good=good, cmap=cmap, owned=owned), None
+        except ConfigError:
+            raise
         except VetoError as exc:
             return None, _reason(exc)
         except Exception as exc:  # noqa: BLE001 - never lose a frame to a bug
@@ -331,6 +392,14 @@ class Veto:
         return Decision(float(score), bool(score >= self.threshold), None)
 
     # -- files ---------------------------------------------------------------
+    def event_crop_map(self, store: Any, ref: Any) -> CropMap:
+        """The crop map of an event of a file: the geometry's, or the rectangle around the beam."""
+        shape = tuple(store.frame_shape(ref))
+        if self.preprocess.geometry is None:
+            check_single_panel(shape, source=str(ref))
+            self.metadata.check_frame_shape(shape, source=str(ref))
+        return self.preprocess.crop_map(shape, data_file=ref.file)
+
     def stream_events(
         self,
         events: Iterable[tuple[Any, str | None]],
@@ -351,15 +420,16 @@ class Veto:
             if error is not None:
                 return ref, None, _reason(FrameReadError(error))
             try:
-                shape = store.frame_shape(ref)
-                self.metadata.check_frame_shape(shape, source=str(ref))
-                frame = store.read(ref, self.preprocess.region(shape))
-                good = self.file_mask(ref.file, shape)
+                cmap = self.event_crop_map(store, ref)
+                block = store.read(ref, cmap.region)
+                good = self.file_mask(ref.file, cmap.frame_shape)
+            except ConfigError:
+                raise
             except VetoError as exc:
                 return ref, None, _reason(exc)
             except Exception as exc:  # noqa: BLE001
                 return ref, None, _reason(FrameReadError(f"{ref}: {type(exc).__name__}: {exc}"))
-            return (ref,) + self._prepare(frame, True, good, frame_shape=shape, owned=True)
+            return (ref,) + self._prepare(block, False, good, cmap=cmap, owned=True)
 
         prepared = (read_one(ref, error) for ref, error in events)
         if prefetch > 0:

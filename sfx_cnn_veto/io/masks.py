@@ -7,6 +7,8 @@ so a hot pixel the detector's mask knows about is never taken for a Bragg spot.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from sfx_cnn_veto.errors import ConfigError
@@ -15,40 +17,47 @@ from sfx_cnn_veto.errors import ConfigError
 # HDF5 refuses a second handle on an open file with other locking flags.
 
 
-def _mask_bits(text: str | None) -> int | None:
-    if text is None:
-        return None
-    return int(text, 0)
-
-
-def geom_mask(geom: dict[str, str], data_file: str, frame_shape: tuple[int, int]) -> np.ndarray | None:
-    """Good-pixel mask (bool) from a geometry's ``mask``/``mask_file``/``mask_good``/``mask_bad``."""
-    import h5py
-    import hdf5plugin  # noqa: F401 - filters for compressed masks
-
-    dataset = geom.get("mask") or geom.get("p0/mask")
-    if not dataset:
-        return None
-    mask_file = geom.get("mask_file") or geom.get("p0/mask_file") or data_file
-    good_bits = _mask_bits(geom.get("mask_good") or geom.get("p0/mask_good"))
-    bad_bits = _mask_bits(geom.get("mask_bad") or geom.get("p0/mask_bad"))
-    with h5py.File(mask_file, "r", locking=False) as handle:
-        if dataset not in handle:
-            raise ConfigError(f"{mask_file}: geometry names mask {dataset}, which is not in the file")
-        raw = np.asarray(handle[dataset])
-    if raw.ndim == 3:
-        raw = raw[0]
-    if raw.shape != tuple(frame_shape):
-        raise ConfigError(f"{mask_file}:{dataset}: mask shape {raw.shape} does not match frames {frame_shape}")
-    raw = raw.astype(np.int64)
+def mask_from_bits(raw: np.ndarray, good_bits: int | None, bad_bits: int | None) -> np.ndarray:
+    """Good pixels of a raw mask under CrystFEL's rules: all ``good_bits`` set and no ``bad_bits``;
+    with neither named, nonzero = good."""
+    raw = np.asarray(raw).astype(np.int64, copy=False)
+    if not good_bits and not bad_bits:
+        return raw != 0
     good = np.ones(raw.shape, dtype=bool)
     if good_bits:
         good &= (raw & good_bits) == good_bits
     if bad_bits:
         good &= (raw & bad_bits) == 0
-    if not good_bits and not bad_bits:
-        good = raw != 0  # CrystFEL's default: nonzero = good when no bits are named
     return good
+
+
+def read_mask_dataset(path: str, dataset: str, frame_shape: tuple[int, ...]) -> np.ndarray:
+    """A mask data set of ``frame_shape`` (the first frame of a per-frame stack), raw values."""
+    import h5py
+    import hdf5plugin  # noqa: F401 - filters for compressed masks
+
+    try:
+        with h5py.File(path, "r", locking=False) as handle:
+            if dataset not in handle:
+                raise ConfigError(f"{path}: geometry names mask {dataset}, which is not in the file")
+            node = handle[dataset]
+            raw = np.asarray(node[0] if node.ndim == len(frame_shape) + 1 else node[()])
+    except OSError as exc:
+        raise ConfigError(f"cannot read mask {path}:{dataset}: {exc}") from exc
+    if raw.shape != tuple(frame_shape):
+        raise ConfigError(f"{path}:{dataset}: mask shape {raw.shape} does not match frames {tuple(frame_shape)}")
+    return raw
+
+
+def geom_mask(geom: Any, data_file: str, frame_shape: tuple[int, ...]) -> np.ndarray | None:
+    """Good-pixel mask (bool) of a geometry (:class:`~sfx_cnn_veto.io.geometry.Geometry`, or a path),
+    or None when it names no mask, no bad region and no ``no_index`` panel."""
+    from sfx_cnn_veto.io.geometry import Geometry, read_geometry
+
+    geometry = geom if isinstance(geom, Geometry) else read_geometry(str(geom))
+    if not (geometry.bad_regions or any(p.mask or p.no_index for p in geometry.panels)):
+        return None
+    return geometry.good_pixels(frame_shape, data_file)
 
 
 #: Where CXI files keep a detector mask; CXI convention: nonzero = bad pixel.
@@ -113,6 +122,7 @@ class CropMask:
 
     def __init__(self, good: np.ndarray) -> None:
         good = np.asarray(good).astype(bool, copy=False)
+        self.good = good
         self.shape = good.shape
         self.all_good = bool(good.all())
         self.none_good = not good.any()

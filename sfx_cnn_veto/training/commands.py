@@ -99,8 +99,9 @@ class _FrameCounter:
         self._geoms: dict[str, dict] = {}
         self._said: set = set()
 
-    def _geom(self, list_path: str | None) -> dict[str, str] | None:
-        from sfx_cnn_veto.training.labels import read_geom
+    def _geom(self, list_path: str | None):
+        """The run's geometry: ``--geometry``, else ``LIST.geom`` beside the list (None if neither)."""
+        from sfx_cnn_veto.io.geometry import read_geometry
 
         path = self.args.geometry
         if path is None and list_path and list_path.endswith(".lst"):
@@ -109,11 +110,11 @@ class _FrameCounter:
         if path is None:
             return None
         if path not in self._geoms:
-            self._geoms[path] = read_geom(path)
+            self._geoms[path] = read_geometry(path)
         return self._geoms[path]
 
     def counter(self, data_file: str, shape: tuple[int, int], list_path: str | None):
-        from sfx_cnn_veto.training import labels as L
+        from sfx_cnn_veto.io.masks import cxi_mask, geom_mask, load_mask_file
 
         key = (data_file, shape, list_path)
         if key in self._counters:
@@ -121,21 +122,18 @@ class _FrameCounter:
         geom = self._geom(list_path)
         center = _center(self.args.center)
         if center is None and geom is not None:
-            center = L.geom_beam_center(geom)
+            center = geom.beam_center()
         if self.args.mask:
-            mask = L.load_mask_file(self.args.mask, shape)
-        elif geom is not None and (geom.get("mask") or geom.get("p0/mask")):
-            mask = L.geom_mask(geom, data_file, shape)
+            mask = load_mask_file(self.args.mask, shape)
+        elif geom is not None and any(p.mask for p in geom.panels):
+            mask = geom_mask(geom, data_file, shape)
         else:
-            mask = L.cxi_mask(data_file, shape)
+            mask = cxi_mask(data_file, shape)
         threshold = self.args.threshold
         if threshold is None:
             adu = None
-            if geom is not None and geom.get("adu_per_photon"):
-                try:
-                    adu = float(geom["adu_per_photon"])
-                except ValueError:
-                    adu = None
+            if geom is not None:
+                adu = geom.float_global("adu_per_photon")
             threshold = self.args.threshold_photons * adu if adu else 0.0
             if (list_path, adu) not in self._said:
                 self._said.add((list_path, adu))

@@ -61,17 +61,18 @@ def score_rows(veto, rows: Sequence[LabelRow], *, reader_options: dict[str, Any]
             for i, row in enumerate(rows):
                 ref = event_ref(row)
                 try:
-                    shape = store.frame_shape(ref)
-                    veto.metadata.check_frame_shape(shape, source=str(ref))
-                    crop = store.read(ref, veto.preprocess.region(shape))
-                    intensity[i] = float(np.nansum(crop, dtype=np.float64))
-                    yield i, crop, veto.file_mask(ref.file, shape)  # the frame's mask: cropped once, cached
+                    cmap = veto.event_crop_map(store, ref)
+                    block = store.read(ref, cmap.region)
+                    intensity[i] = float(np.nansum(cmap.gather(block), dtype=np.float64))
+                    yield i, block, veto.file_mask(ref.file, cmap.frame_shape), cmap  # the file's mask: cached
+                except ConfigError:
+                    raise
                 except VetoError as exc:
                     yield i, exc
                 except Exception as exc:  # noqa: BLE001 - never lose an event
                     yield i, FrameReadError(f"{ref}: {type(exc).__name__}: {exc}")
 
-        for i, decision in veto.stream(pairs(), cropped=True):
+        for i, decision in veto.stream(pairs()):
             scores[i] = decision.score
             predicted[i] = decision.is_hit
             errors[i] = decision.error

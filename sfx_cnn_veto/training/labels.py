@@ -24,7 +24,6 @@ import numpy as np
 
 from sfx_cnn_veto.errors import ConfigError
 # the masks live in io.masks (the veto applies them too); re-exported here for the labeller
-from sfx_cnn_veto.io.masks import CXI_MASKS, cxi_mask, geom_mask, load_mask_file  # noqa: F401
 
 COLUMNS = ("file", "event", "run", "num_peaks", "label")
 
@@ -282,51 +281,6 @@ def read_cxi_counts(path: str, dataset: str = CXI_NPEAKS) -> list[int]:
         if dataset not in handle:
             raise ConfigError(f"{path}: no {dataset} in the file")
         return [int(v) for v in np.asarray(handle[dataset]).ravel()]
-
-
-# ---------------------------------------------------------------------------
-# Geometry and masks
-
-def read_geom(path: str) -> dict[str, str]:
-    """The ``key = value`` lines of a CrystFEL ``.geom`` (comments after ``;`` dropped)."""
-    out: dict[str, str] = {}
-    try:
-        handle = open(path)
-    except OSError as exc:
-        raise ConfigError(f"cannot open geometry {path!r}: {exc.strerror or exc}") from exc
-    with handle:
-        for line in handle:
-            line = line.split(";", 1)[0].strip()
-            if "=" in line:
-                key, value = line.split("=", 1)
-                out[key.strip()] = value.strip()
-    return out
-
-
-def geom_beam_center(geom: dict[str, str]) -> tuple[float, float] | None:
-    """Beam centre ``(row, col)`` in pixel-index coordinates of a single-panel geometry.
-
-    CrystFEL's ``corner_x``/``corner_y`` locate the outer corner of the panel's
-    first pixel; pixel ``i``'s centre lies at ``corner + i + 0.5``, so the beam
-    (x = y = 0) is at index ``-corner - 0.5``.
-
-    Only ``+1.0x`` fast scan and ``+1.0y`` slow scan panels are understood;
-    for anything else ``None`` (the frame centre is used).
-    """
-    panels = {k.split("/", 1)[0] for k in geom if "/" in k and k.split("/", 1)[1] == "corner_x"}
-    if len(panels) != 1:
-        return None
-    p = panels.pop()
-    fs = geom.get(f"{p}/fs", "+1.0x").replace(" ", "")
-    ss = geom.get(f"{p}/ss", "+1.0y").replace(" ", "")
-    if fs not in ("+1.0x", "1.0x", "+x", "x") or ss not in ("+1.0y", "1.0y", "+y", "y"):
-        return None
-    try:
-        cx = -float(geom[f"{p}/corner_x"]) - 0.5 + float(geom.get(f"{p}/min_fs", 0))
-        cy = -float(geom[f"{p}/corner_y"]) - 0.5 + float(geom.get(f"{p}/min_ss", 0))
-    except (KeyError, ValueError):
-        return None
-    return (cy, cx)
 
 
 def fraction(n: int, d: int) -> float:

@@ -87,11 +87,14 @@ def asic_tiles(shape: Sequence[int], asic_shape: Sequence[int] | None) -> tuple[
 
 
 def radius_map(shape: Sequence[int], center: Sequence[float] | None = None) -> np.ndarray:
-    """Distance of each pixel from the beam centre ``(row, col)`` (default: frame centre), float32."""
+    """Distance of each pixel's centre from the beam centre ``(row, col)`` (default: frame centre), float32.
+
+    Pixel ``i`` spans ``[i, i + 1)`` (the package's convention, :mod:`sfx_cnn_veto.io.geometry`).
+    """
     height, width = int(shape[0]), int(shape[1])
-    cy, cx = ((height - 1) / 2.0, (width - 1) / 2.0) if center is None else (float(center[0]), float(center[1]))
-    yy = (np.arange(height, dtype=np.float32) - np.float32(cy))[:, None]
-    xx = (np.arange(width, dtype=np.float32) - np.float32(cx))[None, :]
+    cy, cx = (height / 2.0, width / 2.0) if center is None else (float(center[0]), float(center[1]))
+    yy = (np.arange(height, dtype=np.float32) + np.float32(0.5) - np.float32(cy))[:, None]  # pixel centres
+    xx = (np.arange(width, dtype=np.float32) + np.float32(0.5) - np.float32(cx))[None, :]
     return np.sqrt(yy * yy + xx * xx).astype(np.float32)
 
 
