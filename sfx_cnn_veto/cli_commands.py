@@ -36,9 +36,32 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads for the network (default: the cores available, or SFX_CNN_VETO_THREADS)")
     parser.add_argument("--center", type=float, nargs=2, default=None, metavar=("ROW", "COL"),
                         help="beam centre in pixels for the crop (default: the model's, else the frame centre)")
+    add_geometry_argument(parser)
     add_mask_arguments(parser)
     parser.add_argument("--config", default=None,
                         help="YAML config (groups model, decision, crop, reader); command-line options win")
+
+
+def add_geometry_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-g", "--geometry", default=None, metavar="FILE.geom",
+                        help="the detector's CrystFEL geometry: the crop is taken around the beam of the assembled "
+                             "image from raw multi-panel slabs (default: LIST.geom beside a .lst input, else none: "
+                             "single-panel frames, cropped around --center)")
+
+
+def geometry_path(args: argparse.Namespace) -> str | None:
+    """``--geometry``, else the config's ``crop.geometry``, else ``LIST.geom`` beside the one ``.lst`` input."""
+    path = getattr(args, "geometry", None) or getattr(config_of(args).crop, "geometry", None)
+    if path:
+        return path
+    lists = [p for p in getattr(args, "inputs", None) or () if str(p).endswith(".lst")]
+    candidates = {p[:-4] + ".geom" for p in lists if os.path.exists(p[:-4] + ".geom")}
+    if len(candidates) > 1:
+        from sfx_cnn_veto.errors import ConfigError
+
+        raise ConfigError(f"the lists have different geometries beside them ({', '.join(sorted(candidates))}): "
+                          "name one with --geometry")
+    return candidates.pop() if candidates else None
 
 
 def add_mask_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +103,9 @@ def load_veto(args: argparse.Namespace):
     def pick(value, default):
         return default if value is None else value
 
+    geometry = geometry_path(args)
+    if geometry:
+        print(f"sfx-cnn-veto: geometry {geometry}", file=sys.stderr)
     return Veto.load(
         model_path(args),
         threshold=pick(args.threshold, cfg.decision.threshold),
@@ -87,6 +113,7 @@ def load_veto(args: argparse.Namespace):
         batch_size=pick(args.batch_size, cfg.model.batch_size),
         threads=pick(args.threads, cfg.model.threads),
         center=pick(getattr(args, "center", None), cfg.crop.center),
+        geometry=geometry,
         mask=getattr(args, "mask", None),
         file_masks=not getattr(args, "no_file_mask", False),
     )

@@ -280,16 +280,16 @@ KNOWN_RAW_SLABS = {
 
 
 def check_single_panel(frame_shape: Sequence[int], *, source: str = "") -> None:
-    """Refuse, without a geometry, a frame that is a multi-panel raw slab (3-D, or a known slab shape)."""
+    """Refuse (a set-up mistake, :class:`ConfigError`), without a geometry, a frame that is a multi-panel raw slab (3-D, or a known slab shape)."""
     shape = tuple(int(v) for v in frame_shape)
     where = f"{source}: " if source else ""
     if len(shape) != 2:
-        raise FrameReadError(
+        raise ConfigError(
             f"{where}frame of shape {shape} is {len(shape)}-D per event, a multi-panel detector's raw data: "
             "give its CrystFEL geometry (--geometry FILE.geom) so the crop is taken around the beam"
         )
     if shape in KNOWN_RAW_SLABS:
-        raise FrameReadError(
+        raise ConfigError(
             f"{where}frame of shape {shape} is the raw slab of a {KNOWN_RAW_SLABS[shape]}: its centre is not the "
             "beam; give the detector's CrystFEL geometry (--geometry FILE.geom)"
         )

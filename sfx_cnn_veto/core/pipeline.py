@@ -87,6 +87,8 @@ class Preprocessor:
         if center is None and geometry is None:
             center = metadata.crop_center
         self.mapper = CropMapper(self.crop_shape, geometry=geometry, center=center)
+        self._explicit_center = center is not None
+        self._checked: set[tuple[int, ...]] = set()
         self._masks: dict[tuple, tuple[Any, CropMask]] = {}
 
     @property
@@ -95,7 +97,12 @@ class Preprocessor:
 
     def crop_map(self, frame_shape: Sequence[int], *, center=None, data_file: str | None = None) -> CropMap:
         """The :class:`CropMap` for frames of ``frame_shape`` (``center``: a file's own beam centre)."""
-        return self.mapper(frame_shape, center=center, data_file=data_file)
+        shape = tuple(int(v) for v in frame_shape)
+        if shape not in self._checked:
+            if self.geometry is None and center is None and not self._explicit_center:
+                check_trained_shape(self.metadata, shape)
+            self._checked.add(shape)
+        return self.mapper(shape, center=center, data_file=data_file)
 
     def region(self, frame_shape: Sequence[int]) -> Region | None:
         """The block of a frame to read (None: the whole frame)."""
@@ -155,6 +162,22 @@ class Preprocessor:
             self._masks.pop(next(iter(self._masks)))
         self._masks[key] = (good, prepared)  # holding `good` keeps its id from being reused
         return prepared
+
+
+def check_trained_shape(metadata: ModelMetadata, frame_shape: tuple[int, ...]) -> None:
+    """Refuse a frame, with no geometry and no beam centre given, whose shape is not the model's training frames'.
+
+    Such a frame may be a raw multi-panel slab, whose centre is not the beam:
+    cropping it silently would score the wrong pixels.
+    """
+    trained = (metadata.training or {}).get("detector", {}).get("frame_shape")
+    if not trained or tuple(int(v) for v in trained) == tuple(frame_shape) or len(frame_shape) != 2:
+        return
+    raise ConfigError(
+        f"frame of shape {tuple(frame_shape)}, but this model was trained on {tuple(trained)} frames: a raw "
+        "multi-panel slab needs its geometry (--geometry FILE.geom); a single-panel frame of another detector needs "
+        "its beam centre (--center ROW COL)"
+    )
 
 
 def _and(mask: CropMask, good: np.ndarray) -> CropMask:

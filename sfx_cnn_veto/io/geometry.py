@@ -411,8 +411,12 @@ def format_geometry(geometry: Geometry, *, header: dict[str, Any] | None = None)
             values["res"] = f"{panel.res:.8g}"
         if panel.no_index:
             values["no_index"] = 1
-        for offset, index in enumerate(panel.plane):
-            values[f"dim{offset + 1}"] = index
+        if panel.plane:  # (events, planes..., ss, fs)
+            values["dim0"] = "%"
+            for offset, index in enumerate(panel.plane):
+                values[f"dim{offset + 1}"] = index
+            values[f"dim{len(panel.plane) + 1}"] = "ss"
+            values[f"dim{len(panel.plane) + 2}"] = "fs"
         lines += [f"{panel.name}/{key} = {value}" for key, value in values.items()]
     for region in geometry.bad_regions:
         lines.append("")

@@ -86,17 +86,18 @@ class HDF5Source(FrameSource):
                 + ("" if wanted else "; name one with --dataset")
             )
         self._ds = self._file[self.dataset_path]
-        if self._ds.ndim not in (2, 3):
+        if self._ds.ndim not in (2, 3, 4):
             shape = self._ds.shape
             self._file.close()
             raise FrameReadError(
-                f"{path}:{self.dataset_path}: expected a 2-D frame or a 3-D stack of frames, "
-                f"got shape {shape}"
+                f"{path}:{self.dataset_path}: expected a 2-D frame, a 3-D stack of frames or a 4-D stack of "
+                f"multi-panel frames (events, panels, ss, fs), got shape {shape}"
             )
 
     @property
     def multi_event(self) -> bool:
-        return self._ds.ndim == 3
+        """A stack of frames: 3-D (events, ss, fs), or 4-D (events, panels, ss, fs) for panel detectors."""
+        return self._ds.ndim >= 3
 
     def _refresh(self) -> None:
         """See frames appended since opening (a run still being written): reopen the file."""
@@ -113,8 +114,8 @@ class HDF5Source(FrameSource):
             return [None]
         return [event_for_index(i) for i in range(self._ds.shape[0])]
 
-    def frame_shape(self) -> tuple[int, int]:
-        return tuple(self._ds.shape[-2:])  # type: ignore[return-value]
+    def frame_shape(self) -> tuple[int, ...]:
+        return tuple(self._ds.shape[1:] if self.multi_event else self._ds.shape)  # type: ignore[return-value]
 
     def read(self, event: str | None, region: Region | None = None) -> np.ndarray:
         ys, xs = region if region is not None else (slice(None), slice(None))

@@ -383,8 +383,9 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
-    from sfx_cnn_veto.cli_commands import add_mask_arguments
+    from sfx_cnn_veto.cli_commands import add_geometry_argument, add_mask_arguments
 
+    add_geometry_argument(parser)
     add_mask_arguments(parser)
 
 
@@ -396,7 +397,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     ev = evaluate(args.model, args.labels, runs=parse_runs(args.runs), compare_models=args.compare_model,
                   intensity_runs=parse_runs(args.intensity_runs), threshold=args.threshold,
                   reader_options={"dataset": args.dataset} if args.dataset else {}, batch_size=args.batch_size,
-                  mask=args.mask, file_masks=not args.no_file_mask)
+                  mask=args.mask, file_masks=not args.no_file_mask, geometry=args.geometry)
     written = write_report(ev, args.report, labels_path=args.labels, model_path=args.model)
     print(table_markdown(ev.table, ev.runs, ev.train_runs))
     if ev.compare:

@@ -127,10 +127,11 @@ class Evaluation:
 
 def evaluate_model(model_path: str, rows: Sequence[LabelRow], runs: Sequence[str], *, threshold: float | None = None,
                    reader_options=None, batch_size: int = 64, name: str | None = None,
-                   mask=None, file_masks: bool = True) -> Scored:
+                   mask=None, file_masks: bool = True, geometry=None) -> Scored:
     from sfx_cnn_veto.core.pipeline import Veto
 
-    veto = Veto.load(model_path, threshold=threshold, batch_size=batch_size, mask=mask, file_masks=file_masks)
+    veto = Veto.load(model_path, threshold=threshold, batch_size=batch_size, mask=mask, file_masks=file_masks,
+                     geometry=geometry)
     scores, errors, predicted, intensity = score_rows(veto, rows, reader_options=reader_options,
                                                       desc=f"score {os.path.basename(model_path)}")
     return Scored(list(rows), scores, predicted, intensity, errors, veto.threshold,
@@ -140,7 +141,7 @@ def evaluate_model(model_path: str, rows: Sequence[LabelRow], runs: Sequence[str
 def evaluate(model_path: str, labels_path: str, *, runs: Sequence[str] | None = None,
              compare_models: Sequence[str] = (), intensity_runs: Sequence[str] | None = None,
              threshold: float | None = None, reader_options=None, batch_size: int = 64,
-             mask=None, file_masks: bool = True) -> Evaluation:
+             mask=None, file_masks: bool = True, geometry=None) -> Evaluation:
     """Score every labelled event of ``runs`` (default: all) with the model and the naive baseline."""
     all_rows = read_labels(labels_path)
     chosen = select_runs(all_rows, runs, what="--runs")
@@ -150,7 +151,7 @@ def evaluate(model_path: str, labels_path: str, *, runs: Sequence[str] | None = 
     run_names = runs_of(scored_rows)
     result = evaluate_model(model_path, scored_rows, run_names, threshold=threshold,
                             reader_options=reader_options, batch_size=batch_size, name="model",
-                            mask=mask, file_masks=file_masks)
+                            mask=mask, file_masks=file_masks, geometry=geometry)
     cnn_table = table(scored_rows, result.predicted, run_names)
     meta = result.metadata
     train_runs = list((meta.training or {}).get("train_runs") or []) if meta is not None else []
@@ -179,7 +180,8 @@ def evaluate(model_path: str, labels_path: str, *, runs: Sequence[str] | None = 
     ev = Evaluation(run_names, result, cnn_table, cut, list(intensity_runs), naive_table, train_runs)
     for path in compare_models:
         other = evaluate_model(path, scored_rows, run_names, reader_options=reader_options, batch_size=batch_size,
-                               name=os.path.splitext(os.path.basename(path))[0], mask=mask, file_masks=file_masks)
+                               name=os.path.splitext(os.path.basename(path))[0], mask=mask, file_masks=file_masks,
+                               geometry=geometry)
         ev.compare.append((path, other, table(scored_rows, other.predicted, run_names)))
     return ev
 
