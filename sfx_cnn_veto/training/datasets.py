@@ -270,9 +270,9 @@ def bragg_signal(frame: np.ndarray, *, k: float = 4.0) -> np.ndarray:
     """The Bragg spots of a hit's raw frame: what stands ``k`` noise scales above its smooth background.
 
     Pixels below that are 0 (the background and its photon speckle), and so
-    are isolated pixels (hot pixels, zingers: :func:`~sfx_cnn_veto.core.robust.despeckle_raw`).
+    are isolated pixels (hot pixels, zingers: :func:`~sfx_cnn_veto.core.normalize.despeckle_raw`).
     """
-    from sfx_cnn_veto.core.robust import despeckle_raw
+    from sfx_cnn_veto.core.normalize import despeckle_raw
 
     frame = np.asarray(frame, dtype=np.float32)
     med, scale = _noise_scale(frame)
