@@ -132,11 +132,15 @@ def noise_scale(frame: np.ndarray, *, good: np.ndarray | None = None,
     of them sit on the median (a photon-counting frame of mostly zeros, a flat
     frame), the MAD is 0 and ``sigma`` comes from the 90th or 99th percentile
     of the absolute deviation, or else the mean absolute deviation
-    (:func:`_spread`); if all are 0, the same over all the (good) pixels; if the frame has no spread at all, ``RELATIVE_FLOOR`` x |median|
-    (or 1 for an all-zero frame, which then normalizes to 0 whatever the
-    scale). No floor is absolute: ``noise_scale(k * frame)`` is ``k`` times
+    (:func:`_spread`); if all are 0, the same over all the (good) pixels; if
+    the frame has no spread at all, ``RELATIVE_FLOOR`` x |median| (or 1 for an
+    all-zero frame, which then normalizes to 0 whatever the scale).
+
+    No floor is absolute: ``noise_scale(k * frame)`` is ``k`` times
     ``noise_scale(frame)`` for any ``k > 0``, so ADU and photon units give the
-    same normalized frame.
+    same normalized frame. (The old ``max(1.4826 MAD, 1.0)`` floored the scale
+    at 1 ADU: never active on the simulated ADU frames the shipped model was
+    trained on, where 1.4826 MAD >= 2.97, but active on photon-unit frames.)
 
     Parameters
     ----------
@@ -213,7 +217,10 @@ def despeckle_raw(frame: np.ndarray) -> np.ndarray:
 
 
 def _finite_filled(frame: np.ndarray) -> np.ndarray:
-    """Float32 frame whose non-finite pixels hold the median of the others, so they neither spread nor count as spots."""
+    """The float32 frame with its non-finite pixels set to the median of the others.
+
+    So they neither spread (:func:`despeckle_raw`) nor count as spots.
+    """
     frame, good = _finite(frame)
     if good is not None:
         frame = np.where(good, frame, np.float32(np.median(frame[good]))).astype(np.float32)
