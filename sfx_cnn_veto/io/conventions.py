@@ -73,6 +73,11 @@ def own_beam_center(path: str) -> tuple[float, float] | None:
     -------
     (float, float) or None
         ``(row, col)``: see the module docstring for the conversion and its sources.
+
+    Raises
+    ------
+    FrameReadError
+        If the file cannot be read (its frames could not be either).
     """
     path = os.fspath(path)
     name = path.lower()
