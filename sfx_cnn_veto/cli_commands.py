@@ -21,7 +21,8 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-x", "--prefix", default=None,
                         help="prefix for file names in lists, as indexamajig's -x")
     parser.add_argument("--dataset", default=None,
-                        help="HDF5 data set of the frames (default: /entry_1/data_1/data, /data/data, /entry/data/data)")
+                        help="HDF5 data set of the frames (default: /entry_1/data_1/data, /data/data, /entry/data/data, "
+                             "or an EIGER master's /entry/data/data_000001, data_000002 ... as one stack)")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

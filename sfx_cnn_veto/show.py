@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from sfx_cnn_veto.core.crop import DEFAULT_CROP, crop_region
+from sfx_cnn_veto.core.normalize import noise_scale
 
 
 def display_scale(frame: np.ndarray) -> np.ndarray:
@@ -22,8 +23,7 @@ def display_scale(frame: np.ndarray) -> np.ndarray:
     frame = np.asarray(frame, dtype=np.float32)
     finite = np.isfinite(frame)
     values = frame[finite][::7] if finite.any() else np.zeros(1, np.float32)
-    base = float(np.median(values))
-    sigma = 1.4826 * float(np.median(np.abs(values - base)))
+    base, sigma = (float(v) for v in noise_scale(values, subsample=1))
     floor = base + 2.0 * sigma
     return np.log10(1.0 + np.clip(np.where(finite, frame, base) - floor, 0.0, None))
 

@@ -10,7 +10,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from sfx_cnn_veto import manager  # noqa: E402
-from sfx_cnn_veto.core.robust import despeckle_raw, despike, despike_raw, flops_estimate  # noqa: E402
+from sfx_cnn_veto.core.architectures import flops_estimate  # noqa: E402
+from sfx_cnn_veto.core.normalize import despeckle_raw, despike, despike_raw  # noqa: E402
 
 
 def _noisy(shape=(60, 60), seed=0):

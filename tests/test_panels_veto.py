@@ -130,3 +130,29 @@ def test_integer_gap_and_bad_pixel_values_read_as_masked_pixels(dtype, gap):
     want = masked.score(frames)
     assert np.allclose(got, want, atol=1e-6), (got, want)
     assert not np.allclose(veto.score(frames), got, atol=1e-3)  # the holes matter, so the test can fail
+
+
+def test_a_cbf_frames_beam_xy_is_the_default_crop_centre(tmp_path):
+    """A PILATUS CBF of another size than the model's frames: its header's Beam_xy places the crop."""
+    fabio = pytest.importorskip("fabio")
+    from sfx_cnn_veto.io.store import FrameStore, iter_events
+
+    frames, _ = spot_frames(1, (700, 700), seed=8, hits=[True])
+    big = np.full((1000, 900), 10, dtype=np.int32)
+    big[200:900, 150:850] = np.round(frames[0]).astype(np.int32)  # the beam at (550, 500)
+    big[:, 480:487] = -1  # a PILATUS module gap through the crop
+    image = fabio.cbfimage.CbfImage(data=big)
+    image.header["_array_data.header_convention"] = "PILATUS_1.2"
+    image.header["_array_data.header_contents"] = "# Beam_xy (500.00, 550.00) pixels\r\n# Wavelength 1.0 A\r\n"
+    image.write(str(tmp_path / "f.cbf"))
+    veto = Veto.load(default_model_path(), backend="keras")
+    with FrameStore() as store:
+        [(ref, decision)] = list(veto.stream_events(iter_events([str(tmp_path / "f.cbf")], store), store))
+    gap = np.zeros((700, 700), dtype=bool)
+    gap[:, 480 - 150:487 - 150] = True
+    want = Veto.load(default_model_path(), backend="keras", mask=~gap).score(np.round(frames).astype(np.int32))
+    assert decision.ok and abs(decision.score - want[0]) < 1e-5
+    with FrameStore() as store:  # the same frame cropped at the frame centre scores otherwise
+        off = Veto.load(default_model_path(), backend="keras", center=(500.0, 450.0))
+        [(_, other)] = list(off.stream_events(iter_events([str(tmp_path / "f.cbf")], store), store))
+    assert abs(other.score - decision.score) > 1e-3

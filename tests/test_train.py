@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from sfx_cnn_veto.core.robust import despeckle, despeckle_raw
+from sfx_cnn_veto.core.normalize import despeckle, despeckle_raw
 from sfx_cnn_veto.training import metrics as M
 from sfx_cnn_veto.training.datasets import Augmentation, CropSet, augment_one, holdout_split
 from sfx_cnn_veto.training.labels import LabelRow, write_labels

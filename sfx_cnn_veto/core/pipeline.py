@@ -37,6 +37,8 @@ from sfx_cnn_veto.io.geometry import Geometry, read_geometry
 from sfx_cnn_veto.io.masks import CropMask
 
 DEFAULT_BATCH = 64
+#: Per-file masks kept in memory (files are read in order: the current one and a few behind it).
+FILE_MASKS_KEPT = 4
 
 
 @dataclass(frozen=True)
@@ -272,6 +274,7 @@ class Veto:
                           stacklevel=2)
         self.file_masks = bool(file_masks)
         self._file_mask_cache: dict[tuple[str, tuple[int, int]], np.ndarray | None] = {}
+        self._file_centers: dict[str, tuple[float, float] | None] = {}
         if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
             raise ConfigError(f"threshold: expected a number in [0, 1], got {threshold}")
         self.threshold = float(self.metadata.threshold if threshold is None else threshold)
@@ -349,6 +352,8 @@ class Veto:
         if key not in self._file_mask_cache:
             from sfx_cnn_veto.io.masks import own_mask
 
+            while len(self._file_mask_cache) >= FILE_MASKS_KEPT:  # a long list must not grow memory
+                self._file_mask_cache.pop(next(iter(self._file_mask_cache)))
             self._file_mask_cache[key] = own_mask(key[0], key[1])
         return self._file_mask_cache[key]
 
@@ -418,10 +423,25 @@ class Veto:
     def event_crop_map(self, store: Any, ref: Any) -> CropMap:
         """The crop map of an event of a file: the geometry's, or the rectangle around the beam."""
         shape = tuple(store.frame_shape(ref))
+        center = None
         if self.preprocess.geometry is None:
             check_single_panel(shape, source=str(ref))
             self.metadata.check_frame_shape(shape, source=str(ref))
-        return self.preprocess.crop_map(shape, data_file=ref.file)
+            center = self.file_center(ref.file)
+        return self.preprocess.crop_map(shape, center=center, data_file=ref.file)
+
+    def file_center(self, path: str) -> tuple[float, float] | None:
+        """A file's own beam centre (CBF ``Beam_xy``, NeXus ``beam_center_x/y``), used when the veto was
+        given neither a geometry nor a centre; None otherwise. Read once per file."""
+        if self.preprocess.center is not None or self.preprocess.geometry is not None:
+            return None
+        if path not in self._file_centers:
+            from sfx_cnn_veto.io.conventions import own_beam_center
+
+            if len(self._file_centers) >= 1024:
+                self._file_centers.pop(next(iter(self._file_centers)))
+            self._file_centers[path] = own_beam_center(str(path))
+        return self._file_centers[path]
 
     def stream_events(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sfx_cnn_veto import hookimpl
-from sfx_cnn_veto.core import architectures, crop, normalize, robust
+from sfx_cnn_veto.core import architectures, crop, normalize
 from sfx_cnn_veto.types import ArchitectureSpec, BackendSpec, StepSpec
 
 
@@ -14,9 +14,9 @@ def sfxveto_preprocessing_steps():
         StepSpec("normalize", "standardize", normalize.standardize, "per-frame (x - mean) / std (the paper's)"),
         StepSpec("normalize", "robust", normalize.robust, "signed log of (x - median) / (1.4826 MAD): gain/background robust"),
         StepSpec("normalize", "none", normalize.none, "float32 cast only"),
-        StepSpec("normalize", "despeckle", robust.despeckle,
+        StepSpec("normalize", "despeckle", normalize.despeckle,
                  "isolated-pixel removal (hot pixels, zingers), then robust: the default pipeline's"),
-        StepSpec("normalize", "despike", robust.despike,
+        StepSpec("normalize", "despike", normalize.despike,
                  "removal of pixels > k (20) noise scales above all 8 neighbours only (weak 1-px spots kept), "
                  "then robust"),
     ]
@@ -34,14 +34,14 @@ def sfxveto_architectures():
         ),
         ArchitectureSpec(
             name="veto",
-            build=robust.build_veto_model,
+            build=architectures.build_veto_model,
             input_shape=(350, 350, 1),
             description="default: early max-pooling, 3 small convs, global max+avg pooling (translation invariant)",
             default_normalize="despeckle",
         ),
         ArchitectureSpec(
             name="veto_fr",
-            build=robust.build_veto_fr_model,
+            build=architectures.build_veto_fr_model,
             input_shape=(350, 350, 1),
             description="veto with a full-resolution 3x3 convolution (4 filters) before the first max-pooling",
             default_normalize="despeckle",

@@ -17,8 +17,12 @@ from sfx_cnn_veto.errors import FrameReadError
 from sfx_cnn_veto.io.base import FrameSource, Region
 from sfx_cnn_veto.io.events import EventRef, event_for_index
 
+#: EIGER master files link their frames in blocks ``/entry/data/data_000001``, ``data_000002`` ...
+#: (external links to the data files); found by default, the blocks are read as one stack (:class:`Blocks`).
+EIGER_FIRST_BLOCK = "/entry/data/data_000001"
+
 #: Tried in order when no dataset is configured.
-DEFAULT_DATASETS = ("/entry_1/data_1/data", "/data/data", "/entry/data/data")
+DEFAULT_DATASETS = ("/entry_1/data_1/data", "/data/data", "/entry/data/data", EIGER_FIRST_BLOCK)
 
 #: A crop is read as the block of whole rows it spans (one contiguous read
 #: per chunk), then cut in memory, when that block is at most this many bytes.
@@ -49,6 +53,56 @@ def _open(h5py: Any, path: str) -> Any:
         if "already open for write" not in str(exc):
             raise
         return h5py.File(path, "r", locking=False, swmr=True)
+
+
+class Blocks:
+    """Consecutive 3-D data sets of one frame shape (an EIGER master's ``data_000001``, ``data_000002`` ...)
+    read as one stack: ``shape``, ``ndim``, ``dtype`` and ``[index, rows, cols]`` with an integer ``index``.
+
+    A block whose data file is not there (yet) ends the stack: a run still
+    being written shows the frames of the blocks already written.
+    """
+
+    def __init__(self, group: Any, first: str = "data_000001") -> None:
+        prefix, digits = first.rsplit("_", 1)
+        self.datasets = []
+        number = int(digits)
+        while True:
+            name = f"{prefix}_{number:0{len(digits)}d}"
+            try:
+                node = group[name] if name in group else None
+            except (KeyError, OSError):  # an external link to a file not there
+                node = None
+            if node is None:
+                break
+            if node.ndim != 3 or (self.datasets and node.shape[1:] != self.datasets[0].shape[1:]):
+                shape = self.datasets[0].shape[1:] if self.datasets else "(N, H, W)"
+                raise FrameReadError(f"{group.file.filename}:{group.name}/{name}: shape {node.shape}, "
+                                     f"expected a stack of {shape} frames like the blocks before it")
+            self.datasets.append(node)
+            number += 1
+        if not self.datasets:
+            raise FrameReadError(f"{group.file.filename}:{group.name}/{first}: the data file it links to is not there")
+        self.starts = np.cumsum([0] + [int(d.shape[0]) for d in self.datasets])
+        first_ds = self.datasets[0]
+        self.shape = (int(self.starts[-1]),) + tuple(first_ds.shape[1:])
+        self.ndim = 3
+        self.dtype = first_ds.dtype
+
+    def __getitem__(self, selection: tuple) -> np.ndarray:
+        index = int(selection[0])
+        if not 0 <= index < self.shape[0]:
+            raise IndexError(f"frame {index} out of range ({self.shape[0]} frames)")
+        block = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return self.datasets[block][(index - int(self.starts[block]),) + tuple(selection[1:])]
+
+
+def _dataset(handle: Any, path: str, *, blocks: bool) -> Any:
+    """``handle[path]``; EIGER's first block with ``blocks``: all the blocks (:class:`Blocks`)."""
+    if blocks and path == EIGER_FIRST_BLOCK:
+        group, _, first = path.rpartition("/")
+        return Blocks(handle[group], first)
+    return handle[path]
 
 
 class HDF5Source(FrameSource):
@@ -85,7 +139,12 @@ class HDF5Source(FrameSource):
                 f"{path}: no data set {' or '.join(candidates)} in the file"
                 + ("" if wanted else "; name one with --dataset")
             )
-        self._ds = self._file[self.dataset_path]
+        self._blocks = not wanted
+        try:
+            self._ds = _dataset(self._file, self.dataset_path, blocks=self._blocks)
+        except FrameReadError:
+            self._file.close()
+            raise
         if self._ds.ndim not in (2, 3, 4):
             shape = self._ds.shape
             self._file.close()
@@ -105,7 +164,7 @@ class HDF5Source(FrameSource):
         self._file.close()
         try:
             self._file = _open(h5py, self.path)
-            self._ds = self._file[self.dataset_path]
+            self._ds = _dataset(self._file, self.dataset_path, blocks=self._blocks)
         except Exception as exc:  # noqa: BLE001
             raise FrameReadError(f"{self.path}: cannot reopen growing file ({exc})") from exc
 

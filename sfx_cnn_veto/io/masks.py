@@ -1,4 +1,4 @@
-"""Bad-pixel masks: a CrystFEL geometry's, a CXI file's own, or a mask file; all as good-pixel booleans.
+"""Bad-pixel masks: a CrystFEL geometry's, a CXI or NeXus file's own, or a mask file; all as good-pixel booleans.
 
 The labeller gives them to peakfinder8; the veto gives the bad pixels of its
 crop the crop's background level before normalization (:func:`fill_masked`),
@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from sfx_cnn_veto.errors import ConfigError
+from sfx_cnn_veto.io.conventions import NEXUS_PIXEL_MASK
 
 # Files are opened with locking=False, as the frame readers open them (sfx_cnn_veto.io.hdf5):
 # HDF5 refuses a second handle on an open file with other locking flags.
@@ -62,30 +63,37 @@ def geom_mask(geom: Any, data_file: str, frame_shape: tuple[int, ...]) -> np.nda
 
 #: Where CXI files keep a detector mask; CXI convention: nonzero = bad pixel.
 CXI_MASKS = ("/entry_1/data_1/mask", "/entry_1/instrument_1/detector_1/mask")
+#: A data file's own masks, tried in order: CXI's, then NeXus/EIGER's ``pixel_mask``; all nonzero = bad.
+OWN_MASKS = CXI_MASKS + (NEXUS_PIXEL_MASK,)
 
 
 def cxi_mask(data_file: str, frame_shape: tuple[int, int]) -> np.ndarray | None:
-    """Good-pixel mask from a CXI file's own mask (nonzero = bad, the CXI convention)."""
+    """Good-pixel mask from an HDF5 file's own mask (:data:`OWN_MASKS`; nonzero = bad, CXI and NeXus alike).
+
+    A per-frame mask stack ``(N, H, W)`` gives its first frame, and only that
+    frame is read.
+    """
     import h5py
     import hdf5plugin  # noqa: F401 - filters for compressed masks
 
     try:
         with h5py.File(data_file, "r", locking=False) as handle:
-            for name in CXI_MASKS:
-                if name in handle:
-                    raw = np.asarray(handle[name])
-                    if raw.ndim == 3:
-                        raw = raw[0]
-                    if raw.shape == tuple(frame_shape):
-                        return raw == 0
+            for name in OWN_MASKS:
+                if name not in handle:
+                    continue
+                node = handle[name]
+                if node.ndim not in (2, 3) or tuple(node.shape[-2:]) != tuple(frame_shape):
+                    continue
+                raw = node[0] if node.ndim == 3 else node[()]
+                return np.asarray(raw) == 0
     except OSError:
         return None
     return None
 
 
 def own_mask(data_file: str, frame_shape: tuple[int, int]) -> np.ndarray | None:
-    """A data file's own good-pixel mask: the CXI one of an HDF5 file, None for other formats."""
-    if not str(data_file).endswith((".cxi", ".h5", ".hdf5", ".nxs")):
+    """A data file's own good-pixel mask: the CXI or NeXus one of an HDF5 file, None for other formats."""
+    if not str(data_file).endswith((".cxi", ".h5", ".hdf5", ".nxs", ".nx5")):
         return None
     return cxi_mask(str(data_file), frame_shape)
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from sfx_cnn_veto import manager
 from sfx_cnn_veto.core.crop import crop_region
+from sfx_cnn_veto.core.normalize import despeckle_raw, noise_scale
 from sfx_cnn_veto.errors import ConfigError, FrameReadError, VetoError
 from sfx_cnn_veto.io.events import EventRef
 from sfx_cnn_veto.io.masks import fill_masked
@@ -254,10 +255,9 @@ def _smooth_background(frame: np.ndarray, med: float, scale: float, block: int =
 
 
 def _noise_scale(frame: np.ndarray) -> tuple[float, float]:
-    """``(median, 1.4826 MAD)`` of every 4th row and column (the scale 1 when the MAD is 0)."""
-    sample = frame[::4, ::4]
-    med = float(np.median(sample))
-    return med, float(np.median(np.abs(sample - med))) * 1.4826 or 1.0
+    """``(median, sigma)`` of every 4th row and column, as the normalization estimates them (:func:`noise_scale`)."""
+    med, scale = noise_scale(frame)
+    return float(med), float(scale)
 
 
 #: One photon, in units of a frame's robust noise scale, where no photon size is known: the
@@ -270,10 +270,8 @@ def bragg_signal(frame: np.ndarray, *, k: float = 4.0) -> np.ndarray:
     """The Bragg spots of a hit's raw frame: what stands ``k`` noise scales above its smooth background.
 
     Pixels below that are 0 (the background and its photon speckle), and so
-    are isolated pixels (hot pixels, zingers: :func:`~sfx_cnn_veto.core.robust.despeckle_raw`).
+    are isolated pixels (hot pixels, zingers: :func:`~sfx_cnn_veto.core.normalize.despeckle_raw`).
     """
-    from sfx_cnn_veto.core.robust import despeckle_raw
-
     frame = np.asarray(frame, dtype=np.float32)
     med, scale = _noise_scale(frame)
     above = frame - _smooth_background(frame, med, scale)
