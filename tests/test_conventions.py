@@ -13,7 +13,7 @@ import pytest
 from sfx_cnn_veto.io.conventions import NEXUS_PIXEL_MASK, own_beam_center
 from sfx_cnn_veto.io.hdf5 import HDF5Source
 from sfx_cnn_veto.io.masks import cxi_mask, own_mask
-from sfx_cnn_veto.training.labels import read_geom
+from sfx_cnn_veto.io.geometry import read_geometry
 
 from _real import REAL
 
@@ -79,10 +79,8 @@ def test_cbf_beam_xy_agrees_with_the_real_pilatus_geometry(tmp_path):
     first pixel relative to the beam (in pixels), so the beam lies at
     ``(min_ss - corner_y, min_fs - corner_x)`` in this package's convention.
     """
-    geom = read_geom(str(REAL / "geometry" / "pilatus.geom"))
-    assert (geom["0/fs"], geom["0/ss"]) == ("+1.000000x +0.000000y", "+0.000000x +1.000000y")
-    shape = (int(geom["0/max_ss"]) + 1, int(geom["0/max_fs"]) + 1)
-    beam = (float(geom["0/min_ss"]) - float(geom["0/corner_y"]), float(geom["0/min_fs"]) - float(geom["0/corner_x"]))
+    geom = read_geometry(str(REAL / "geometry" / "pilatus.geom"))
+    shape, beam = geom.frame_shape, geom.beam_center()
     assert shape == (2527, 2463) and beam == (1240.0, 1257.0)
     path = write_cbf(tmp_path / "p6m.cbf", pilatus_frame(shape), ["# Beam_xy (1257.00, 1240.00) pixels"])
     assert fabio.open(str(path)).data.shape == shape
