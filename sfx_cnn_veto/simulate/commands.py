@@ -27,6 +27,11 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compression", choices=("lz4", "gzip", "none"), default="lz4",
                         help="HDF5 compression of the frames: lz4 (bitshuffle, via hdf5plugin; default), "
                              "gzip (readable everywhere, slower) or none")
+    parser.add_argument("--layout", default="assembled", metavar="{assembled,eight-panel,cspad,jungfrau4m,FILE.geom}",
+                        help="how frames are written: assembled (default, one panel), or as the raw slab of a "
+                             "multi-panel detector with its geometry as RUN.geom: eight-panel (4 turned), cspad "
+                             "(64 ASICs), jungfrau4m (8 modules of 512x1024; --size 2100x2100 covers them), or the "
+                             "panels of a CrystFEL .geom file the frames cover")
 
 
 def load_config(value: str | None):
@@ -71,7 +76,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
             dataclasses.replace(r, detector=dataclasses.replace(r.detector, shape=shape)) for r in experiment.runs))
     start = time.perf_counter()
     written = write_experiment(args.outdir, experiment, seed=args.seed, n_frames=args.frames,
-                               compression=args.compression,
+                               compression=args.compression, layout=args.layout,
                                progress_factory=lambda total, desc: progress(total=total, desc=f"simulate {desc}"))
     elapsed = time.perf_counter() - start
     total = sum(files.n_frames for files in written)
