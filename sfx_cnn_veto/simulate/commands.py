@@ -109,6 +109,9 @@ def _configure_show(parser: argparse.ArgumentParser) -> None:
                         help="output picture (default: <file stem>_<N>.png in the current directory)")
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
     parser.add_argument("--crop", default="350x350", help="crop to outline when no model is given (default 350x350)")
+    parser.add_argument("--geometry", "-g", default=None, metavar="FILE.geom",
+                        help="CrystFEL geometry of a multi-panel detector: the frame is its raw slab; the picture "
+                             "shows it assembled, the crop outlined around the beam")
 
 
 def _run_show(args: argparse.Namespace) -> int:
@@ -117,7 +120,7 @@ def _run_show(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.io.events import EventRef
     from sfx_cnn_veto.io.lst import read_lst, resolve_path
     from sfx_cnn_veto.io.store import FrameStore
-    from sfx_cnn_veto.show import render_frame, truth_for
+    from sfx_cnn_veto.show import render_frame, render_slab, truth_for
 
     event = args.event
     if event is not None and not event.startswith("//"):
@@ -141,10 +144,16 @@ def _run_show(args: argparse.Namespace) -> int:
     decision = None
     crop_shape = _parse_crop(args.crop)
     crop_center = None
+    geometry = None
+    if args.geometry:
+        from sfx_cnn_veto.io.geometry import read_geometry
+
+        geometry = read_geometry(args.geometry)
+        geometry.check_frame(frame.shape, source=ref.file)
     if args.model:
         from sfx_cnn_veto.core.pipeline import Veto
 
-        veto = Veto.load(args.model, threshold=args.threshold, batch_size=1)
+        veto = Veto.load(args.model, threshold=args.threshold, batch_size=1, geometry=geometry)
         decision = veto.decide([frame])[0]
         crop_shape = veto.crop_shape
         crop_center = veto.metadata.crop_center
@@ -152,8 +161,11 @@ def _run_show(args: argparse.Namespace) -> int:
     index = ref.index if ref.event is not None else 0
     png = args.png or f"{os.path.splitext(os.path.basename(ref.file))[0]}_{index}.png"
     title = f"{os.path.basename(ref.file)} {ref.event or ''}".strip()
-    render_frame(frame, png, crop_shape=crop_shape, crop_center=crop_center, title=title,
-                 decision=decision, truth=truth)
+    if geometry is not None:
+        render_slab(frame, geometry, png, crop_shape=crop_shape, title=title, decision=decision, truth=truth)
+    else:
+        render_frame(frame, png, crop_shape=crop_shape, crop_center=crop_center, title=title,
+                     decision=decision, truth=truth)
     summary = f"{title}: "
     if decision is not None:
         summary += (f"kept as hit (undecided: {decision.error})" if decision.error

@@ -357,6 +357,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                         help="start from this model (fine-tuning); keeps its architecture and preprocessing")
     parser.add_argument("--crop", default=None, metavar="H,W", help="crop shape (default: the architecture's)")
     parser.add_argument("--center", default=None, metavar="ROW,COL", help="crop centre (default: frame centre)")
+    parser.add_argument("--geometry", "-g", default=None, metavar="FILE.geom",
+                        help="CrystFEL geometry of the detector: the frames are its raw slabs and the crop is taken "
+                             "around its beam, gaps between panels masked (not with --center)")
     parser.add_argument("--max-per-run", type=int, default=None,
                         help="use at most this many labelled events per run (reproducible subset)")
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
@@ -390,7 +393,7 @@ def run_train(args: argparse.Namespace) -> int:
         augment=args.augment, margin=args.margin, holdout=args.holdout,
         target_sensitivity=args.target_sensitivity, min_specificity=args.min_specificity,
         init_model=args.init_model, crop_shape=crop,
-        crop_center=_center(args.center), max_per_run=args.max_per_run,
+        crop_center=_center(args.center), geometry=args.geometry, max_per_run=args.max_per_run,
         reader_options={"dataset": args.dataset} if args.dataset else {},
         use_mask=False if args.no_mask else (True if args.mask else None), mask=args.mask,
         threads=args.threads if args.threads and args.threads > 0 else None,
