@@ -217,6 +217,8 @@ def test_train_on_a_slab_run_records_the_detector(runs, tmp_path):
     assert detector["frame_shapes"] == [list(read_geometry(str(geom_path)).frame_shape)]
     assert detector["geometry"] == f"{RUN}.geom" and detector["panels"] == 8
     assert meta.crop_center is None
+    assert main(["train", "--labels", str(labels), "-o", str(tmp_path / "x.keras"), "--geometry", str(geom_path),
+                 "--center", "200,200"]) == 1
 
 
 # ---------------------------------------------------------------------------
