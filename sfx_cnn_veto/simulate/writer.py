@@ -115,22 +115,7 @@ def write_run(
         own_mask = sim.detector.mask if slabs is None else slabs.slab_mask(sim.detector.mask, MASK_GAP)
         mask = data_1.create_dataset("mask", data=own_mask)
         mask.attrs["convention"] = "CXI: 0 = good pixel; bit 1 = panel gap, bit 2 = beamstop shadow, bit 4 = hot/cold pixel known from a dark run"
-        inst = entry.create_group("instrument_1")
-        det_g = inst.create_group("detector_1")
-        det_g["data"] = data                               # hard links, as CXI files have
-        det_g["mask"] = mask
-        for name, value, unit in _detector_values(run, slabs is None):
-            det_g.create_dataset(name, data=value).attrs["units"] = unit
-        if slabs is not None:
-            det_g.attrs["layout"] = f"raw slab of {slabs.geometry.source} ({len(slabs.geometry.panels)} panels): " \
-                                    "read it with the geometry written beside the run"
-        source = inst.create_group("source_1")
-        source.create_dataset("energy", data=run.beam.photon_energy_ev * ELECTRON_VOLT_J).attrs["units"] = "J"
-        source.create_dataset("photon_energy_ev", data=run.beam.photon_energy_ev).attrs["units"] = "eV"
-        source.create_dataset("wavelength", data=run.beam.wavelength_a * 1e-10).attrs["units"] = "m"
-        meta = entry.create_group("sfx_cnn_veto")
-        meta.create_dataset("run_config", data=json.dumps(run.to_dict(), sort_keys=True))
-        meta.create_dataset("seed", data=np.int64(seed))
+        _write_instrument(entry, data, mask, run, seed, slabs)
         for index in range(n_frames):
             frame, truth = sim.frame(index)
             data[index] = frame if slabs is None else slabs.slab(frame)
@@ -150,6 +135,26 @@ def write_run(
         for truth in truths:
             writer.writerow([paths.cxi, f"//{truth['event']}", run.name] + [truth[k] for k in fields[3:]])
     return paths
+
+
+def _write_instrument(entry, data, mask, run: RunConfig, seed: int, slabs: SlabLayout | None) -> None:
+    """The CXI file's ``instrument_1`` (detector and source values) and the run's configuration."""
+    inst = entry.create_group("instrument_1")
+    det_g = inst.create_group("detector_1")
+    det_g["data"] = data                               # hard links, as CXI files have
+    det_g["mask"] = mask
+    for name, value, unit in _detector_values(run, slabs is None):
+        det_g.create_dataset(name, data=value).attrs["units"] = unit
+    if slabs is not None:
+        det_g.attrs["layout"] = (f"raw slab of {slabs.geometry.source} ({len(slabs.geometry.panels)} panels): "
+                                 "read it with the geometry written beside the run")
+    source = inst.create_group("source_1")
+    source.create_dataset("energy", data=run.beam.photon_energy_ev * ELECTRON_VOLT_J).attrs["units"] = "J"
+    source.create_dataset("photon_energy_ev", data=run.beam.photon_energy_ev).attrs["units"] = "eV"
+    source.create_dataset("wavelength", data=run.beam.wavelength_a * 1e-10).attrs["units"] = "m"
+    meta = entry.create_group("sfx_cnn_veto")
+    meta.create_dataset("run_config", data=json.dumps(run.to_dict(), sort_keys=True))
+    meta.create_dataset("seed", data=np.int64(seed))
 
 
 def _detector_values(run: RunConfig, assembled: bool) -> list[tuple[str, float, str]]:
