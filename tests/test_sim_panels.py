@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
+import re
 from pathlib import Path
 
 import h5py
@@ -196,7 +196,7 @@ def test_read_crops_through_the_geometry_match_the_assembled_crops(runs, tmp_pat
     assert np.array_equal(slab.crops, asm.crops)  # same pixels, same gaps filled with the same background
 
 
-def test_train_on_a_slab_run_records_the_detector(runs, tmp_path):
+def test_train_on_a_slab_run_records_the_detector(runs, tmp_path, capsys):
     from sfx_cnn_veto.core.model import VetoModel
 
     truth = list(csv.DictReader(open(runs["eight-panel"] / f"{RUN}.truth.csv")))
@@ -219,6 +219,11 @@ def test_train_on_a_slab_run_records_the_detector(runs, tmp_path):
     assert meta.crop_center is None
     assert main(["train", "--labels", str(labels), "-o", str(tmp_path / "x.keras"), "--geometry", str(geom_path),
                  "--center", "200,200"]) == 1
+    # the model scores the slab through the geometry in show
+    png = tmp_path / "scored.png"
+    assert main(["show", str(runs["eight-panel"] / f"{RUN}.lst"), "//1", "-m", str(model),
+                 "--geometry", str(geom_path), "--png", str(png)]) == 0
+    assert re.search(r"(hit|miss) \(score [0-9.]+\)", capsys.readouterr().out) and png.stat().st_size > 10_000
 
 
 # ---------------------------------------------------------------------------

@@ -154,7 +154,11 @@ def _run_show(args: argparse.Namespace) -> int:
         from sfx_cnn_veto.core.pipeline import Veto
 
         veto = Veto.load(args.model, threshold=args.threshold, batch_size=1, geometry=geometry)
-        decision = veto.decide([frame])[0]
+        if geometry is None:
+            decision = veto.decide([frame])[0]
+        else:  # as `score` decides it: the geometry's mask may live in the event's file
+            with FrameStore(reader_options(args)) as store:
+                decision = next(iter(veto.stream_events([(ref, None)], store)))[1]
         crop_shape = veto.crop_shape
         crop_center = veto.metadata.crop_center
     truth = truth_for(ref.file, ref.event)
