@@ -38,6 +38,7 @@ def render_frame(
     decision: Any = None,
     truth: Mapping[str, Any] | None = None,
     dpi: int = 80,
+    what: str = "frame",
 ) -> str:
     """Write a PNG of ``frame`` (left, with the crop outlined) and its crop (right).
 
@@ -49,6 +50,7 @@ def render_frame(
     title : first line of the title (e.g. ``"run90.cxi //3"``)
     decision : a :class:`~sfx_cnn_veto.core.pipeline.Decision`, shown with its score
     truth : a truth record (``crystal``, ``n_crystals``, ``n_spots`` ...), shown if given
+    what : the left panel's name (``"frame"``; :func:`render_slab` says how it was assembled)
     """
     import matplotlib
 
@@ -72,7 +74,7 @@ def render_frame(
     axes[0].add_patch(Rectangle((cols.start - 0.5, rows.start - 0.5), cols.stop - cols.start,
                                 rows.stop - rows.start, fill=False, edgecolor="cyan", linewidth=1.0))
     binning = f", {factor}x{factor} max-binned" if factor > 1 else ""
-    axes[0].set_title(f"frame {height}x{width} (log ADU above the noise floor{binning})", fontsize=10)
+    axes[0].set_title(f"{what} {height}x{width} (log ADU above the noise floor{binning})", fontsize=10)
     axes[1].imshow(crop, cmap="magma", vmin=0.0, vmax=vmax_crop, interpolation="nearest", origin="upper",
                    extent=(cols.start - 0.5, cols.stop - 0.5, rows.stop - 0.5, rows.start - 0.5))
     axes[1].set_title(f"crop {crop.shape[0]}x{crop.shape[1]} (what the network sees)", fontsize=10)
@@ -104,6 +106,18 @@ def render_frame(
     plt.close(fig)
     _to_palette(path)
     return path
+
+
+def render_slab(frame: np.ndarray, geometry, path: str, *, crop_shape: Sequence[int] = DEFAULT_CROP,
+                **kwargs: Any) -> str:
+    """Write a PNG of a raw slab ``frame`` assembled by its ``geometry`` (:func:`~sfx_cnn_veto.core.crop.assemble`,
+    gaps blank), the crop outlined around the beam, and the crop (what the network sees); as :func:`render_frame`.
+    """
+    from sfx_cnn_veto.core.crop import assemble
+
+    image, beam = assemble(frame, geometry)
+    what = f"assembled from {len(geometry.panels)} panel{'s' if len(geometry.panels) > 1 else ''}"
+    return render_frame(image, path, crop_shape=crop_shape, crop_center=beam, what=what, **kwargs)
 
 
 def _to_palette(path: str) -> None:

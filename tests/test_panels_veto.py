@@ -156,3 +156,29 @@ def test_a_cbf_frames_beam_xy_is_the_default_crop_centre(tmp_path):
         off = Veto.load(default_model_path(), backend="keras", center=(500.0, 450.0))
         [(_, other)] = list(off.stream_events(iter_events([str(tmp_path / "f.cbf")], store), store))
     assert abs(other.score - decision.score) > 1e-3
+
+
+def test_a_model_trained_on_raw_slabs_is_refused_without_the_geometry():
+    from dataclasses import replace
+
+    from sfx_cnn_veto.core.model import VetoModel
+
+    shipped = VetoModel.load(default_model_path())
+    training = dict(shipped.metadata.training, detector={"frame_shapes": [[694, 694]], "geometry": "slab.geom",
+                                                         "panels": 8})
+    slab_model = VetoModel(shipped.keras_model, replace(shipped.metadata, training=training))
+    with pytest.raises(ConfigError, match="8-panel detector.*slab.geom.*--geometry"):
+        Veto(slab_model, backend="keras")
+    Veto(slab_model, backend="keras", geometry=eight_panel_geometry((700, 700)))  # with it: fine
+
+
+def test_frames_in_memory_with_a_geometry_whose_mask_lives_in_each_data_file_are_decided(tmp_path):
+    """CrystFEL's 'mask = /entry_1/data_1/mask' with no mask_file: in memory, the caller's mask stands in."""
+    geom = eight_panel_geometry((700, 700))
+    write_geometry(str(tmp_path / "g.geom"), geom, header={"mask": "/entry_1/data_1/mask", "mask_bad": "0x1"})
+    frames, _ = spot_frames(2, (700, 700), seed=4, hits=[True, False])
+    slabs = np.stack([to_slab(f, geom) for f in frames])
+    veto = Veto.load(default_model_path(), backend="keras", geometry=str(tmp_path / "g.geom"))
+    with pytest.warns(UserWarning, match="read from each data file"):
+        decisions = veto.decide(slabs)
+    assert all(d.ok for d in decisions)

@@ -88,6 +88,12 @@ class Preprocessor:
         self.geometry = geometry
         if center is None and geometry is None:
             center = metadata.crop_center
+        trained = trained_detector(metadata)
+        if geometry is None and int(trained.get("panels") or 1) > 1:
+            raise ConfigError(
+                f"this model was trained on the raw slabs of a {trained['panels']}-panel detector (geometry "
+                f"{trained.get('geometry')}): give that detector's geometry (--geometry FILE.geom)"
+            )
         self.mapper = CropMapper(self.crop_shape, geometry=geometry, center=center)
         self._explicit_center = center is not None
         self._checked: set[tuple[int, ...]] = set()
@@ -166,17 +172,23 @@ class Preprocessor:
         return prepared
 
 
+def trained_detector(metadata: ModelMetadata) -> dict[str, Any]:
+    """What the model's training frames were: ``frame_shapes``, ``geometry`` (file name), ``panels``."""
+    return dict((metadata.training or {}).get("detector") or {})
+
+
 def check_trained_shape(metadata: ModelMetadata, frame_shape: tuple[int, ...]) -> None:
     """Refuse a frame, with no geometry and no beam centre given, whose shape is not the model's training frames'.
 
     Such a frame may be a raw multi-panel slab, whose centre is not the beam:
     cropping it silently would score the wrong pixels.
     """
-    trained = (metadata.training or {}).get("detector", {}).get("frame_shape")
-    if not trained or tuple(int(v) for v in trained) == tuple(frame_shape) or len(frame_shape) != 2:
+    shapes = [tuple(int(v) for v in shape) for shape in trained_detector(metadata).get("frame_shapes") or ()]
+    if not shapes or tuple(frame_shape) in shapes or len(frame_shape) != 2:
         return
+    trained = " or ".join(str(shape) for shape in shapes)
     raise ConfigError(
-        f"frame of shape {tuple(frame_shape)}, but this model was trained on {tuple(trained)} frames: a raw "
+        f"frame of shape {tuple(frame_shape)}, but this model was trained on {trained} frames: a raw "
         "multi-panel slab needs its geometry (--geometry FILE.geom); a single-panel frame of another detector needs "
         "its beam centre (--center ROW COL)"
     )

@@ -207,9 +207,10 @@ class Geometry:
             if panel.mask is not None:
                 dataset, mask_file, good_bits, bad_bits = panel.mask
                 path = mask_file or data_file
-                if path is None:
-                    raise ConfigError(f"geometry {self.source}: panel {panel.name} names mask {dataset} "
-                                      "but no mask_file, and there is no data file to read it from")
+                if path is None:  # frames given in memory: the caller passes their mask (Veto(mask=...))
+                    _warn_once(f"geometry {self.source}: panel masks ({dataset}) are read from each data file; "
+                               "frames given in memory get only the mask passed with them")
+                    continue
                 key = (dataset, path)
                 if key not in masks:
                     masks[key] = read_mask_dataset(path, dataset, shape)
@@ -253,6 +254,17 @@ class Geometry:
             return float(self.globals[key])
         except (KeyError, ValueError):
             return None
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(text: str) -> None:
+    import warnings
+
+    if text not in _WARNED:
+        _WARNED.add(text)
+        warnings.warn(text, stacklevel=3)
 
 
 # ---------------------------------------------------------------------------

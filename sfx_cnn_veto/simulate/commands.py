@@ -27,6 +27,11 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compression", choices=("lz4", "gzip", "none"), default="lz4",
                         help="HDF5 compression of the frames: lz4 (bitshuffle, via hdf5plugin; default), "
                              "gzip (readable everywhere, slower) or none")
+    parser.add_argument("--layout", default="assembled", metavar="{assembled,eight-panel,cspad,jungfrau4m,FILE.geom}",
+                        help="how frames are written: assembled (default, one panel), or as the raw slab of a "
+                             "multi-panel detector with its geometry as RUN.geom: eight-panel (4 turned), cspad "
+                             "(64 ASICs), jungfrau4m (8 modules of 512x1024; --size 2100x2100 covers them), or the "
+                             "panels of a CrystFEL .geom file the frames cover")
 
 
 def load_config(value: str | None):
@@ -71,7 +76,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
             dataclasses.replace(r, detector=dataclasses.replace(r.detector, shape=shape)) for r in experiment.runs))
     start = time.perf_counter()
     written = write_experiment(args.outdir, experiment, seed=args.seed, n_frames=args.frames,
-                               compression=args.compression,
+                               compression=args.compression, layout=args.layout,
                                progress_factory=lambda total, desc: progress(total=total, desc=f"simulate {desc}"))
     elapsed = time.perf_counter() - start
     total = sum(files.n_frames for files in written)
@@ -104,6 +109,9 @@ def _configure_show(parser: argparse.ArgumentParser) -> None:
                         help="output picture (default: <file stem>_<N>.png in the current directory)")
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
     parser.add_argument("--crop", default="350x350", help="crop to outline when no model is given (default 350x350)")
+    parser.add_argument("--geometry", "-g", default=None, metavar="FILE.geom",
+                        help="CrystFEL geometry of a multi-panel detector: the frame is its raw slab; the picture "
+                             "shows it assembled, the crop outlined around the beam")
 
 
 def _run_show(args: argparse.Namespace) -> int:
@@ -112,7 +120,7 @@ def _run_show(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.io.events import EventRef
     from sfx_cnn_veto.io.lst import read_lst, resolve_path
     from sfx_cnn_veto.io.store import FrameStore
-    from sfx_cnn_veto.show import render_frame, truth_for
+    from sfx_cnn_veto.show import render_frame, render_slab, truth_for
 
     event = args.event
     if event is not None and not event.startswith("//"):
@@ -136,19 +144,32 @@ def _run_show(args: argparse.Namespace) -> int:
     decision = None
     crop_shape = _parse_crop(args.crop)
     crop_center = None
+    geometry = None
+    if args.geometry:
+        from sfx_cnn_veto.io.geometry import read_geometry
+
+        geometry = read_geometry(args.geometry)
+        geometry.check_frame(frame.shape, source=ref.file)
     if args.model:
         from sfx_cnn_veto.core.pipeline import Veto
 
-        veto = Veto.load(args.model, threshold=args.threshold, batch_size=1)
-        decision = veto.decide([frame])[0]
+        veto = Veto.load(args.model, threshold=args.threshold, batch_size=1, geometry=geometry)
+        if geometry is None:
+            decision = veto.decide([frame])[0]
+        else:  # as `score` decides it: the geometry's mask may live in the event's file
+            with FrameStore(reader_options(args)) as store:
+                decision = next(iter(veto.stream_events([(ref, None)], store)))[1]
         crop_shape = veto.crop_shape
         crop_center = veto.metadata.crop_center
     truth = truth_for(ref.file, ref.event)
     index = ref.index if ref.event is not None else 0
     png = args.png or f"{os.path.splitext(os.path.basename(ref.file))[0]}_{index}.png"
     title = f"{os.path.basename(ref.file)} {ref.event or ''}".strip()
-    render_frame(frame, png, crop_shape=crop_shape, crop_center=crop_center, title=title,
-                 decision=decision, truth=truth)
+    if geometry is not None:
+        render_slab(frame, geometry, png, crop_shape=crop_shape, title=title, decision=decision, truth=truth)
+    else:
+        render_frame(frame, png, crop_shape=crop_shape, crop_center=crop_center, title=title,
+                     decision=decision, truth=truth)
     summary = f"{title}: "
     if decision is not None:
         summary += (f"kept as hit (undecided: {decision.error})" if decision.error

@@ -96,3 +96,45 @@ def assembled_good(geometry: Geometry, frame_shape: Sequence[int]) -> np.ndarray
     good = np.zeros((height, width), dtype=bool)
     good[rows[inside].astype(np.int64), cols[inside].astype(np.int64)] = True
     return good
+
+
+def cspad_like_geometry(frame_shape: Sequence[int] = (700, 700), *, gap: int = 2,
+                        res: float | None = None) -> Geometry:
+    """64 square ASICs in four quadrants of 4x4 over the assembled ``frame_shape`` (beam at its centre),
+    each quadrant turned by 0, 90, 180 or 270 degrees as CSPAD quadrants are, with ``gap``-pixel gaps.
+
+    The ASICs' side is ``min(frame_shape) // 8 - gap``; the raw slab is 8x8 ASICs (DAQ order: quadrant
+    by quadrant, column by column), every ASIC the same shape, tiling the slab without a gap.
+    """
+    cell = min(int(frame_shape[0]), int(frame_shape[1])) // 8
+    side = cell - gap
+    if side < 8:
+        raise ValueError(f"a CSPAD-like layout needs a frame of at least {8 * (8 + gap)} pixels, got {frame_shape}")
+    panels = []
+    for q, (qx, qy) in enumerate(((0, 0), (1, 0), (1, 1), (0, 1))):
+        for i in range(4):
+            for j in range(4):
+                box = (-4 * cell + (4 * qx + j) * cell + gap // 2, -4 * cell + (4 * qy + i) * cell + gap // 2)
+                n = 16 * q + 4 * i + j
+                origin = ((n % 8) * side, (n // 8) * side)
+                panels.append(rotated_panel(f"q{q}a{4 * i + j}", origin, (side, side), 90 * q, box, res=res))
+    return Geometry(tuple(panels), source=f"CSPAD-like 64 ASICs over {frame_shape[0]}x{frame_shape[1]}")
+
+
+#: A JUNGFRAU module: 512 slow-scan x 1024 fast-scan pixels.
+JUNGFRAU_MODULE = (512, 1024)
+
+
+def jungfrau4m_geometry(*, gap: int = 8, res: float | None = None) -> Geometry:
+    """A JUNGFRAU 4M: eight 512x1024 modules in two columns of four around the beam, the lower four
+    turned by 180 degrees, ``gap`` pixels apart; the raw slab stacks them, 4096x1024 (as psana's
+    ``(8, 512, 1024)`` flattened)."""
+    nss, nfs = JUNGFRAU_MODULE
+    panels = []
+    top = -(4 * nss + 3 * gap) // 2
+    for n in range(8):
+        column, row = n // 4, n % 4
+        box = (-nfs - gap // 2 if column == 0 else gap - gap // 2, top + row * (nss + gap))
+        turn = 180 if row >= 2 else 0
+        panels.append(rotated_panel(f"m{n}", (n * nss, 0), (nss, nfs), turn, box, res=res))
+    return Geometry(tuple(panels), source="JUNGFRAU 4M-like, 8 modules of 512x1024")

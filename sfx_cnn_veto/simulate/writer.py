@@ -11,7 +11,8 @@ Per run ``NAME`` in ``outdir``:
   and ``photon_energy_ev``); the run's configuration as JSON in
   ``/entry_1/sfx_cnn_veto/run_config``.
 * ``NAME.lst``: ``/abs/path/NAME.cxi //N`` for every frame (what indexamajig reads).
-* ``NAME.geom``: a CrystFEL geometry for the file (single panel, multi-event, mask).
+* ``NAME.geom``: a CrystFEL geometry for the file (single panel, multi-event, mask); with a
+  multi-panel ``layout`` the data set and the mask hold raw slabs and the geometry has the panels.
 * ``NAME.truth.csv``: ``file,event,run,crystal,n_crystals,strength,n_spots,...``.
 """
 
@@ -20,12 +21,16 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 
 from sfx_cnn_veto.errors import ConfigError
+from sfx_cnn_veto.io.geometry import format_geometry
+from sfx_cnn_veto.simulate.detector import MASK_GAP
+from sfx_cnn_veto.simulate.layouts import SlabLayout, slab_layout
 from sfx_cnn_veto.simulate.generate import TRUTH_FIELDS, RunSimulator
 from sfx_cnn_veto.simulate.runs import Experiment, RunConfig, dump_experiment
 
@@ -65,8 +70,14 @@ def write_run(
     *,
     compression: str = "lz4",
     progress: Optional[Callable[[int], None]] = None,
+    layout: str = "assembled",
 ) -> RunFiles:
     """Simulate ``n_frames`` frames of ``run`` with ``seed`` and write its four files.
+
+    ``layout`` (:mod:`sfx_cnn_veto.simulate.layouts`): ``assembled`` writes the frames as simulated,
+    with a one-panel geometry; ``eight-panel``, ``cspad``, ``jungfrau4m`` (or a ``.geom`` file) write
+    each frame as that detector's raw slab, the file's mask in slab layout, and the slab's geometry
+    as ``NAME.geom``. The truth is the same for every layout.
 
     ``progress(n)`` is called after each frame with the number of frames done
     (e.g. a tqdm bar's ``update``). The CXI file is written to ``NAME.cxi.part``
@@ -82,8 +93,13 @@ def write_run(
     paths = RunFiles(run=run.name, cxi=base + ".cxi", lst=base + ".lst", geom=base + ".geom",
                      truth=base + ".truth.csv", n_frames=int(n_frames))
     sim = RunSimulator(run, seed)
-    height, width = sim.detector.shape
     det = run.detector
+    slabs = slab_layout(layout, sim.detector.shape, run.beam_center, res=1.0 / (det.pixel_size_um * 1e-6))
+    if slabs is not None and slabs.outside > 0.01:
+        print(f"sfx-cnn-veto: warning: {run.name}: {slabs.outside:.0%} of the {layout} panels' pixels lie outside "
+              f"the simulated {det.shape[0]}x{det.shape[1]} frame; they read 0 and are masked (a larger --size "
+              "covers them)", file=sys.stderr)
+    height, width = sim.detector.shape if slabs is None else slabs.slab_shape
     part = paths.cxi + ".part"
     truths = []
     with h5py.File(part, "w", libver=("earliest", "v110")) as f:
@@ -96,32 +112,13 @@ def write_run(
                                      chunks=(1, height, width), **_compression_options(compression))
         data.attrs["units"] = "ADU"
         data.attrs["axes"] = "experiment_identifier:y:x"
-        mask = data_1.create_dataset("mask", data=sim.detector.mask)
+        own_mask = sim.detector.mask if slabs is None else slabs.slab_mask(sim.detector.mask, MASK_GAP)
+        mask = data_1.create_dataset("mask", data=own_mask)
         mask.attrs["convention"] = "CXI: 0 = good pixel; bit 1 = panel gap, bit 2 = beamstop shadow, bit 4 = hot/cold pixel known from a dark run"
-        inst = entry.create_group("instrument_1")
-        det_g = inst.create_group("detector_1")
-        det_g["data"] = data                               # hard links, as CXI files have
-        det_g["mask"] = mask
-        for name, value, unit in (
-            ("distance", det.distance_mm * 1e-3, "m"),
-            ("x_pixel_size", det.pixel_size_um * 1e-6, "m"),
-            ("y_pixel_size", det.pixel_size_um * 1e-6, "m"),
-            ("beam_center_x", run.beam_center[0], "pixel (fast scan, pixel centres at integers)"),
-            ("beam_center_y", run.beam_center[1], "pixel (slow scan, pixel centres at integers)"),
-            ("adu_per_photon", run.adu_per_photon, "ADU/photon"),
-            ("saturation", det.saturation_adu, "ADU"),
-        ):
-            det_g.create_dataset(name, data=value).attrs["units"] = unit
-        source = inst.create_group("source_1")
-        source.create_dataset("energy", data=run.beam.photon_energy_ev * ELECTRON_VOLT_J).attrs["units"] = "J"
-        source.create_dataset("photon_energy_ev", data=run.beam.photon_energy_ev).attrs["units"] = "eV"
-        source.create_dataset("wavelength", data=run.beam.wavelength_a * 1e-10).attrs["units"] = "m"
-        meta = entry.create_group("sfx_cnn_veto")
-        meta.create_dataset("run_config", data=json.dumps(run.to_dict(), sort_keys=True))
-        meta.create_dataset("seed", data=np.int64(seed))
+        _write_instrument(entry, data, mask, run, seed, slabs)
         for index in range(n_frames):
             frame, truth = sim.frame(index)
-            data[index] = frame
+            data[index] = frame if slabs is None else slabs.slab(frame)
             truths.append(truth)
             if progress is not None:
                 progress(1)
@@ -130,7 +127,7 @@ def write_run(
         for index in range(n_frames):
             handle.write(f"{paths.cxi} //{index}\n")
     with open(paths.geom, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(geometry_text(run))
+        handle.write(geometry_text(run) if slabs is None else slab_geometry_text(run, slabs))
     with open(paths.truth, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         fields = ["file", "event", "run"] + [k for k in TRUTH_FIELDS if k != "event"]
@@ -138,6 +135,63 @@ def write_run(
         for truth in truths:
             writer.writerow([paths.cxi, f"//{truth['event']}", run.name] + [truth[k] for k in fields[3:]])
     return paths
+
+
+def _write_instrument(entry, data, mask, run: RunConfig, seed: int, slabs: SlabLayout | None) -> None:
+    """The CXI file's ``instrument_1`` (detector and source values) and the run's configuration."""
+    inst = entry.create_group("instrument_1")
+    det_g = inst.create_group("detector_1")
+    det_g["data"] = data                               # hard links, as CXI files have
+    det_g["mask"] = mask
+    for name, value, unit in _detector_values(run, slabs is None):
+        det_g.create_dataset(name, data=value).attrs["units"] = unit
+    if slabs is not None:
+        det_g.attrs["layout"] = (f"raw slab of {slabs.geometry.source} ({len(slabs.geometry.panels)} panels): "
+                                 "read it with the geometry written beside the run")
+    source = inst.create_group("source_1")
+    source.create_dataset("energy", data=run.beam.photon_energy_ev * ELECTRON_VOLT_J).attrs["units"] = "J"
+    source.create_dataset("photon_energy_ev", data=run.beam.photon_energy_ev).attrs["units"] = "eV"
+    source.create_dataset("wavelength", data=run.beam.wavelength_a * 1e-10).attrs["units"] = "m"
+    meta = entry.create_group("sfx_cnn_veto")
+    meta.create_dataset("run_config", data=json.dumps(run.to_dict(), sort_keys=True))
+    meta.create_dataset("seed", data=np.int64(seed))
+
+
+def _detector_values(run: RunConfig, assembled: bool) -> list[tuple[str, float, str]]:
+    """The ``detector_1`` values of a run's CXI file (no beam centre in pixels for a raw slab: the geometry has it)."""
+    det = run.detector
+    values = [
+        ("distance", det.distance_mm * 1e-3, "m"),
+        ("x_pixel_size", det.pixel_size_um * 1e-6, "m"),
+        ("y_pixel_size", det.pixel_size_um * 1e-6, "m"),
+        ("beam_center_x", run.beam_center[0], "pixel (fast scan, pixel centres at integers)"),
+        ("beam_center_y", run.beam_center[1], "pixel (slow scan, pixel centres at integers)"),
+        ("adu_per_photon", run.adu_per_photon, "ADU/photon"),
+        ("saturation", det.saturation_adu, "ADU"),
+    ]
+    return values if assembled else [v for v in values if not v[0].startswith("beam_center")]
+
+
+def slab_geometry_text(run: RunConfig, slabs: SlabLayout) -> str:
+    """The CrystFEL geometry of a run written as raw slabs: the layout's panels, the run's beam, clen, mask."""
+    det = run.detector
+    header = {
+        "photon_energy": f"{run.beam.photon_energy_ev:g}",
+        "adu_per_photon": f"{run.adu_per_photon:g}",
+        "clen": f"{det.distance_mm * 1e-3:g}",
+        "res": f"{1.0 / (det.pixel_size_um * 1e-6):.6g}",
+        "data": "/entry_1/data_1/data",
+        "dim0": "%",
+        "dim1": "ss",
+        "dim2": "fs",
+        "mask": "/entry_1/data_1/mask",
+        "mask_good": "0x0",
+        "mask_bad": "0xffff",
+    }
+    comment = (f"; CrystFEL geometry of the simulated run {run.name} as raw slabs (written by sfx-cnn-veto "
+               f"simulate --layout {slabs.name}):\n; {slabs.geometry.source}; {len(slabs.geometry.panels)} panels; "
+               "slab pixels no panel uses are masked\n")
+    return comment + format_geometry(slabs.geometry, header=header)
 
 
 def geometry_text(run: RunConfig) -> str:
@@ -185,6 +239,7 @@ def write_experiment(
     n_frames: int | None = None,
     compression: str = "lz4",
     progress_factory: Optional[Callable[[int, str], object]] = None,
+    layout: str = "assembled",
 ) -> list[RunFiles]:
     """Write every run of ``experiment`` and ``experiment.yaml`` (the configuration used).
 
@@ -206,7 +261,7 @@ def write_experiment(
         bar = progress_factory(frames, run.name) if progress_factory else None
         try:
             written.append(write_run(outdir, run, experiment.run_seed(run), frames, compression=compression,
-                                     progress=bar.update if bar is not None else None))
+                                     progress=bar.update if bar is not None else None, layout=layout))
         finally:
             if bar is not None:
                 bar.close()

@@ -55,7 +55,9 @@ def configure_label(parser: argparse.ArgumentParser) -> None:
     pf.add_argument("--max-num-peaks", type=int, default=DEFAULTS["max_num_peaks"])
     pf.add_argument("--fast-mode", action="store_true", help="OM's sampled radial statistics (faster, seeded)")
     pf.add_argument("--geometry", "-g", default=None, metavar="FILE.geom",
-                    help="CrystFEL geometry for the beam centre and mask (default: LIST.geom beside each list)")
+                    help="CrystFEL geometry for the beam centre and mask (default: LIST.geom beside each list); "
+                         "with several panels, the frames are raw slabs: each panel is scanned as an ASIC and each "
+                         "pixel's resolution is its distance from the beam in the lab")
     pf.add_argument("--mask", default=None, metavar="FILE[:DATASET]",
                     help="good-pixel mask (nonzero = good); default: the geometry's, else the CXI file's own")
     pf.add_argument("--center", default=None, metavar="ROW,COL",
@@ -113,13 +115,36 @@ class _FrameCounter:
             self._geoms[path] = read_geometry(path)
         return self._geoms[path]
 
-    def counter(self, data_file: str, shape: tuple[int, int], list_path: str | None):
-        from sfx_cnn_veto.io.masks import cxi_mask, geom_mask, load_mask_file
-
+    def counter(self, data_file: str, shape: tuple[int, ...], list_path: str | None):
         key = (data_file, shape, list_path)
         if key in self._counters:
             return self._counters[key]
         geom = self._geom(list_path)
+        if geom is not None and geom.beam_center() is None:
+            placed = self._panel_options(geom, data_file, shape)
+        else:
+            placed = self._frame_options(geom, data_file, shape)
+        options = dict(self.base, threshold=self._threshold(geom, list_path, data_file), **placed)
+        # one counter per (mask, centre or radius map): files of a run share them
+        mask = options["mask"]
+        sig = (options.get("center"), id(geom) if "radius" in options else None,
+               None if mask is None else hash(np.packbits(mask).tobytes()), shape, options["threshold"])
+        for c in self._counters.values():
+            if getattr(c, "_sig", None) == sig:
+                self._counters[key] = c
+                return c
+        counter = self.spec.create(options)
+        try:
+            counter._sig = sig
+        except AttributeError:
+            pass
+        self._counters[key] = counter
+        return counter
+
+    def _frame_options(self, geom, data_file: str, shape: tuple[int, ...]) -> dict:
+        """Beam centre and mask of a single-panel frame: ``--center``, else the geometry's, else the frame centre."""
+        from sfx_cnn_veto.io.masks import cxi_mask, geom_mask, load_mask_file
+
         center = _center(self.args.center)
         if center is None and geom is not None:
             center = geom.beam_center()
@@ -129,6 +154,43 @@ class _FrameCounter:
             mask = geom_mask(geom, data_file, shape)
         else:
             mask = cxi_mask(data_file, shape)
+        return {"center": center, "mask": mask}
+
+    def _panel_options(self, geom, data_file: str, shape: tuple[int, ...]) -> dict:
+        """Radius map, mask and ASIC grid of a multi-panel raw slab from its geometry.
+
+        Each slab pixel's radius is its lab distance from the beam (``hypot(x, y)``); pixels no panel
+        uses, ``no_index`` panels, bad regions and the geometry's mask are bad, and so are the
+        ``--mask`` file's (else, when the geometry names no mask, the CXI file's own). peakfinder8
+        scans each panel as one ASIC (:func:`~sfx_cnn_veto.training.peaks.asic_grid`).
+        """
+        from sfx_cnn_veto.io.masks import cxi_mask, load_mask_file
+        from sfx_cnn_veto.training.peaks import asic_grid
+
+        if self.args.center:
+            raise ConfigError(f"--center: the geometry {geom.source} has {len(geom.panels)} panels and puts the "
+                              "beam at x = y = 0; move its panels' corner_x/corner_y instead")
+        geom.check_frame(shape, source=data_file)
+        x, y = geom.pixel_maps(shape)
+        good = geom.good_pixels(shape, data_file)
+        if self.args.mask:
+            good &= np.asarray(load_mask_file(self.args.mask, shape), dtype=bool)
+        elif not any(p.mask for p in geom.panels):
+            own = cxi_mask(data_file, shape)
+            if own is not None:
+                good &= own
+        grid = asic_grid(geom, shape)
+        if grid is None and geom.source not in self._said:
+            self._said.add(geom.source)
+            print(f"sfx-cnn-veto: warning: geometry {geom.source}: its panels are not on one grid of ASICs; "
+                  "peakfinder8 scans the whole slab as one ASIC (a peak may join pixels of two panels that are "
+                  "side by side in the slab)", file=sys.stderr)
+        flat = (-1, shape[-1])
+        return {"radius": np.hypot(x, y).astype(np.float32).reshape(flat), "mask": good.reshape(flat),
+                "asic_shape": grid, "pad_to_asics": grid is not None}
+
+    def _threshold(self, geom, list_path: str | None, data_file: str) -> float:
+        """``--threshold``, else ``--threshold-photons`` x the geometry's ``adu_per_photon``, else 0."""
         threshold = self.args.threshold
         if threshold is None:
             adu = None
@@ -140,20 +202,7 @@ class _FrameCounter:
                 print(f"sfx-cnn-veto: {list_path or data_file}: peakfinder8 threshold {threshold:g} ADU"
                       + (f" ({self.args.threshold_photons:g} photons x {adu:g} ADU/photon)" if adu else ""),
                       file=sys.stderr)
-        options = dict(self.base, center=center, mask=mask, threshold=threshold)
-        # one counter per (mask, centre): files of a run share them
-        sig = (center, None if mask is None else hash(np.packbits(mask).tobytes()), shape, threshold)
-        for k, c in self._counters.items():
-            if getattr(c, "_sig", None) == sig:
-                self._counters[key] = c
-                return c
-        counter = self.spec.create(options)
-        try:
-            counter._sig = sig
-        except AttributeError:
-            pass
-        self._counters[key] = counter
-        return counter
+        return threshold
 
 
 def _countable(frame):
@@ -238,7 +287,8 @@ def run_label(args: argparse.Namespace) -> int:
                             else:
                                 frame = _countable(store.read(ref))
                                 counter = frame_counter.counter(ref.file, tuple(frame.shape), list_path)
-                                count = int(counter(frame))
+                                # a slab of panel planes (P, ss, fs) is counted as the planes stacked
+                                count = int(counter(frame.reshape(-1, frame.shape[-1]) if frame.ndim > 2 else frame))
                         except VetoError as exc:
                             why = str(exc)
                         except Exception as exc:  # noqa: BLE001 - never drop an event
@@ -307,6 +357,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                         help="start from this model (fine-tuning); keeps its architecture and preprocessing")
     parser.add_argument("--crop", default=None, metavar="H,W", help="crop shape (default: the architecture's)")
     parser.add_argument("--center", default=None, metavar="ROW,COL", help="crop centre (default: frame centre)")
+    parser.add_argument("--geometry", "-g", default=None, metavar="FILE.geom",
+                        help="CrystFEL geometry of the detector: the frames are its raw slabs and the crop is taken "
+                             "around its beam, gaps between panels masked (not with --center)")
     parser.add_argument("--max-per-run", type=int, default=None,
                         help="use at most this many labelled events per run (reproducible subset)")
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
@@ -340,7 +393,7 @@ def run_train(args: argparse.Namespace) -> int:
         augment=args.augment, margin=args.margin, holdout=args.holdout,
         target_sensitivity=args.target_sensitivity, min_specificity=args.min_specificity,
         init_model=args.init_model, crop_shape=crop,
-        crop_center=_center(args.center), max_per_run=args.max_per_run,
+        crop_center=_center(args.center), geometry=args.geometry, max_per_run=args.max_per_run,
         reader_options={"dataset": args.dataset} if args.dataset else {},
         use_mask=False if args.no_mask else (True if args.mask else None), mask=args.mask,
         threads=args.threads if args.threads and args.threads > 0 else None,

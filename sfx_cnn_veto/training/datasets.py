@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from sfx_cnn_veto import manager
-from sfx_cnn_veto.core.crop import crop_region
+from sfx_cnn_veto.core.crop import CropMapper
 from sfx_cnn_veto.core.normalize import despeckle_raw, noise_scale
 from sfx_cnn_veto.errors import ConfigError, FrameReadError, VetoError
 from sfx_cnn_veto.io.events import EventRef
@@ -52,6 +52,8 @@ class CropSet:
     margin: int
     crop_shape: tuple[int, int]
     skipped: list[tuple[LabelRow, str]] = field(default_factory=list)
+    #: the distinct per-event frame shapes the crops were read from
+    frame_shapes: list[tuple[int, ...]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -72,8 +74,15 @@ def read_crops(
     reader_options: dict[str, Any] | None = None,
     desc: str = "read",
     mask_for: Callable[[str, tuple[int, int]], np.ndarray | None] | None = None,
+    geometry=None,
 ) -> CropSet:
     """Read the ``crop_shape`` window (plus ``margin`` on each side) of every labelled row.
+
+    The window is a :class:`~sfx_cnn_veto.core.crop.CropMap` of the frames, as at
+    inference: around ``center`` (default: the frame centre), or, with a
+    ``geometry`` (:class:`~sfx_cnn_veto.io.geometry.Geometry`), around the beam on
+    the assembled detector, the frames being raw slabs; its gaps and the
+    geometry's bad pixels are masked like bad pixels.
 
     Rows without a label are skipped; rows that cannot be read are skipped
     with a warning and listed in ``skipped`` (training cannot use them; the
@@ -89,25 +98,28 @@ def read_crops(
     h, w = int(crop_shape[0]), int(crop_shape[1])
     big = (h + 2 * margin, w + 2 * margin)
     labelled = [r for r in rows if r.label is not None]
+    mapper = CropMapper(big, geometry=geometry, center=center)
     crops = np.empty((len(labelled),) + big, dtype=np.float32)
     good_rows: list[LabelRow] = []
     skipped: list[tuple[LabelRow, str]] = []
+    shapes: list[tuple[int, ...]] = []
     with FrameStore(reader_options or {}) as store, progress(total=len(labelled), desc=desc) as bar:
         for row in labelled:
             ref = event_ref(row)
             try:
-                shape = store.frame_shape(ref)
-                if shape[0] < big[0] or shape[1] < big[1]:
-                    raise FrameReadError(f"frame {shape} is smaller than the {big[0]}x{big[1]} window")
-                region = crop_region(shape, big, center)
+                shape = tuple(store.frame_shape(ref))
+                cmap = mapper(shape, data_file=ref.file)
                 window = crops[len(good_rows)]
-                window[...] = store.read(ref, region)
-                good = mask_for(ref.file, shape) if mask_for is not None else None
+                block = store.read(ref, cmap.region) if cmap.region is not None else store.read(ref)
+                window[...] = cmap.gather(block)
+                good = cmap.crop_good(mask_for(ref.file, shape) if mask_for is not None else None)
                 if good is not None:
-                    if not good[region].any():
+                    if not good.any():
                         raise FrameReadError("every pixel of the crop is masked")
-                    fill_masked(window, good[region])
+                    fill_masked(window, good)
                 good_rows.append(row)
+                if shape not in shapes:
+                    shapes.append(shape)
             except VetoError as exc:
                 skipped.append((row, str(exc)))
                 print(f"sfx-cnn-veto: warning: {ref}: {exc} (left out)", file=sys.stderr)
@@ -117,7 +129,7 @@ def read_crops(
             bar.update(1)
     crops = crops[: len(good_rows)]
     labels = np.array([r.label for r in good_rows], dtype=np.int64)
-    return CropSet(crops, labels, good_rows, int(margin), (h, w), skipped)
+    return CropSet(crops, labels, good_rows, int(margin), (h, w), skipped, sorted(shapes))
 
 
 def holdout_split(rows: Sequence[LabelRow], fraction: float, seed: int) -> tuple[list[int], list[int]]:

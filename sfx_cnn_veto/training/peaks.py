@@ -10,6 +10,13 @@ from the beam centre), ``max_num_peaks``, ``mask`` (2-D array, True/nonzero =
 good pixel), ``center`` (beam centre ``(row, col)`` in pixels; default the
 frame centre), ``fast_mode`` (OM's sampled radial statistics).
 
+For a multi-panel raw slab (``peakfinder8`` only): ``radius`` (each slab
+pixel's distance from the beam, e.g. ``hypot(x, y)`` of
+:meth:`Geometry.pixel_maps <sfx_cnn_veto.io.geometry.Geometry.pixel_maps>`; it
+replaces ``center``) and ``asic_shape`` (the ASIC grid cell,
+:func:`asic_grid`); ``pad_to_asics`` pads a slab the grid does not tile with
+bad pixels.
+
 The peak finder runs on the full frame, as a user's indexamajig or OM would.
 """
 
@@ -86,6 +93,38 @@ def asic_tiles(shape: Sequence[int], asic_shape: Sequence[int] | None) -> tuple[
     return ny, nx
 
 
+def asic_grid(geometry, frame_shape: Sequence[int]) -> tuple[int, int] | None:
+    """The ASIC cell ``(ny, nx)`` of a geometry's 2-D slab, each panel inside one cell; None if there is none.
+
+    All panels of one shape on a grid of that shape (CSPAD, ePix, JUNGFRAU slabs): the panel
+    shape. Otherwise the grid's pitch, the greatest common divisor of the panels' first rows
+    (columns), when every panel fits in one cell (slabs with unused strips between panels, to
+    be padded to whole cells: ``pad_to_asics``). A slab of panel planes ``(P, ss, fs)`` is
+    seen as the planes stacked, ``(P * ss, fs)``.
+    """
+    import math
+
+    rows = int(np.prod(frame_shape[:-1]))
+    plane_rows = int(frame_shape[-2])
+    boxes = []
+    for p in geometry.panels:
+        offset = 0
+        if p.plane:
+            offset = int(np.ravel_multi_index(p.plane, tuple(frame_shape[:-2]))) * plane_rows
+        boxes.append((p.min_ss + offset, p.max_ss + offset, p.min_fs, p.max_fs))
+    shapes = {(r1 - r0 + 1, c1 - c0 + 1) for r0, r1, c0, c1 in boxes}
+    if len(shapes) == 1:
+        ny, nx = shapes.pop()
+        if (rows % ny == 0 and frame_shape[-1] % nx == 0
+                and all(r0 % ny == 0 and c0 % nx == 0 for r0, _, c0, _ in boxes)):
+            return ny, nx
+    ny = math.gcd(*(r0 for r0, _, _, _ in boxes)) or max(r1 + 1 for _, r1, _, _ in boxes)
+    nx = math.gcd(*(c0 for _, _, c0, _ in boxes)) or max(c1 + 1 for _, _, _, c1 in boxes)
+    if all(r0 // ny == r1 // ny and c0 // nx == c1 // nx for r0, r1, c0, c1 in boxes):
+        return ny, nx
+    return None
+
+
 def radius_map(shape: Sequence[int], center: Sequence[float] | None = None) -> np.ndarray:
     """Distance of each pixel's centre from the beam centre ``(row, col)`` (default: frame centre), float32.
 
@@ -126,14 +165,41 @@ class Peakfinder8Counter:
         self.mask = options.get("mask")
         self.center = options.get("center")
         self.asic_shape = options.get("asic_shape")
+        self.radius = options.get("radius")
+        self.pad_to_asics = bool(options.get("pad_to_asics", False))
+        if (self.radius is not None or self.pad_to_asics) and self.name != "peakfinder8":
+            raise ConfigError(f"{self.name}: multi-panel slabs (a geometry's radius map and ASIC grid) are "
+                              "counted by the peakfinder8 labeler only; use --labeler peakfinder8")
+        if self.radius is not None and self.center is not None:
+            raise ConfigError("peakfinder8: give a beam centre or a radius map, not both")
         return options
+
+    def _padded(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """The shape peakfinder8 scans: ``shape``, or with ``pad_to_asics`` the next whole ASIC cells."""
+        if not self.pad_to_asics or self.asic_shape is None:
+            return shape
+        ny, nx = int(self.asic_shape[0]), int(self.asic_shape[1])
+        return (-(-shape[0] // ny) * ny, -(-shape[1] // nx) * nx)
+
+    def _radius(self, shape: tuple[int, int], scanned: tuple[int, int]) -> np.ndarray:
+        """The radius map of the scanned frame: the given one (padding and pixels off every panel at 0), or
+        the distance from the centre."""
+        if self.radius is None:
+            return radius_map(scanned, self.center)
+        given = np.asarray(self.radius, dtype=np.float32)
+        if given.shape != shape:
+            raise FrameReadError(f"radius map of shape {given.shape} does not match the {shape[0]}x{shape[1]} frame")
+        out = np.zeros(scanned, dtype=np.float32)
+        out[:shape[0], :shape[1]] = np.where(np.isfinite(given), given, np.float32(0.0))
+        return out
 
     def _detector(self, shape: tuple[int, int]):
         det = self._detectors.get(shape)
         if det is not None:
             return det
-        height, width = shape
-        ny, nx = asic_tiles(shape, self.asic_shape)
+        scanned = self._padded(shape)
+        height, width = scanned
+        ny, nx = asic_tiles(scanned, self.asic_shape)
         o = self.options
         params = {
             "max_num_peaks": int(o.max_num_peaks),
@@ -152,22 +218,32 @@ class Peakfinder8Counter:
         state = random.getstate()
         random.seed(self.seed)  # OM's fast mode samples pixels with `random`: keep labels reproducible
         try:
-            det = self._cls(radius_pixel_map=radius_map(shape, self.center), layout_info=layout,
+            det = self._cls(radius_pixel_map=self._radius(shape, scanned), layout_info=layout,
                             crystallography_parameters=params)
         finally:
             random.setstate(state)
+        good = np.zeros(scanned, dtype=np.int8)
+        good[:shape[0], :shape[1]] = 1
         if self.mask is not None:
             mask = np.asarray(self.mask)
             if mask.shape != shape:
                 raise FrameReadError(f"mask of shape {mask.shape} does not match the {shape[0]}x{shape[1]} frame")
-            det.set_bad_pixel_map((mask != 0).astype(np.int8))
+            good[:shape[0], :shape[1]] = mask != 0
+        if self.mask is not None or scanned != shape:
+            det.set_bad_pixel_map(good)
         self._detectors[shape] = det
         return det
 
     def find(self, frame: np.ndarray) -> dict[str, Any]:
         """OM's peak list of one full frame (``num_peaks``, ``fs``, ``ss``, ``intensity`` ...)."""
         frame = finite_frame(frame)
-        return self._detector(frame.shape).find_peaks(data=np.ascontiguousarray(frame))
+        det = self._detector(frame.shape)
+        scanned = self._padded(frame.shape)
+        if scanned != frame.shape:
+            padded = np.zeros(scanned, dtype=np.float32)
+            padded[:frame.shape[0], :frame.shape[1]] = frame
+            frame = padded
+        return det.find_peaks(data=np.ascontiguousarray(frame))
 
     def __call__(self, frame: np.ndarray) -> int:
         return int(self.find(frame)["num_peaks"])

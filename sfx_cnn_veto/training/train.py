@@ -69,6 +69,8 @@ class TrainConfig:
     init_model: str | None = None
     crop_shape: tuple[int, int] | None = None
     crop_center: tuple[float, float] | None = None
+    #: a CrystFEL geometry file: the frames are its raw slabs, the crop is taken around its beam
+    geometry: str | None = None
     max_per_run: int | None = None
     reader_options: dict[str, Any] = field(default_factory=dict)
     #: train on masked frames (bad pixels read as background): None = yes, except for the paper's
@@ -208,6 +210,16 @@ def _optimizer(cfg: TrainConfig):
     raise ConfigError(f"optimizer {cfg.optimizer!r}: expected 'sgd' (the paper's) or 'adam'")
 
 
+def _detector_provenance(frame_shapes, geometry, path: str | None) -> dict[str, Any]:
+    """What the model was trained on: the frames' shapes, and the geometry (its file name and panel count)."""
+    return {
+        "frame_shapes": [list(shape) for shape in frame_shapes],
+        "geometry": os.path.basename(path) if path else None,
+        "geometry_sha256": file_sha256(path) if path else None,
+        "panels": len(geometry.panels) if geometry is not None else 1,
+    }
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Train a model as ``cfg`` says and save it (with metadata and a curves PNG) to ``cfg.output``."""
     from sfx_cnn_veto.cli_commands import progress
@@ -271,13 +283,22 @@ def train(cfg: TrainConfig) -> TrainResult:
     else:
         use_mask = (arch != "paper") if cfg.use_mask is None else bool(cfg.use_mask)
     mask_for = _mask_source(cfg.mask) if use_mask else None
+    geometry = None
+    if cfg.geometry:
+        from sfx_cnn_veto.io.geometry import read_geometry
+
+        if cfg.crop_center is not None:
+            raise ConfigError("--center and --geometry: give one (a geometry puts the beam at x = y = 0)")
+        geometry, crop_center = read_geometry(cfg.geometry), None
 
     aug = Augmentation.parse(cfg.augment, margin=cfg.margin)
     margin = cfg.margin if aug.shift else 0
 
     # -- data -------------------------------------------------------------
     train_set = read_crops(train_rows, crop_shape=crop_shape, center=crop_center, margin=margin,
-                           reader_options=cfg.reader_options, desc="read train", mask_for=mask_for)
+                           reader_options=cfg.reader_options, desc="read train", mask_for=mask_for,
+                           geometry=geometry)
+    detector = _detector_provenance(train_set.frame_shapes, geometry, cfg.geometry)
     if val_rows is None:
         tr_idx, va_idx = holdout_split(train_set.rows, cfg.holdout, cfg.seed)
         val_set = _subset(train_set, va_idx)
@@ -287,7 +308,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     else:
         val_set = read_crops([r for r in val_rows if r.label is not None], crop_shape=crop_shape,
                              center=crop_center, margin=0, reader_options=cfg.reader_options, desc="read val",
-                             mask_for=mask_for)
+                             mask_for=mask_for, geometry=geometry)
         val_source = "runs " + ", ".join(cfg.val_runs)
     if len(train_set) == 0:
         raise ConfigError("no training event could be read")
@@ -418,6 +439,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         "class_weight": {str(k): v for k, v in weights.items()},
         "augmentation": aug.describe() if aug.active else None,
         "mask": (cfg.mask or "each CXI file's own") if use_mask else None,
+        "detector": detector,
         "target_sensitivity": cfg.target_sensitivity,
         "init_model": os.path.abspath(cfg.init_model) if cfg.init_model else None,
         "max_per_run": cfg.max_per_run,
