@@ -118,20 +118,21 @@ def write_cxi(path: str, frames: int, *, seed: int = 0, shape=FRAME_SHAPE, simul
     default experiment on a ``shape`` detector, ~0.6 s a 1750x1750 frame
     here), else :func:`synthetic_frame` (fast).
     """
-    import h5py
+    from sfx_cnn_veto.io.cxi import write_cxi as write_frames
 
     rng = np.random.default_rng(seed)
     if simulator:
         source = simulated_frames(frames, shape)
     else:
         source = ((synthetic_frame(rng, shape, hit=bool(i % 2)), bool(i % 2)) for i in range(frames))
-    hits = []
-    with h5py.File(path, "w") as handle:
-        ds = handle.create_dataset("/entry_1/data_1/data", shape=(frames,) + tuple(shape),
-                                   dtype=np.float32, chunks=(1,) + tuple(shape))
-        for i, (frame, hit) in enumerate(source):
-            ds[i] = frame
+    hits: list[bool] = []
+
+    def frames_only():
+        for frame, hit in source:
             hits.append(hit)
+            yield frame
+
+    write_frames(path, frames_only(), n_frames=frames, shape=shape)
     return hits
 
 
