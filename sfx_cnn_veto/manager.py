@@ -40,7 +40,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "sfx_cnn_veto.core.plugin",
     "sfx_cnn_veto.cli_commands",
     "sfx_cnn_veto.training.plugin",
-    "sfx_cnn_veto.bench",
+    "sfx_cnn_veto.bench.commands",
     "sfx_cnn_veto.demo",
     "sfx_cnn_veto.simulate.commands",
 )

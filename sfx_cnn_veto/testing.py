@@ -20,7 +20,6 @@ Fixtures
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any, Iterator
 
 import numpy as np
