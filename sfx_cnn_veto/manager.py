@@ -23,6 +23,7 @@ from sfx_cnn_veto.types import (
     ArchitectureSpec,
     BackendSpec,
     CommandSpec,
+    ConfigGroupSpec,
     LabelerSpec,
     ReaderSpec,
     SinkSpec,
@@ -167,6 +168,11 @@ def sinks(pm: VetoPluginManager | None = None) -> dict[str, SinkSpec]:
 
 def commands(pm: VetoPluginManager | None = None) -> dict[str, CommandSpec]:
     return _collect("sfxveto_commands", pm)
+
+
+def config_groups(pm: VetoPluginManager | None = None) -> dict[str, ConfigGroupSpec]:
+    """The config groups plugins declare (``sfxveto_config_groups``), by name."""
+    return _collect("sfxveto_config_groups", pm)
 
 
 def select_reader(path: str, options: dict[str, Any], pm: VetoPluginManager | None = None) -> str | None:

@@ -107,3 +107,29 @@ class CommandSpec:
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ConfigGroupSpec:
+    """A top-level group of the YAML config (``--config``) that a plugin owns.
+
+    The core knows its own groups (``model``, ``decision``, ``crop``,
+    ``reader``, ``plugins``); an adapter declares its group here, so that
+    ``crystfel: {...}`` in a config is accepted only where the CrystFEL adapter
+    is installed (like pytest's ``addoption``).
+
+    Parameters
+    ----------
+    name : str
+        The group's key at the top of the config, e.g. ``"crystfel"``.
+    schema : type or None
+        A dataclass: the group is validated against its fields and types like
+        the core's groups (unknown keys are errors naming the allowed ones) and
+        parsed into an instance. ``None``: any mapping, kept as a ``dict``.
+    description : str
+        One line for ``sfx-cnn-veto plugins``.
+    """
+
+    name: str
+    schema: type | None = None
+    description: str = ""

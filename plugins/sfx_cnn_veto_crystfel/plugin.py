@@ -8,7 +8,7 @@ Importing this module is cheap: each command imports its code when it runs.
 from __future__ import annotations
 
 from sfx_cnn_veto import hookimpl
-from sfx_cnn_veto.types import CommandSpec, SinkSpec
+from sfx_cnn_veto.types import CommandSpec, ConfigGroupSpec, SinkSpec
 
 
 def _lazy(module: str, name: str):
@@ -52,3 +52,8 @@ def sfxveto_sinks():
         SinkSpec("cxi-sidecar", _lazy("sinks", "SidecarSink"),
                  "per-event scores in DIR/<stem>.cnn.h5 (--sink cxi-sidecar:DIR; empty DIR: beside each CXI file)"),
     ]
+
+
+@hookimpl
+def sfxveto_config_groups():
+    return [ConfigGroupSpec(name="crystfel", description="options of the CrystFEL adapter (filter-lst, tag-stream, tag-cxi, convert); any mapping")]

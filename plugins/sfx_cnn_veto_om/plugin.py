@@ -7,7 +7,7 @@ must work where OM is not installed.
 from __future__ import annotations
 
 from sfx_cnn_veto import hookimpl
-from sfx_cnn_veto.types import CommandSpec
+from sfx_cnn_veto.types import CommandSpec, ConfigGroupSpec
 
 
 def _configure(parser) -> None:
@@ -63,3 +63,8 @@ def sfxveto_commands():
             run=_run,
         )
     ]
+
+
+@hookimpl
+def sfxveto_config_groups():
+    return [ConfigGroupSpec(name="om", description="options of the OM adapter (the processing layer reads its cnn_veto group from monitor.yaml); any mapping")]

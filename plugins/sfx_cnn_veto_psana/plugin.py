@@ -15,7 +15,7 @@ import os
 import sys
 
 from sfx_cnn_veto import hookimpl
-from sfx_cnn_veto.types import CommandSpec
+from sfx_cnn_veto.types import CommandSpec, ConfigGroupSpec
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -123,3 +123,8 @@ def sfxveto_commands():
             run=_run,
         )
     ]
+
+
+@hookimpl
+def sfxveto_config_groups():
+    return [ConfigGroupSpec(name="psana", description="options of the psana adapter (psana-veto); any mapping")]
