@@ -181,6 +181,8 @@ def write_eiger_files(
     """
     import h5py
 
+    from sfx_cnn_veto.io.cxi import write_cxi
+
     source = resolve_source(source)
     os.makedirs(outdir, exist_ok=True)
     stream = globals()["frames"](files * frames, hit_fraction=hit_fraction, seed=seed, source=source)
@@ -191,8 +193,8 @@ def write_eiger_files(
         stack = np.stack([b[0] for b in batch])
         is_hit = [b[1] for b in batch]
         counts = [b[2] for b in batch]
-        with h5py.File(path, "w") as h5:
-            h5.create_dataset(DATASET, data=stack, chunks=(1,) + stack.shape[1:])
+        write_cxi(path, stack, dataset=DATASET)
+        with h5py.File(path, "a") as h5:
             h5.create_dataset("entry/truth/is_hit", data=np.array(is_hit, dtype=bool))
             h5.create_dataset("entry/truth/num_spots", data=np.array(counts, dtype=np.int32))
             h5["entry/truth"].attrs["source"] = source
