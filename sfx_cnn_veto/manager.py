@@ -170,6 +170,22 @@ def commands(pm: VetoPluginManager | None = None) -> dict[str, CommandSpec]:
     return _collect("sfxveto_commands", pm)
 
 
+def command_with_role(role: str, pm: VetoPluginManager | None = None) -> CommandSpec | None:
+    """The registered command that declares ``role`` (the first by name when several do), or ``None``.
+
+    Parameters
+    ----------
+    role
+        A contract a command fulfils, e.g. :data:`sfx_cnn_veto.types.ROLE_FILTER_LIST`.
+    pm
+        The plugin manager (default: the process-wide one).
+    """
+    for _name, spec in sorted(commands(pm).items()):
+        if role in spec.roles:
+            return spec
+    return None
+
+
 def config_groups(pm: VetoPluginManager | None = None) -> dict[str, ConfigGroupSpec]:
     """The config groups plugins declare (``sfxveto_config_groups``), by name."""
     return _collect("sfxveto_config_groups", pm)

@@ -94,12 +94,22 @@ class SinkSpec:
     description: str = ""
 
 
+#: Role of a command that filters a CrystFEL ``.lst`` before indexamajig. Its
+#: arguments: ``LIST -m MODEL -o HITS.lst [--misses F] [--errors F] [--scores CSV]
+#: [--mpi on|off]``; exit 0 when every event was decided, 2 when some were kept
+#: as errors. The demo and the bench run the command that declares it (the
+#: CrystFEL adapter's ``filter-lst``), never an adapter by name.
+ROLE_FILTER_LIST = "filter-list"
+
+
 @dataclass(frozen=True)
 class CommandSpec:
     """A CLI sub-command.
 
     ``configure(parser)`` adds its arguments; ``run(args) -> int`` is its exit
-    status.
+    status. ``roles`` name the contracts the command fulfils (e.g.
+    :data:`ROLE_FILTER_LIST`), so the core can use a plugin's command without
+    knowing its name (:func:`sfx_cnn_veto.manager.command_with_role`).
     """
 
     name: str
@@ -107,6 +117,7 @@ class CommandSpec:
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    roles: tuple[str, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,29 @@ def test_a_plugin_may_not_declare_a_group_the_core_owns(register_plugin):
         parse_config({})
 
 
+def test_the_core_finds_a_command_by_its_role_not_its_name(register_plugin):
+    from sfx_cnn_veto.types import ROLE_FILTER_LIST
+
+    assert manager.command_with_role(ROLE_FILTER_LIST) is None
+
+    class ListFilter:
+        @hookimpl
+        def sfxveto_commands(self):
+            return [CommandSpec("my-filter", "filter a list", lambda p: None, lambda a: 0, roles=(ROLE_FILTER_LIST,)),
+                    CommandSpec("other", "no role", lambda p: None, lambda a: 0)]
+
+    register_plugin(ListFilter(), "list-filter")
+    assert manager.command_with_role(ROLE_FILTER_LIST).name == "my-filter"
+    assert manager.command_with_role("no-such-role") is None
+
+
+def test_the_crystfel_adapters_filter_lst_is_the_list_filter():
+    from sfx_cnn_veto.types import ROLE_FILTER_LIST
+
+    pm = manager.new_plugin_manager()
+    assert manager.command_with_role(ROLE_FILTER_LIST, pm).name == "filter-lst"
+
+
 def test_the_adapters_declare_their_config_groups():
     pm = manager.new_plugin_manager()
     assert {"crystfel", "om", "psana"} <= set(manager.config_groups(pm))

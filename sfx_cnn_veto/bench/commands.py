@@ -26,7 +26,7 @@ from sfx_cnn_veto.bench.inputs import (
     write_cxi,
     write_lst,
 )
-from sfx_cnn_veto.bench.processes import bench_filter_lst, bench_memory, bench_mpi, filter_lst_available
+from sfx_cnn_veto.bench.processes import bench_filter_lst, bench_memory, bench_mpi, list_filter
 from sfx_cnn_veto.bench.report import print_report, summarize
 from sfx_cnn_veto.bench.timing import machine_info
 from sfx_cnn_veto.types import CommandSpec
@@ -151,8 +151,9 @@ def _measure(args: argparse.Namespace, settings: dict[str, Any], tmp: str, resul
         if settings["mpi"]:
             step("mpi")
             result["mpi"] = bench_mpi(model, lst, "auto")
-        if filter_lst_available():
-            step("filter-lst")
+        command = list_filter()
+        if command is not None:
+            step(command.name)
             result["filter_lst"] = bench_filter_lst(model, lst, tmp, (1, 2) if settings["mpi"] else ())
 
 

@@ -17,6 +17,11 @@ from sfx_cnn_veto.bench.inputs import write_lst
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+#: How the bench starts ``mpirun``: as root in containers, more ranks than cores allowed, no core binding
+#: (``--bind-to none``: one rank may use every core).
+MPIRUN_OPTIONS = ("--allow-run-as-root", "--oversubscribe", "--bind-to", "none")
+
+
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     here = PACKAGE_PARENT
@@ -95,15 +100,20 @@ def mpi_child(model: str, lst: str, backend: str) -> None:
                           "backend": veto.backend_name, "cores_per_rank": default_threads(),
                           "threads_per_rank": getattr(veto.classifier, "threads", None)}))
 
-def filter_lst_available() -> bool:
-    """Whether ``filter-lst`` (the CrystFEL adapter) is installed."""
-    from sfx_cnn_veto import manager
+def list_filter():
+    """The command that filters a ``.lst`` (:data:`~sfx_cnn_veto.types.ROLE_FILTER_LIST`), or ``None``.
 
-    return "filter-lst" in manager.commands()
+    The CrystFEL adapter's ``filter-lst`` when it is installed; the bench asks
+    the plugin manager for the role and never names an adapter's command.
+    """
+    from sfx_cnn_veto import manager
+    from sfx_cnn_veto.types import ROLE_FILTER_LIST
+
+    return manager.command_with_role(ROLE_FILTER_LIST)
 
 
 def bench_filter_lst(model: str, lst: str, tmp: str, mpi_ranks: Iterable[int] = ()) -> dict[str, Any]:
-    """``sfx-cnn-veto filter-lst`` (the CrystFEL adapter), when installed: wall time of whole commands.
+    """The list filter (the CrystFEL adapter's ``filter-lst``), when installed: wall time of whole commands.
 
     In-process once (``--mpi off``), then under ``mpirun -n N`` for each of
     ``mpi_ranks``. These figures include loading the model (and, under
@@ -112,14 +122,15 @@ def bench_filter_lst(model: str, lst: str, tmp: str, mpi_ranks: Iterable[int] = 
     """
     from sfx_cnn_veto.cli import main
 
-    if not filter_lst_available():
-        return {"error": "filter-lst is not installed (the CrystFEL adapter)"}
+    command = list_filter()
+    if command is None:
+        return {"error": "no command filters a .lst (the CrystFEL adapter's filter-lst is not installed)"}
     with open(lst) as handle:
         events = sum(1 for line in handle if line.strip())
     out: dict[str, Any] = {"events": events}
     try:
         start = time.perf_counter()
-        code = main(["filter-lst", lst, "-m", model, "-o", os.path.join(tmp, "filter-hits.lst"), "--mpi", "off"])
+        code = main([command.name, lst, "-m", model, "-o", os.path.join(tmp, "filter-hits.lst"), "--mpi", "off"])
         elapsed = time.perf_counter() - start
         out["in_process"] = {"exit": code, "seconds": elapsed, "fps_including_model_load": events / elapsed}
     except Exception as exc:  # noqa: BLE001 - a benchmark row, not the benchmark
@@ -129,8 +140,8 @@ def bench_filter_lst(model: str, lst: str, tmp: str, mpi_ranks: Iterable[int] = 
         if mpirun is None:
             out[f"mpirun_{ranks}"] = {"error": "mpirun not found"}
             continue
-        cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-n", str(ranks), sys.executable, "-m",
-               "sfx_cnn_veto.cli", "filter-lst", lst, "-m", model, "-o",
+        cmd = [mpirun, *MPIRUN_OPTIONS, "-n", str(ranks), sys.executable, "-m",
+               "sfx_cnn_veto.cli", command.name, lst, "-m", model, "-o",
                os.path.join(tmp, f"filter-hits-{ranks}.lst"), "--mpi", "on" if ranks > 1 else "off"]
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
@@ -139,6 +150,7 @@ def bench_filter_lst(model: str, lst: str, tmp: str, mpi_ranks: Iterable[int] = 
                                   "fps_including_startup": events / elapsed,
                                   "summary": (proc.stderr.strip().splitlines() or [""])[-1][:300]}
     return out
+
 
 def bench_mpi(model: str, lst: str, backend: str) -> dict[str, Any]:
     """The score path under ``mpirun -n 1`` and ``-n 2`` (``--bind-to none``: one rank may use every core)."""
@@ -151,7 +163,7 @@ def bench_mpi(model: str, lst: str, backend: str) -> dict[str, Any]:
         return {"error": "mpi4py not installed"}
     out = {}
     for ranks in (1, 2):
-        cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-n", str(ranks), sys.executable, "-c",
+        cmd = [mpirun, *MPIRUN_OPTIONS, "-n", str(ranks), sys.executable, "-c",
                "import sys; from sfx_cnn_veto.bench.processes import mpi_child; mpi_child(*sys.argv[1:])",
                model, lst, backend]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
