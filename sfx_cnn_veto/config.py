@@ -225,19 +225,42 @@ def parse_config(data: Any, *, pm=None) -> Config:
     return config
 
 
-def load_config(path: str | os.PathLike | None, *, pm=None) -> Config:
-    """Read and validate a YAML file (``None``: all defaults)."""
-    if path is None:
-        return Config()
+def read_yaml(path: str | os.PathLike, *, what: str = "config") -> Any:
+    """Load a YAML file with ``yaml.safe_load`` only: Python tags are refused, never run.
+
+    Parameters
+    ----------
+    path
+        The file.
+    what
+        What the file is, for the error message (``config``, ``experiment config`` ...).
+
+    Returns
+    -------
+    Any
+        What ``safe_load`` returns (``None`` for an empty file).
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read, or is not YAML that ``safe_load`` accepts (one line naming the file).
+    """
     import yaml
 
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            return yaml.safe_load(handle)
     except OSError as exc:
-        raise ConfigError(f"{os.fspath(path)}: cannot read config ({exc.strerror or exc})") from exc
+        raise ConfigError(f"{os.fspath(path)}: cannot read {what} ({exc.strerror or exc})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{os.fspath(path)}: not valid YAML for safe_load ({str(exc).splitlines()[0]})") from exc
+
+
+def load_config(path: str | os.PathLike | None, *, pm=None) -> Config:
+    """Read and validate a YAML file (``None``: all defaults)."""
+    if path is None:
+        return Config()
+    data = read_yaml(path)
     try:
         return parse_config(data, pm=pm)
     except ConfigError as exc:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sfx_cnn_veto.errors import FrameReadError, MissingDependencyError
+from sfx_cnn_veto.errors import MissingDependencyError
 from sfx_cnn_veto.training.peaks import Peakfinder8Counter, asic_tiles, finite_frame, radius_map
 
 
@@ -40,10 +40,7 @@ class PsanaPeakfinder8Counter(Peakfinder8Counter):
         r = radius_map(shape, self.center)
         mask = np.ones(shape, dtype=np.int8)
         if self.mask is not None:
-            given = np.asarray(self.mask)
-            if given.shape != shape:
-                raise FrameReadError(f"mask of shape {given.shape} does not match the {height}x{width} frame")
-            mask[given == 0] = 0
+            mask[self.mask_for(shape) == 0] = 0
         mask[r < self.options.min_res] = 0
         mask[r > self.options.max_res] = 0
         got = (np.ascontiguousarray(r), np.ascontiguousarray(mask), (nx, ny, width // nx, height // ny))

@@ -125,6 +125,13 @@ class Peakfinder8Counter:
         self.asic_shape = options.get("asic_shape")
         return options
 
+    def mask_for(self, shape: tuple[int, int]) -> np.ndarray:
+        """The ``mask`` option (nonzero = good) as an array, refused unless it has the frame's shape."""
+        mask = np.asarray(self.mask)
+        if mask.shape != tuple(shape):
+            raise FrameReadError(f"mask of shape {mask.shape} does not match the {shape[0]}x{shape[1]} frame")
+        return mask
+
     def _detector(self, shape: tuple[int, int]):
         det = self._detectors.get(shape)
         if det is not None:
@@ -154,10 +161,7 @@ class Peakfinder8Counter:
         finally:
             random.setstate(state)
         if self.mask is not None:
-            mask = np.asarray(self.mask)
-            if mask.shape != shape:
-                raise FrameReadError(f"mask of shape {mask.shape} does not match the {shape[0]}x{shape[1]} frame")
-            det.set_bad_pixel_map((mask != 0).astype(np.int8))
+            det.set_bad_pixel_map((self.mask_for(shape) != 0).astype(np.int8))
         self._detectors[shape] = det
         return det
 
