@@ -122,7 +122,7 @@ def sfxveto_config_groups() -> Sequence[ConfigGroupSpec]:
 
         return [ConfigGroupSpec(name="mine", schema=MyOptions, description="my adapter")]
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """
 
 
