@@ -176,6 +176,7 @@ def _run_plugins(args: argparse.Namespace) -> int:
         ("Labelers", "sfxveto_labelers", manager.labelers(pm)),
         ("Sinks", "sfxveto_sinks", manager.sinks(pm)),
         ("Commands", "sfxveto_commands", manager.commands(pm)),
+        ("Config groups", "sfxveto_config_groups", manager.config_groups(pm)),
     ]
     for title, hook, records in sections:
         print(f"{title}:")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import shlex
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 from sfx_cnn_veto import hookimpl
 from sfx_cnn_veto.errors import VetoError
-from sfx_cnn_veto.types import CommandSpec
+from sfx_cnn_veto.types import ROLE_FILTER_LIST, CommandSpec
 
 TRAIN_RUNS = ("run90", "run91", "run92", "run93")
 
@@ -114,14 +113,16 @@ def run(args: argparse.Namespace) -> int:
 
     filter_dir = out / "filter"
     filter_list = data / f"{args.filter_run}.lst"
-    if "filter-lst" in manager.commands():
+    list_filter = manager.command_with_role(ROLE_FILTER_LIST)
+    if list_filter is not None:
         filter_dir.mkdir(exist_ok=True)
         timings["filter"] = step(f"6/7 filter {filter_list.name} before indexamajig",
-                                 ["filter-lst", filter_list, "-m", default_model, "-o", filter_dir / "hits.lst",
+                                 [list_filter.name, filter_list, "-m", default_model, "-o", filter_dir / "hits.lst",
                                   "--misses", filter_dir / "misses.lst", "--errors", filter_dir / "errors.lst",
                                   "--scores", filter_dir / "scores.csv"])
     else:
-        print("\n=== 6/7 skipped: the CrystFEL adapter (filter-lst) is not installed", file=sys.stderr)
+        print("\n=== 6/7 skipped: no command filters a .lst (the CrystFEL adapter's filter-lst is not installed)",
+              file=sys.stderr)
 
     print("\n=== 7/7 pictures of hits, misses and mistakes", file=sys.stderr, flush=True)
     t = time.perf_counter()

@@ -33,6 +33,7 @@ from sfx_cnn_veto.types import (
     ArchitectureSpec,
     BackendSpec,
     CommandSpec,
+    ConfigGroupSpec,
     LabelerSpec,
     ReaderSpec,
     SinkSpec,
@@ -102,6 +103,24 @@ def sfxveto_sinks() -> Sequence[SinkSpec]:
 @hookspec
 def sfxveto_commands() -> Sequence[CommandSpec]:
     """Sub-commands of the ``sfx-cnn-veto`` console script.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def sfxveto_config_groups() -> Sequence[ConfigGroupSpec]:
+    """Top-level groups of the YAML config (``--config``) this plugin owns.
+
+    The config accepts the core's groups and the ones declared here; any
+    other key is an error naming the allowed ones. A group with a dataclass
+    ``schema`` is validated field by field. Example::
+
+        @dataclass(frozen=True)
+        class MyOptions:
+            level: int = 1
+
+        return [ConfigGroupSpec(name="mine", schema=MyOptions, description="my adapter")]
 
     .. versionadded:: 0.1
     """

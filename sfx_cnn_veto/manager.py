@@ -23,6 +23,7 @@ from sfx_cnn_veto.types import (
     ArchitectureSpec,
     BackendSpec,
     CommandSpec,
+    ConfigGroupSpec,
     LabelerSpec,
     ReaderSpec,
     SinkSpec,
@@ -40,7 +41,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "sfx_cnn_veto.core.plugin",
     "sfx_cnn_veto.cli_commands",
     "sfx_cnn_veto.training.plugin",
-    "sfx_cnn_veto.bench",
+    "sfx_cnn_veto.bench.commands",
     "sfx_cnn_veto.demo",
     "sfx_cnn_veto.simulate.commands",
 )
@@ -167,6 +168,27 @@ def sinks(pm: VetoPluginManager | None = None) -> dict[str, SinkSpec]:
 
 def commands(pm: VetoPluginManager | None = None) -> dict[str, CommandSpec]:
     return _collect("sfxveto_commands", pm)
+
+
+def command_with_role(role: str, pm: VetoPluginManager | None = None) -> CommandSpec | None:
+    """The registered command that declares ``role`` (the first by name when several do), or ``None``.
+
+    Parameters
+    ----------
+    role
+        A contract a command fulfils, e.g. :data:`sfx_cnn_veto.types.ROLE_FILTER_LIST`.
+    pm
+        The plugin manager (default: the process-wide one).
+    """
+    for _name, spec in sorted(commands(pm).items()):
+        if role in spec.roles:
+            return spec
+    return None
+
+
+def config_groups(pm: VetoPluginManager | None = None) -> dict[str, ConfigGroupSpec]:
+    """The config groups plugins declare (``sfxveto_config_groups``), by name."""
+    return _collect("sfxveto_config_groups", pm)
 
 
 def select_reader(path: str, options: dict[str, Any], pm: VetoPluginManager | None = None) -> str | None:

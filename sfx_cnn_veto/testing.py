@@ -11,7 +11,8 @@ Fixtures
     ``register_plugin(obj, name)`` adds a plugin to ``plugin_manager`` for the
     test; it is removed in ``finally``.
 ``make_cxi``
-    ``make_cxi(path, frames, dataset=...)`` writes a CXI-style multi-event file.
+    ``make_cxi(path, frames, dataset=...)`` writes a CXI-style multi-event file
+    (:func:`sfx_cnn_veto.io.cxi.write_cxi`).
 ``paper_model_file``
     A ``.keras`` file of the paper's network with random weights (session scope).
 """
@@ -19,13 +20,15 @@ Fixtures
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any, Iterator
 
 import numpy as np
 import pytest
 
 from sfx_cnn_veto import manager
+from sfx_cnn_veto.io.cxi import write_cxi
+
+__all__ = ["using_plugin_manager", "write_cxi", "spot_frames"]
 
 
 @contextlib.contextmanager
@@ -65,18 +68,6 @@ def register_plugin(plugin_manager):
         for name in names:
             if plugin_manager.has_plugin(name):
                 plugin_manager.unregister(name=name)
-
-
-def write_cxi(path: str | os.PathLike, frames: np.ndarray, *, dataset: str = "/entry_1/data_1/data",
-              compression: Any = None) -> str:
-    """Write ``frames`` (N, H, W) as a multi-event HDF5 file, one chunk a frame."""
-    import h5py
-
-    frames = np.asarray(frames)
-    with h5py.File(path, "w") as handle:
-        kwargs = {} if compression is None else dict(compression)
-        handle.create_dataset(dataset, data=frames, chunks=(1,) + frames.shape[1:], **kwargs)
-    return os.fspath(path)
 
 
 @pytest.fixture

@@ -94,12 +94,22 @@ class SinkSpec:
     description: str = ""
 
 
+#: Role of a command that filters a CrystFEL ``.lst`` before indexamajig. Its
+#: arguments: ``LIST -m MODEL -o HITS.lst [--misses F] [--errors F] [--scores CSV]
+#: [--mpi on|off]``; exit 0 when every event was decided, 2 when some were kept
+#: as errors. The demo and the bench run the command that declares it (the
+#: CrystFEL adapter's ``filter-lst``), never an adapter by name.
+ROLE_FILTER_LIST = "filter-list"
+
+
 @dataclass(frozen=True)
 class CommandSpec:
     """A CLI sub-command.
 
     ``configure(parser)`` adds its arguments; ``run(args) -> int`` is its exit
-    status.
+    status. ``roles`` name the contracts the command fulfils (e.g.
+    :data:`ROLE_FILTER_LIST`), so the core can use a plugin's command without
+    knowing its name (:func:`sfx_cnn_veto.manager.command_with_role`).
     """
 
     name: str
@@ -107,3 +117,30 @@ class CommandSpec:
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    roles: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ConfigGroupSpec:
+    """A top-level group of the YAML config (``--config``) that a plugin owns.
+
+    The core knows its own groups (``model``, ``decision``, ``crop``,
+    ``reader``, ``plugins``); an adapter declares its group here, so that
+    ``crystfel: {...}`` in a config is accepted only where the CrystFEL adapter
+    is installed (like pytest's ``addoption``).
+
+    Parameters
+    ----------
+    name : str
+        The group's key at the top of the config, e.g. ``"crystfel"``.
+    schema : type or None
+        A dataclass: the group is validated against its fields and types like
+        the core's groups (unknown keys are errors naming the allowed ones) and
+        parsed into an instance. ``None``: any mapping, kept as a ``dict``.
+    description : str
+        One line for ``sfx-cnn-veto plugins``.
+    """
+
+    name: str
+    schema: type | None = None
+    description: str = ""

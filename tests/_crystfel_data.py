@@ -14,6 +14,8 @@ import sys
 
 import numpy as np
 
+from sfx_cnn_veto.io.cxi import write_cxi  # noqa: F401 (the tests write their files through data.write_cxi)
+
 CROP = 64
 FRAME = 72
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,14 +45,6 @@ def frames(n: int, seed: int, shape=(FRAME, FRAME)) -> np.ndarray:
         ys, xs = rng.integers(8, shape[0] - 8, 12), rng.integers(8, shape[1] - 8, 12)
         data[i, ys, xs] += 500.0
     return data
-
-
-def write_cxi(path: str, data: np.ndarray) -> str:
-    import h5py
-
-    with h5py.File(path, "w") as f:
-        f.create_dataset("/entry_1/data_1/data", data=data, chunks=(1,) + data.shape[1:])
-    return path
 
 
 def make_model(directory: str, data: np.ndarray | None = None) -> str:

@@ -183,6 +183,37 @@ def test_psana_peakfinder8_agrees_with_om():
     assert ps(rng.normal(100, 5, (128, 128)).astype(np.float32)) == 0
 
 
+@pytest.mark.parametrize("labeler", ["peakfinder8", "psana-peakfinder8"])
+def test_a_mask_of_another_shape_than_the_frame_is_refused(labeler):
+    from sfx_cnn_veto import manager
+    from sfx_cnn_veto.errors import FrameReadError
+
+    if labeler.startswith("psana"):
+        pytest.importorskip("psana.peakfinder8")
+    count = manager.labelers()[labeler].create({"mask": np.ones((32, 30), np.uint8)})
+    with pytest.raises(FrameReadError, match="mask of shape \\(32, 30\\) does not match the 32x32 frame"):
+        count(np.zeros((32, 32), np.float32))
+    frame = _spots(np.random.default_rng(3).normal(100, 5, (64, 64)).astype(np.float32), [(20, 20), (40, 44)])
+    left_bad = np.ones((64, 64), np.uint8)
+    left_bad[:, :32] = 0
+    assert manager.labelers()[labeler].create({})(frame) == 2
+    assert manager.labelers()[labeler].create({"mask": left_bad})(frame) == 1
+
+
+def test_label_cli_counts_with_the_psana_adapters_peakfinder8_as_with_oms(tmp_path):
+    pytest.importorskip("psana.peakfinder8")
+    from sfx_cnn_veto import manager
+
+    assert manager.provider_of("sfxveto_labelers", "psana-peakfinder8") == "psana"
+    lst, _truth = write_run(str(tmp_path), "p1", 8, seed=3, hit_rate=0.5)
+    om_csv, psana_csv = tmp_path / "om.csv", tmp_path / "psana.csv"
+    assert main(["label", lst, "-o", str(om_csv)]) == 0
+    assert main(["label", lst, "-o", str(psana_csv), "--labeler", "psana-peakfinder8"]) == 0
+    om_counts = [r.num_peaks for r in L.read_labels(str(om_csv))]
+    assert [r.num_peaks for r in L.read_labels(str(psana_csv))] == om_counts
+    assert max(om_counts) > 0
+
+
 def test_label_cli_uses_the_geometry_mask_and_threshold(tmp_path, capsys):
     lst, truth = write_run(str(tmp_path), "g1", 12, seed=8, hit_rate=1.0)
     with h5py.File(tmp_path / "g1.cxi", "a") as f:

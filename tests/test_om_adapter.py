@@ -6,7 +6,7 @@ OM's ZMQ data socket for the ``cnn_veto`` counts, and read OM's log and the
 collector's per-event decisions file. They are skipped (with the reason) only
 where mpirun, mpi4py or OM cannot be imported; CI installs all three.
 
-Frames come from the project's simulator (``sfx_cnn_veto_om.demo``; obvious
+Frames come from the project's simulator (``sfx_cnn_veto_om.example_data``; obvious
 Gaussian spots where the simulator is not installed). The model is a tiny
 network trained in a session fixture on other simulated frames, so "no frame
 peakfinder8 calls a hit is vetoed" checks the plumbing with a good model.
@@ -175,11 +175,11 @@ def test_launcher_loads_dotted_and_bare_layer_names(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def om_demo(tmp_path_factory):
     """Demo HDF5 files (4 x 10 frames, 700x700; the simulator's when installed) + a tiny model trained on others."""
-    from sfx_cnn_veto_om import demo
+    from sfx_cnn_veto_om import example_data
 
     root = tmp_path_factory.mktemp("om_demo")
-    truth = demo.write_eiger_files(str(root / "data"), files=N_FILES, frames=N_FRAMES, seed=7)
-    info = demo.train_tiny_model(str(root / "model.keras"), frames=TRAIN_FRAMES, seed=1)
+    truth = example_data.write_eiger_files(str(root / "data"), files=N_FILES, frames=N_FRAMES, seed=7)
+    info = example_data.train_tiny_model(str(root / "model.keras"), frames=TRAIN_FRAMES, seed=1)
     print(f"\n[om demo] {truth.source} frames: {truth.num_frames} ({truth.num_hits} hits); tiny model {info}")
     assert info["accuracy"] >= 0.95, f"the demo model did not learn the demo frames: {info}"
     return {"root": root, "truth": truth, "list": root / "data" / "files.lst", "model": root / "model.keras"}

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from sfx_cnn_veto import PluginError, hookimpl, manager
+from sfx_cnn_veto import ConfigError, PluginError, hookimpl, manager
 from sfx_cnn_veto.io.base import FrameSource
 from sfx_cnn_veto.io.events import EventRef
 from sfx_cnn_veto.io.store import FrameStore
@@ -15,6 +15,7 @@ from sfx_cnn_veto.types import (
     ArchitectureSpec,
     BackendSpec,
     CommandSpec,
+    ConfigGroupSpec,
     LabelerSpec,
     ReaderSpec,
     SinkSpec,
@@ -158,6 +159,80 @@ def test_duplicate_names_are_refused_naming_both_plugins(register_plugin):
     register_plugin(Dup(), "impostor")
     with pytest.raises(PluginError, match=r"'paper' is provided by both plugin 'sfx_cnn_veto.core.plugin' and plugin 'impostor'"):
         manager.architectures()
+
+
+def test_a_plugin_declares_its_own_config_group_validated_by_its_dataclass(register_plugin):
+    from dataclasses import dataclass
+
+    from sfx_cnn_veto.config import parse_config
+
+    @dataclass(frozen=True)
+    class BeamlineOptions:
+        hutch: str = "mfx"
+        shots: int = 1
+
+    class Adapter:
+        @hookimpl
+        def sfxveto_config_groups(self):
+            return [ConfigGroupSpec("beamline", BeamlineOptions, "a third-party adapter's options"),
+                    ConfigGroupSpec("free")]
+
+    with pytest.raises(ConfigError, match="beamline: unknown key"):
+        parse_config({"beamline": {"hutch": "cxi"}})
+    register_plugin(Adapter(), "beamline-adapter")
+    config = parse_config({"beamline": {"hutch": "cxi"}, "free": {"anything": [1, 2]}})
+    assert config.group("beamline") == BeamlineOptions(hutch="cxi", shots=1)
+    assert config.group("free") == {"anything": [1, 2]}
+    assert parse_config({}).group("beamline") == BeamlineOptions()
+    with pytest.raises(ConfigError, match=r"beamline.shot: unknown key; allowed keys: hutch, shots"):
+        parse_config({"beamline": {"shot": 2}})
+    with pytest.raises(ConfigError, match=r"beamline.shots: expected an integer"):
+        parse_config({"beamline": {"shots": "2"}})
+    with pytest.raises(ConfigError, match=r"beamlines: unknown key; allowed keys: model, decision, crop, reader, beamline, free, plugins$"):
+        parse_config({"beamlines": {}})
+
+
+def test_a_plugin_may_not_declare_a_group_the_core_owns(register_plugin):
+    from sfx_cnn_veto.config import parse_config
+
+    class Greedy:
+        @hookimpl
+        def sfxveto_config_groups(self):
+            return [ConfigGroupSpec("model")]
+
+    register_plugin(Greedy(), "greedy")
+    with pytest.raises(PluginError, match="config group 'model' is the core's.*plugin 'greedy'"):
+        parse_config({})
+
+
+def test_the_core_finds_a_command_by_its_role_not_its_name(register_plugin):
+    from sfx_cnn_veto.types import ROLE_FILTER_LIST
+
+    assert manager.command_with_role(ROLE_FILTER_LIST) is None
+
+    class ListFilter:
+        @hookimpl
+        def sfxveto_commands(self):
+            return [CommandSpec("my-filter", "filter a list", lambda p: None, lambda a: 0, roles=(ROLE_FILTER_LIST,)),
+                    CommandSpec("other", "no role", lambda p: None, lambda a: 0)]
+
+    register_plugin(ListFilter(), "list-filter")
+    assert manager.command_with_role(ROLE_FILTER_LIST).name == "my-filter"
+    assert manager.command_with_role("no-such-role") is None
+
+
+def test_the_crystfel_adapters_filter_lst_is_the_list_filter():
+    from sfx_cnn_veto.types import ROLE_FILTER_LIST
+
+    pm = manager.new_plugin_manager()
+    assert manager.command_with_role(ROLE_FILTER_LIST, pm).name == "filter-lst"
+
+
+def test_the_adapters_declare_their_config_groups():
+    pm = manager.new_plugin_manager()
+    assert {"crystfel", "om", "psana"} <= set(manager.config_groups(pm))
+    for name in ("crystfel", "om", "psana"):
+        assert manager.provider_of("sfxveto_config_groups", name, pm) == name
 
 
 @pytest.fixture

@@ -171,7 +171,7 @@ def test_label_refuses_center_with_a_multi_panel_geometry(runs, tmp_path, capsys
 
 
 def test_psana_counter_refuses_a_radius_map():
-    from sfx_cnn_veto.training.peaks import PsanaPeakfinder8Counter
+    from sfx_cnn_veto_psana.peaks import PsanaPeakfinder8Counter
 
     with pytest.raises(ConfigError, match="peakfinder8 labeler only"):
         PsanaPeakfinder8Counter({"radius": np.zeros((8, 8), np.float32)})

@@ -110,6 +110,48 @@ def test_threshold_for_specificity_hand_computed():
     assert M.threshold_for_specificity(scores[5:], labels[5:], 0.9) == 0.0  # no misses
 
 
+def test_choose_threshold_stage_meets_the_target_on_held_out_and_weak_hits(capsys):
+    from sfx_cnn_veto.training.train import choose_threshold
+
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.01, 0.02, 0.03, 0.04, 0.4, 0.6, 0.7, 0.9])
+    weak = np.array([0.2, 0.3])
+    t, rule = choose_threshold(scores, y, weak, target_sensitivity=1.0, min_specificity=0.5)
+    # every held-out and weak hit kept, every miss still below it: no warning
+    assert 0.04 < t <= 0.2 and not rule["limited_by_specificity"]
+    assert np.all(np.concatenate([scores[y == 1], weak]) >= t) and np.all(scores[y == 0] < t)
+    assert capsys.readouterr().err == ""
+
+
+def test_choose_threshold_stage_lets_the_specificity_floor_win_and_says_so(capsys):
+    from sfx_cnn_veto.training.train import choose_threshold
+
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.05, 0.1, 0.3, 0.35, 0.4, 0.6, 0.7, 0.9])
+    weak = np.array([0.01, 0.02])  # the target would need a threshold below most misses
+    t, rule = choose_threshold(scores, y, weak, target_sensitivity=1.0, min_specificity=0.75)
+    assert rule["limited_by_specificity"] and t == rule["specificity_floor"]
+    assert np.mean(scores[y == 0] < t) >= 0.75 and t <= 0.5
+    err = capsys.readouterr().err
+    assert "warning: the target sensitivity 1" in err and "weak hits will be lost" in err
+
+
+def test_select_rows_stage_refuses_runs_in_both_sets_and_one_class_runs(tiny_labels, tmp_path):
+    from sfx_cnn_veto import ConfigError
+    from sfx_cnn_veto.training.train import TrainConfig, select_rows
+
+    d, labels = tiny_labels
+    cfg = TrainConfig(labels=labels, output=str(tmp_path / "m.keras"), train_runs=["ta"], val_runs=["tb"])
+    train_runs, train_rows, val_rows = select_rows(cfg)
+    assert train_runs == ["ta"] and {r.run for r in train_rows} == {"ta"} and {r.run for r in val_rows} == {"tb"}
+    with pytest.raises(ConfigError, match="share ta"):
+        select_rows(TrainConfig(labels=labels, output=cfg.output, train_runs=["ta"], val_runs=["ta", "tb"]))
+    misses = tmp_path / "misses.csv"
+    write_labels(str(misses), [LabelRow("a.cxi", "//0", "r", 0, 0), LabelRow("a.cxi", "//1", "r", 0, 0)])
+    with pytest.raises(ConfigError, match="need both hits and misses"):
+        select_rows(TrainConfig(labels=str(misses), output=cfg.output))
+
+
 def test_holdout_split_reproducible_and_stratified():
     rows = [LabelRow("f", f"//{i}", "r", 0, int(i % 4 == 0)) for i in range(200)]
     a = holdout_split(rows, 0.15, seed=0)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 
-import h5py
 import numpy as np
+
+from sfx_cnn_veto.io.cxi import write_cxi
 
 
 def make_frames(n: int, *, shape=(96, 96), hit_rate=0.5, n_spots=(16, 24), amplitude=(150.0, 400.0),
@@ -41,8 +42,7 @@ def write_run(directory: str, name: str, n: int, **kwargs) -> tuple[str, np.ndar
     frames, truth = make_frames(n, **kwargs)
     os.makedirs(directory, exist_ok=True)
     cxi = os.path.abspath(os.path.join(directory, f"{name}.cxi"))
-    with h5py.File(cxi, "w") as f:
-        f.create_dataset("/entry_1/data_1/data", data=frames, chunks=(1,) + frames.shape[1:])
+    write_cxi(cxi, frames)
     lst = os.path.join(directory, f"{name}.lst")
     with open(lst, "w") as handle:
         for i in range(n):

@@ -47,6 +47,8 @@ def main() -> None:
     import h5py
     import hdf5plugin  # noqa: F401 - the simulator writes bitshuffle/LZ4 frames
 
+    from sfx_cnn_veto.io.cxi import write_cxi
+
     os.makedirs(args.outdir, exist_ok=True)
     rng = np.random.default_rng(2018)
     n, s = args.frames, args.size
@@ -55,8 +57,7 @@ def main() -> None:
         ys, xs = rng.integers(0, s, 300), rng.integers(0, s, 300)
         data[i, ys, xs] += rng.uniform(50, 500, 300).astype(np.float32)
     cxi = os.path.join(args.outdir, "run_demo.cxi")
-    with h5py.File(cxi, "w") as f:
-        f.create_dataset("/entry_1/data_1/data", data=data, chunks=(1, s, s))
+    write_cxi(cxi, data)
     with open(os.path.join(args.outdir, "run_demo.lst"), "w") as f:
         f.writelines(f"{os.path.abspath(cxi)} //{i}\n" for i in range(n))
     with open(os.path.join(args.outdir, "run_demo.geom"), "w") as f:

@@ -20,7 +20,7 @@ export PYTHONPATH="$repo:$repo/plugins${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p run
 
 echo "== 1/3 simulated frames (4 files x 10 frames, 700x700, entry/data/data; sfx_cnn_veto.simulate)"
-"$PYTHON" -m sfx_cnn_veto_om.demo data run/data --files 4 --frames 10 --seed 0
+"$PYTHON" -m sfx_cnn_veto_om.example_data data run/data --files 4 --frames 10 --seed 0
 
 echo "== 2/3 model"
 if [[ -z "${MODEL:-}" ]]; then
@@ -30,7 +30,7 @@ if [[ -z "$MODEL" ]]; then
   MODEL=run/demo-model.keras
   if [[ ! -f "$MODEL" ]]; then
     echo "no model given and none installed: training the tiny demo model (200 simulated frames, 20-40 s)"
-    "$PYTHON" -m sfx_cnn_veto_om.demo model "$MODEL"
+    "$PYTHON" -m sfx_cnn_veto_om.example_data model "$MODEL"
   fi
 fi
 echo "model: $MODEL"

@@ -8,7 +8,7 @@ Importing this module is cheap: each command imports its code when it runs.
 from __future__ import annotations
 
 from sfx_cnn_veto import hookimpl
-from sfx_cnn_veto.types import CommandSpec, SinkSpec
+from sfx_cnn_veto.types import ROLE_FILTER_LIST, CommandSpec, ConfigGroupSpec, SinkSpec
 
 
 def _lazy(module: str, name: str):
@@ -26,7 +26,7 @@ def sfxveto_commands():
         CommandSpec(
             "filter-lst",
             "veto a CrystFEL .lst before indexamajig: hits.lst (+ misses, errors, scores CSV); resumable, MPI-aware",
-            _lazy("filter_lst", "configure"), _lazy("filter_lst", "run"),
+            _lazy("filter_lst", "configure"), _lazy("filter_lst", "run"), roles=(ROLE_FILTER_LIST,),
         ),
         CommandSpec(
             "tag-stream",
@@ -52,3 +52,10 @@ def sfxveto_sinks():
         SinkSpec("cxi-sidecar", _lazy("sinks", "SidecarSink"),
                  "per-event scores in DIR/<stem>.cnn.h5 (--sink cxi-sidecar:DIR; empty DIR: beside each CXI file)"),
     ]
+
+
+@hookimpl
+def sfxveto_config_groups():
+    return [ConfigGroupSpec(name="crystfel",
+                            description="options of the CrystFEL adapter (filter-lst, tag-stream, tag-cxi, convert); "
+                                        "any mapping")]

@@ -7,7 +7,7 @@ must work where OM is not installed.
 from __future__ import annotations
 
 from sfx_cnn_veto import hookimpl
-from sfx_cnn_veto.types import CommandSpec
+from sfx_cnn_veto.types import CommandSpec, ConfigGroupSpec
 
 
 def _configure(parser) -> None:
@@ -18,8 +18,7 @@ def _run(args) -> int:
     """Check a monitor.yaml's cnn_veto group (or print the example's), without starting OM."""
     import os
 
-    import yaml
-
+    from sfx_cnn_veto.config import read_yaml
     from sfx_cnn_veto.errors import ConfigError
     from sfx_cnn_veto_om import PROCESSING_LAYER
     from sfx_cnn_veto_om.config import GROUP, CnnVetoConfig
@@ -35,14 +34,7 @@ def _run(args) -> int:
             "# run: mpirun -n 3 sfx-om-monitor -c monitor.yaml SOURCE"
         )
         return 0
-    try:
-        with open(args.config) as fh:
-            data = yaml.safe_load(fh) or {}  # safe_load: Python tags are refused, never run
-    except OSError as exc:
-        raise ConfigError(f"cannot read {args.config}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{args.config} is not valid YAML for safe_load "
-                          f"({' '.join(str(exc).split())})") from exc
+    data = read_yaml(args.config, what="the monitor config") or {}  # safe_load: Python tags refused, never run
     if not isinstance(data, dict):
         raise ConfigError(f"{args.config}: expected a mapping at the top, got {type(data).__name__}")
     layer = (data.get("om") or {}).get("processing_layer")
@@ -63,3 +55,8 @@ def sfxveto_commands():
             run=_run,
         )
     ]
+
+
+@hookimpl
+def sfxveto_config_groups():
+    return [ConfigGroupSpec(name="om", description="options of the OM adapter (the processing layer reads its cnn_veto group from monitor.yaml); any mapping")]

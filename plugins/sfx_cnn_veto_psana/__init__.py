@@ -8,7 +8,8 @@ Importing this package does not import psana or TensorFlow::
 
 Modules: :mod:`.veto` (PsanaVeto), :mod:`.outputs` (per-event table, hit
 list), :mod:`.xtc` (write xtc2 runs with psana's own writer), :mod:`.offline`
-(open ``exp=/dir=`` runs without the SLAC network).
+(open ``exp=/dir=`` runs without the SLAC network), :mod:`.peaks` (psana's
+peakfinder8 as the ``psana-peakfinder8`` labeler).
 """
 
 from __future__ import annotations

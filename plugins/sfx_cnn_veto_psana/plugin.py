@@ -15,7 +15,7 @@ import os
 import sys
 
 from sfx_cnn_veto import hookimpl
-from sfx_cnn_veto.types import CommandSpec
+from sfx_cnn_veto.types import CommandSpec, ConfigGroupSpec, LabelerSpec
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -123,3 +123,19 @@ def sfxveto_commands():
             run=_run,
         )
     ]
+
+
+@hookimpl
+def sfxveto_config_groups():
+    return [ConfigGroupSpec(name="psana", description="options of the psana adapter (the psana command); any mapping")]
+
+
+def _create_psana_peakfinder8(options):
+    from sfx_cnn_veto_psana.peaks import create_psana_peakfinder8
+
+    return create_psana_peakfinder8(options)
+
+
+@hookimpl
+def sfxveto_labelers():
+    return [LabelerSpec("psana-peakfinder8", _create_psana_peakfinder8, "psana's compiled peakfinder8 (psana 4.x)")]

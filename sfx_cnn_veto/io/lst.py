@@ -89,7 +89,3 @@ def read_lst(path: str | os.PathLike, *, errors: str = "surrogateescape") -> Ite
             if parsed is not None:
                 yield LstEntry(parsed[0], parsed[1], lineno)
 
-
-def write_lst_line(handle, ref: EventRef) -> None:
-    """Write one event exactly as indexamajig reads it: ``path //N\\n``."""
-    handle.write(ref.lst_line() + "\n")

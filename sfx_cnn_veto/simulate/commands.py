@@ -7,6 +7,7 @@ import os
 import time
 
 from sfx_cnn_veto import hookimpl
+from sfx_cnn_veto.io.cxi import COMPRESSIONS
 from sfx_cnn_veto.types import CommandSpec
 
 
@@ -24,7 +25,7 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated runs to write, e.g. 90,94 or run90,run94 (default: all)")
     parser.add_argument("--size", default=None, metavar="HxW",
                         help="frame size in pixels, e.g. 700x700 (default: the config's)")
-    parser.add_argument("--compression", choices=("lz4", "gzip", "none"), default="lz4",
+    parser.add_argument("--compression", choices=COMPRESSIONS, default="lz4",
                         help="HDF5 compression of the frames: lz4 (bitshuffle, via hdf5plugin; default), "
                              "gzip (readable everywhere, slower) or none")
     parser.add_argument("--layout", default="assembled", metavar="{assembled,eight-panel,cspad,jungfrau4m,FILE.geom}",

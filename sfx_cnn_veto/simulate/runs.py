@@ -318,15 +318,9 @@ def experiment_from_dict(data: Mapping[str, Any], *, where: str = "experiment") 
 
 def load_experiment(path: str) -> Experiment:
     """Read an experiment YAML file (``yaml.safe_load``)."""
-    import yaml
+    from sfx_cnn_veto.config import read_yaml
 
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except OSError as exc:
-        raise ConfigError(f"cannot read experiment config {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"experiment config {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+    data = read_yaml(path, what="experiment config")
     if not isinstance(data, Mapping):
         raise ConfigError(f"experiment config {path}: expected a mapping at the top, got {type(data).__name__}")
     return experiment_from_dict(data, where=os.path.basename(path))

@@ -31,10 +31,10 @@ from sfx_cnn_veto.errors import ConfigError
 from sfx_cnn_veto.io.geometry import format_geometry
 from sfx_cnn_veto.simulate.detector import MASK_GAP
 from sfx_cnn_veto.simulate.layouts import SlabLayout, slab_layout
+from sfx_cnn_veto.io.cxi import create_frames
 from sfx_cnn_veto.simulate.generate import TRUTH_FIELDS, RunSimulator
 from sfx_cnn_veto.simulate.runs import Experiment, RunConfig, dump_experiment
 
-COMPRESSIONS = ("lz4", "gzip", "none")
 ELECTRON_VOLT_J = 1.602176634e-19
 
 
@@ -48,18 +48,6 @@ class RunFiles:
     geom: str
     truth: str
     n_frames: int
-
-
-def _compression_options(compression: str) -> dict:
-    if compression == "none":
-        return {}
-    if compression == "gzip":
-        return {"compression": "gzip", "compression_opts": 1, "shuffle": True}
-    if compression == "lz4":
-        import hdf5plugin
-
-        return dict(hdf5plugin.Bitshuffle(cname="lz4"))
-    raise ConfigError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
 
 
 def write_run(
@@ -108,8 +96,7 @@ def write_run(
         entry = f.create_group("entry_1")
         entry.create_dataset("experiment_identifier", data=np.array([f"{run.name} //{i}".encode() for i in range(n_frames)]))
         data_1 = entry.create_group("data_1")
-        data = data_1.create_dataset("data", shape=(n_frames, height, width), dtype=np.float32,
-                                     chunks=(1, height, width), **_compression_options(compression))
+        data = create_frames(data_1, "data", n_frames, (height, width), compression=compression)
         data.attrs["units"] = "ADU"
         data.attrs["axes"] = "experiment_identifier:y:x"
         own_mask = sim.detector.mask if slabs is None else slabs.slab_mask(sim.detector.mask, MASK_GAP)

@@ -95,14 +95,6 @@ def percentile_rule(counts: Sequence[int | None], *, percentile: float = 25.0) -
     return out
 
 
-def apply_rule(counts: Sequence[int | None], rule: str = "paper", **params) -> list[int | None]:
-    if rule == "paper":
-        return paper_rule(counts, **params)
-    if rule == "percentile":
-        return percentile_rule(counts, **params)
-    raise ConfigError(f"labelling rule {rule!r}: expected 'paper' or 'percentile'")
-
-
 # ---------------------------------------------------------------------------
 # CSV
 

@@ -193,6 +193,13 @@ class Peakfinder8Counter:
         out[:shape[0], :shape[1]] = np.where(np.isfinite(given), given, np.float32(0.0))
         return out
 
+    def mask_for(self, shape: tuple[int, int]) -> np.ndarray:
+        """The ``mask`` option (nonzero = good) as an array, refused unless it has the frame's shape."""
+        mask = np.asarray(self.mask)
+        if mask.shape != tuple(shape):
+            raise FrameReadError(f"mask of shape {mask.shape} does not match the {shape[0]}x{shape[1]} frame")
+        return mask
+
     def _detector(self, shape: tuple[int, int]):
         det = self._detectors.get(shape)
         if det is not None:
@@ -225,10 +232,7 @@ class Peakfinder8Counter:
         good = np.zeros(scanned, dtype=np.int8)
         good[:shape[0], :shape[1]] = 1
         if self.mask is not None:
-            mask = np.asarray(self.mask)
-            if mask.shape != shape:
-                raise FrameReadError(f"mask of shape {mask.shape} does not match the {shape[0]}x{shape[1]} frame")
-            good[:shape[0], :shape[1]] = mask != 0
+            good[:shape[0], :shape[1]] = self.mask_for(shape) != 0
         if self.mask is not None or scanned != shape:
             det.set_bad_pixel_map(good)
         self._detectors[shape] = det
@@ -251,50 +255,3 @@ class Peakfinder8Counter:
 
 def create_peakfinder8(options: dict[str, Any]) -> Peakfinder8Counter:
     return Peakfinder8Counter(options)
-
-
-class PsanaPeakfinder8Counter(Peakfinder8Counter):
-    """The same options through psana's compiled ``psana.peakfinder8.peakfinder_8`` (LCLS builds)."""
-
-    name = "psana-peakfinder8"
-
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        self._configure(options)
-        try:
-            from psana.peakfinder8 import peakfinder_8
-        except ImportError as exc:
-            raise MissingDependencyError("psana", "pip install psana==4.3.4", purpose="psana's peakfinder8") from exc
-        self._pf8 = peakfinder_8
-        self._setup: dict[tuple[int, int], tuple] = {}
-
-    def _prepared(self, shape: tuple[int, int]):
-        got = self._setup.get(shape)
-        if got is not None:
-            return got
-        height, width = shape
-        ny, nx = asic_tiles(shape, self.asic_shape)
-        r = radius_map(shape, self.center)
-        mask = np.ones(shape, dtype=np.int8)
-        if self.mask is not None:
-            given = np.asarray(self.mask)
-            if given.shape != shape:
-                raise FrameReadError(f"mask of shape {given.shape} does not match the {height}x{width} frame")
-            mask[given == 0] = 0
-        mask[r < self.options.min_res] = 0
-        mask[r > self.options.max_res] = 0
-        got = (np.ascontiguousarray(r), np.ascontiguousarray(mask), (nx, ny, width // nx, height // ny))
-        self._setup[shape] = got
-        return got
-
-    def find(self, frame: np.ndarray) -> dict[str, Any]:
-        frame = finite_frame(frame)
-        r, mask, (nx, ny, nax, nay) = self._prepared(frame.shape)
-        o = self.options
-        peaks = self._pf8(int(o.max_num_peaks), np.ascontiguousarray(frame), mask, r, nx, ny, nax, nay,
-                          float(o.threshold), float(o.min_snr), int(o.min_pix_count), int(o.max_pix_count),
-                          int(o.local_bg_radius))
-        return {"num_peaks": len(peaks[0]), "fs": peaks[0], "ss": peaks[1], "intensity": peaks[2]}
-
-
-def create_psana_peakfinder8(options: dict[str, Any]) -> PsanaPeakfinder8Counter:
-    return PsanaPeakfinder8Counter(options)

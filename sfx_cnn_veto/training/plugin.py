@@ -12,17 +12,10 @@ def _create_peakfinder8(options):
     return create_peakfinder8(options)
 
 
-def _create_psana_peakfinder8(options):
-    from sfx_cnn_veto.training.peaks import create_psana_peakfinder8
-
-    return create_psana_peakfinder8(options)
-
-
 @hookimpl(trylast=True)
 def sfxveto_labelers():
     return [
         LabelerSpec("peakfinder8", _create_peakfinder8, "OM's compiled peakfinder8 (ondamonitor), full frame"),
-        LabelerSpec("psana-peakfinder8", _create_psana_peakfinder8, "psana's compiled peakfinder8 (psana 4.x)"),
     ]
 
 

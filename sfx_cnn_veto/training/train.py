@@ -171,7 +171,7 @@ def _cap_rows(rows: list[LabelRow], cap: int | None, seed: int) -> list[LabelRow
 def _subset(crops: CropSet, idx: Sequence[int]) -> CropSet:
     idx = list(idx)
     return CropSet(crops.crops[idx], crops.labels[idx], [crops.rows[i] for i in idx], crops.margin,
-                   crops.crop_shape, [])
+                   crops.crop_shape, [], list(crops.frame_shapes))
 
 
 def _class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -210,22 +210,64 @@ def _optimizer(cfg: TrainConfig):
     raise ConfigError(f"optimizer {cfg.optimizer!r}: expected 'sgd' (the paper's) or 'adam'")
 
 
+@dataclass
+class Preprocessing:
+    """What the network sees: its architecture and input, the crop, the normalization, masks, augmentation."""
+
+    arch: str
+    norm_method: str
+    norm_params: dict[str, Any]
+    crop_shape: tuple[int, int]
+    crop_center: tuple[float, float] | None
+    input_shape: tuple[int, ...]
+    use_mask: bool
+    aug: Augmentation
+    margin: int
+    #: the detector's geometry (raw slabs), or None (single-panel frames around ``crop_center``)
+    geometry: Any = None
+
+    @property
+    def normalize(self):
+        return normalizer(self.norm_method, self.norm_params)
+
+
+@dataclass
+class TrainData:
+    """The crops to train on and the validation set (normalized batches), with where the latter came from."""
+
+    train_set: CropSet
+    val_set: CropSet
+    val_source: str
+    x_val: np.ndarray
+    y_val: np.ndarray
+    #: weak hits made from the held-out hits (empty without weak-hit augmentation)
+    x_weak: np.ndarray
+
+
+@dataclass
+class Fit:
+    """What fitting left: the per-epoch history, the chosen (best) epoch and its validation loss."""
+
+    history: dict[str, list[float]]
+    best_epoch: int  # 0-based
+    best_loss: float
+    class_weight: dict[int, float]
+    #: the fitted model as the veto runs it (hit probabilities)
+    classifier: Any
+
+
 def _detector_provenance(frame_shapes, geometry, path: str | None) -> dict[str, Any]:
     """What the model was trained on: the frames' shapes, and the geometry (its file name and panel count)."""
     return {
-        "frame_shapes": [list(shape) for shape in frame_shapes],
+        "frame_shapes": sorted({tuple(int(v) for v in shape) for shape in frame_shapes}),
         "geometry": os.path.basename(path) if path else None,
         "geometry_sha256": file_sha256(path) if path else None,
         "panels": len(geometry.panels) if geometry is not None else 1,
     }
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Train a model as ``cfg`` says and save it (with metadata and a curves PNG) to ``cfg.output``."""
-    from sfx_cnn_veto.cli_commands import progress
-    from sfx_cnn_veto.core.backends import KerasClassifier
-    from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
-
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse options out of range before anything is read."""
     if not cfg.output.endswith(".keras"):
         raise ConfigError(f"-o/--output: model files must end in '.keras', got {cfg.output!r}")
     if not 0.0 < cfg.target_sensitivity <= 1.0:
@@ -234,8 +276,16 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise ConfigError(f"--min-specificity: expected 0 <= t <= 1, got {cfg.min_specificity}")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ConfigError("--epochs and --batch-size must be positive")
-    started = time.time()
-    tf_threads = _pin_threads(cfg.threads)
+
+
+def select_rows(cfg: TrainConfig) -> tuple[list[str], list[LabelRow], list[LabelRow] | None]:
+    """The labelled events to train and validate on: ``(train runs, train rows, validation rows or None)``.
+
+    Raises
+    ------
+    ConfigError
+        Overlapping train and validation runs, or training runs without both hits and misses.
+    """
     rows = read_labels(cfg.labels)
     train_runs = list(cfg.train_runs) if cfg.train_runs else runs_of(rows)
     if cfg.val_runs:
@@ -248,41 +298,37 @@ def train(cfg: TrainConfig) -> TrainResult:
     train_rows = [r for r in train_rows if r.label is not None]
     if not any(r.label == 1 for r in train_rows) or not any(r.label == 0 for r in train_rows):
         raise ConfigError(f"training runs {', '.join(train_runs)} need both hits and misses in {cfg.labels}")
+    return train_runs, train_rows, val_rows
 
-    # -- architecture, preprocessing --------------------------------------
-    init = VetoModel.load(cfg.init_model) if cfg.init_model else None
-    specs = manager.architectures()
+
+def plan_preprocessing(cfg: TrainConfig, init) -> Preprocessing:
+    """The architecture and preprocessing: the initial model's when fine-tuning (``init``), else ``cfg``'s."""
     if init is not None:
         meta0 = init.metadata
-        arch = meta0.architecture
-        norm_method = cfg.normalize or meta0.normalize
         if cfg.normalize and cfg.normalize != meta0.normalize:
             raise ConfigError(
                 f"--normalize {cfg.normalize} differs from the initial model's {meta0.normalize}; fine-tuning keeps it"
             )
-        norm_params = dict(meta0.normalize_params)
+        use_mask = bool(meta0.use_mask)
+        if cfg.use_mask is not None and bool(cfg.use_mask) != use_mask:
+            raise ConfigError(f"the initial model was trained {'with' if use_mask else 'without'} masks; "
+                              "fine-tuning keeps that")
+        arch, norm_method, norm_params = meta0.architecture, cfg.normalize or meta0.normalize, dict(meta0.normalize_params)
         crop_shape = tuple(meta0.crop_shape)
         crop_center = cfg.crop_center if cfg.crop_center is not None else meta0.crop_center
         input_shape = tuple(meta0.input_shape)
     else:
+        specs = manager.architectures()
         if cfg.arch not in specs:
             raise ConfigError(f"--arch {cfg.arch!r} is not registered (have: {', '.join(sorted(specs))})")
         spec = specs[cfg.arch]
-        arch = cfg.arch
-        norm_method = cfg.normalize or spec.default_normalize
-        norm_params = {}
+        arch, norm_method, norm_params = cfg.arch, cfg.normalize or spec.default_normalize, {}
         crop_shape = tuple(cfg.crop_shape or spec.input_shape[:2])
         crop_center = cfg.crop_center
         input_shape = crop_shape + (1,)
-    normalize = normalizer(norm_method, norm_params)
-    if init is not None:
-        use_mask = bool(init.metadata.use_mask)
-        if cfg.use_mask is not None and bool(cfg.use_mask) != use_mask:
-            raise ConfigError(f"the initial model was trained {'with' if use_mask else 'without'} masks; "
-                              "fine-tuning keeps that")
-    else:
         use_mask = (arch != "paper") if cfg.use_mask is None else bool(cfg.use_mask)
-    mask_for = _mask_source(cfg.mask) if use_mask else None
+    normalizer(norm_method, norm_params)  # an unknown method is an error before any data is read
+    aug = Augmentation.parse(cfg.augment, margin=cfg.margin)
     geometry = None
     if cfg.geometry:
         from sfx_cnn_veto.io.geometry import read_geometry
@@ -290,56 +336,78 @@ def train(cfg: TrainConfig) -> TrainResult:
         if cfg.crop_center is not None:
             raise ConfigError("--center and --geometry: give one (a geometry puts the beam at x = y = 0)")
         geometry, crop_center = read_geometry(cfg.geometry), None
+    return Preprocessing(arch, norm_method, norm_params, crop_shape, crop_center, input_shape, use_mask, aug,
+                         cfg.margin if aug.shift else 0, geometry)
 
-    aug = Augmentation.parse(cfg.augment, margin=cfg.margin)
-    margin = cfg.margin if aug.shift else 0
 
-    # -- data -------------------------------------------------------------
-    train_set = read_crops(train_rows, crop_shape=crop_shape, center=crop_center, margin=margin,
+def read_and_split(cfg: TrainConfig, train_rows: list[LabelRow], val_rows: list[LabelRow] | None,
+                   prep: Preprocessing) -> TrainData:
+    """Read the crops; hold out ``cfg.holdout`` of the training events unless validation runs are given.
+
+    The validation set is normalized once, with weak hits made from its hits
+    as training makes them (fixed by the seed): the held-out hits alone are
+    the training runs' strong ones, so the epoch and the threshold are chosen
+    on both (a run of weak crystals would lose its hits otherwise).
+    """
+    mask_for = _mask_source(cfg.mask) if prep.use_mask else None
+    normalize = prep.normalize
+    train_set = read_crops(train_rows, crop_shape=prep.crop_shape, center=prep.crop_center, margin=prep.margin,
                            reader_options=cfg.reader_options, desc="read train", mask_for=mask_for,
-                           geometry=geometry)
-    detector = _detector_provenance(train_set.frame_shapes, geometry, cfg.geometry)
+                           geometry=prep.geometry)
     if val_rows is None:
         tr_idx, va_idx = holdout_split(train_set.rows, cfg.holdout, cfg.seed)
         val_set = _subset(train_set, va_idx)
-        val_set = CropSet(np.ascontiguousarray(val_set.centre()), val_set.labels, val_set.rows, 0, crop_shape, [])
+        val_set = CropSet(np.ascontiguousarray(val_set.centre()), val_set.labels, val_set.rows, 0,
+                          prep.crop_shape, [])
         train_set = _subset(train_set, tr_idx)
         val_source = f"{cfg.holdout:.0%} of the training events held out (seed {cfg.seed})"
     else:
-        val_set = read_crops([r for r in val_rows if r.label is not None], crop_shape=crop_shape,
-                             center=crop_center, margin=0, reader_options=cfg.reader_options, desc="read val",
-                             mask_for=mask_for, geometry=geometry)
+        val_set = read_crops([r for r in val_rows if r.label is not None], crop_shape=prep.crop_shape,
+                             center=prep.crop_center, margin=0, reader_options=cfg.reader_options, desc="read val",
+                             mask_for=mask_for, geometry=prep.geometry)
         val_source = "runs " + ", ".join(cfg.val_runs)
     if len(train_set) == 0:
         raise ConfigError("no training event could be read")
     if len(val_set) == 0 or len(set(val_set.labels.tolist())) < 1:
         raise ConfigError("no validation event could be read")
     x_val = make_batch(val_set, range(len(val_set)), normalize)
-    y_val = val_set.labels
-    # weak hits made from the held-out hits as training makes them (fixed by the seed): the
-    # held-out hits alone are the training runs' strong ones, so the epoch and the threshold
-    # are chosen on both (a run of weak crystals would lose its hits otherwise)
-    x_weak = np.zeros((0,) + tuple(input_shape), dtype=np.float32)
-    if aug.weak_hits:
-        weak_set = weak_validation(val_set, aug, cfg.seed, per_hit=WEAK_VALIDATION_PER_HIT)
+    x_weak = np.zeros((0,) + tuple(prep.input_shape), dtype=np.float32)
+    if prep.aug.weak_hits:
+        weak_set = weak_validation(val_set, prep.aug, cfg.seed, per_hit=WEAK_VALIDATION_PER_HIT)
         if len(weak_set):
             x_weak = make_batch(weak_set, range(len(weak_set)), normalize)
+    return TrainData(train_set, val_set, val_source, x_val, val_set.labels, x_weak)
 
-    # -- model ------------------------------------------------------------
+
+def build_model(cfg: TrainConfig, init, prep: Preprocessing):
+    """The Keras model to fit, seeded and compiled: the initial model's, else a new ``prep.arch``."""
     set_determinism(cfg.seed)
-    from sfx_cnn_veto.core.tf import import_keras
-
-    keras = import_keras()
     if init is not None:
         model = init.keras_model
     else:
-        model = specs[arch].build(input_shape, seed=cfg.seed) if _takes_seed(specs[arch].build) \
-            else specs[arch].build(input_shape)
+        build = manager.architectures()[prep.arch].build
+        model = build(prep.input_shape, seed=cfg.seed) if _takes_seed(build) else build(prep.input_shape)
     model.compile(optimizer=_optimizer(cfg), loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _validate(classifier, data: TrainData) -> tuple[float, float]:
+    """``(balanced loss on the held-out and weak hits, accuracy at 0.5)`` of the model now."""
+    val_scores = _predict(classifier, data.x_val)
+    weak = _predict(classifier, data.x_weak) if len(data.x_weak) else None
+    val_loss = _balanced_ce(val_scores, data.y_val, weak)
+    return val_loss, float(np.mean((val_scores >= 0.5) == (data.y_val == 1)))
+
+
+def fit(cfg: TrainConfig, model, data: TrainData, prep: Preprocessing) -> Fit:
+    """Fit epoch by epoch with early stopping on the validation loss; the model is left at its best epoch."""
+    from sfx_cnn_veto.cli_commands import progress
+    from sfx_cnn_veto.core.backends import KerasClassifier
+
+    train_set, normalize, aug = data.train_set, prep.normalize, prep.aug
     classifier = KerasClassifier(model, hit_index=1)
     calib_idx = np.sort(np.random.default_rng(cfg.seed + 1).permutation(len(train_set))[:300])
     x_calib = make_batch(train_set, calib_idx, normalize) if batchnorm_layers(model) else np.zeros((0,))
-
     cache = normalized_windows(train_set, normalize) if aug.active and aug.p_raw < 1.0 else None
     weights = _class_weights(train_set.labels) if cfg.class_weight else {0: 1.0, 1: 1.0}
     rng = np.random.default_rng(cfg.seed)
@@ -357,20 +425,16 @@ def train(cfg: TrainConfig) -> TrainResult:
                 idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
                 x = make_batch(train_set, idx, normalize, aug=aug, rng=rng, cache=cache)
                 y = train_set.labels[idx]
-                onehot = np.eye(2, dtype=np.float32)[y]
                 sw = np.array([weights[int(c)] for c in y], dtype=np.float32)
-                out = model.train_on_batch(x, onehot, sample_weight=sw, return_dict=True)
+                out = model.train_on_batch(x, np.eye(2, dtype=np.float32)[y], sample_weight=sw, return_dict=True)
                 losses.append(float(out["loss"]))
                 accs.append(float(out.get("accuracy", float("nan"))))
                 bar.update(1)
             recalibrate_batchnorm(model, x_calib, batch=cfg.batch_size)
-            val_scores = _predict(classifier, x_val)
-            val_loss = _balanced_ce(val_scores, y_val, _predict(classifier, x_weak) if len(x_weak) else None)
-            val_acc = float(np.mean((val_scores >= 0.5) == (y_val == 1)))
-            history["loss"].append(float(np.mean(losses)))
-            history["accuracy"].append(float(np.mean(accs)))
-            history["val_loss"].append(val_loss)
-            history["val_accuracy"].append(val_acc)
+            val_loss, val_acc = _validate(classifier, data)
+            for key, value in (("loss", float(np.mean(losses))), ("accuracy", float(np.mean(accs))),
+                               ("val_loss", val_loss), ("val_accuracy", val_acc)):
+                history[key].append(value)
             bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses):.3f}", val_loss=f"{val_loss:.3f}",
                             val_acc=f"{val_acc:.3f}")
             if val_loss < best[0] - 1e-6:
@@ -383,82 +447,121 @@ def train(cfg: TrainConfig) -> TrainResult:
                     bar.total = bar.n
                     break
     model.set_weights(best_weights)
-    val_scores = _predict(classifier, x_val)
-    weak_scores = _predict(classifier, x_weak) if len(x_weak) else np.zeros(0)
-    # the threshold: the target sensitivity on the held-out and the weak hits, but not at the price
-    # of more than 1 - min_specificity of the held-out misses
+    return Fit(history, best[1], best[0], weights, classifier)
+
+
+def choose_threshold(val_scores: np.ndarray, y_val: np.ndarray, weak_scores: np.ndarray, *,
+                     target_sensitivity: float, min_specificity: float) -> tuple[float, dict[str, Any]]:
+    """The decision threshold and the rule that gave it.
+
+    The target sensitivity on the held-out and the weak hits, but not at the
+    price of keeping more than ``1 - min_specificity`` of the held-out misses,
+    and never above 0.5. A warning on stderr when the specificity floor wins.
+
+    Returns
+    -------
+    threshold : float
+    rule : dict
+        ``for_sensitivity``, ``specificity_floor``, ``min_specificity``, ``limited_by_specificity``.
+    """
     wanted = M.threshold_for_sensitivity(np.concatenate([val_scores, weak_scores]),
                                          np.concatenate([y_val, np.ones(len(weak_scores), dtype=y_val.dtype)]),
-                                         cfg.target_sensitivity)
-    floor = M.threshold_for_specificity(val_scores, y_val, cfg.min_specificity)
+                                         target_sensitivity)
+    floor = M.threshold_for_specificity(val_scores, y_val, min_specificity)
     threshold = min(max(wanted, floor), 0.5)
-    rule = {"for_sensitivity": wanted, "specificity_floor": floor, "min_specificity": cfg.min_specificity,
+    rule = {"for_sensitivity": wanted, "specificity_floor": floor, "min_specificity": min_specificity,
             "limited_by_specificity": bool(floor > wanted)}
     if floor > wanted:
-        print(f"sfx-cnn-veto: warning: the target sensitivity {cfg.target_sensitivity:g} on the held-out and weak "
-              f"hits needs a threshold of {wanted:.3g}, which keeps more than {1 - cfg.min_specificity:.0%} of the "
-              f"held-out misses; using {threshold:.3g} (--min-specificity {cfg.min_specificity:g}): weak hits "
+        print(f"sfx-cnn-veto: warning: the target sensitivity {target_sensitivity:g} on the held-out and weak "
+              f"hits needs a threshold of {wanted:.3g}, which keeps more than {1 - min_specificity:.0%} of the "
+              f"held-out misses; using {threshold:.3g} (--min-specificity {min_specificity:g}): weak hits "
               f"will be lost (sensitivity on them {np.mean(weak_scores >= threshold):.1%})", file=sys.stderr)
-    predicted = val_scores >= threshold
-    val_metrics: dict[str, Any] = {"overall": M.table_row(M.confusion(y_val, predicted)), "threshold_rule": rule}
-    if len(weak_scores):
-        val_metrics["weak_hits"] = {"events": int(len(weak_scores)),
-                                    "sensitivity": float(np.mean(weak_scores >= threshold)),
-                                    "sensitivity_at_0.5": float(np.mean(weak_scores >= 0.5))}
-    runs_in_val = runs_of(val_set.rows)
-    if len(runs_in_val) > 1 or cfg.val_runs:
-        val_metrics["runs"] = {}
-        for run in runs_in_val:
-            sel = np.array([r.run == run for r in val_set.rows])
-            val_metrics["runs"][run] = M.table_row(M.confusion(y_val[sel], predicted[sel]))
-    _, _, auc = M.roc_curve(val_scores, y_val)
-    val_metrics["auc"] = None if math.isnan(auc) else auc
-    val_metrics["loss"] = best[0]
-    val_metrics["source"] = val_source
+    return threshold, rule
 
-    training = {
+
+def validation_metrics(cfg: TrainConfig, data: TrainData, fitted: Fit) -> tuple[float, dict[str, Any]]:
+    """Score the validation set with the fitted model: ``(threshold, metrics)`` (Table II rows, AUC, weak hits)."""
+    classifier = fitted.classifier
+    y_val = data.y_val
+    val_scores = _predict(classifier, data.x_val)
+    weak_scores = _predict(classifier, data.x_weak) if len(data.x_weak) else np.zeros(0)
+    threshold, rule = choose_threshold(val_scores, y_val, weak_scores, target_sensitivity=cfg.target_sensitivity,
+                                       min_specificity=cfg.min_specificity)
+    predicted = val_scores >= threshold
+    metrics: dict[str, Any] = {"overall": M.table_row(M.confusion(y_val, predicted)), "threshold_rule": rule}
+    if len(weak_scores):
+        metrics["weak_hits"] = {"events": int(len(weak_scores)),
+                                "sensitivity": float(np.mean(weak_scores >= threshold)),
+                                "sensitivity_at_0.5": float(np.mean(weak_scores >= 0.5))}
+    runs_in_val = runs_of(data.val_set.rows)
+    if len(runs_in_val) > 1 or cfg.val_runs:
+        metrics["runs"] = {}
+        for run in runs_in_val:
+            sel = np.array([r.run == run for r in data.val_set.rows])
+            metrics["runs"][run] = M.table_row(M.confusion(y_val[sel], predicted[sel]))
+    _, _, auc = M.roc_curve(val_scores, y_val)
+    metrics["auc"] = None if math.isnan(auc) else auc
+    metrics["loss"] = fitted.best_loss
+    metrics["source"] = data.val_source
+    return threshold, metrics
+
+
+def training_record(cfg: TrainConfig, train_runs: list[str], data: TrainData, prep: Preprocessing, fitted: Fit,
+                    *, tf_threads: int | None, started: float) -> dict[str, Any]:
+    """How the model was trained, for its metadata (``training``): data, options, history, versions."""
+    from sfx_cnn_veto.core.tf import import_keras
+
+    return {
         "labels": os.path.abspath(cfg.labels),
         "labels_sha256": file_sha256(cfg.labels),
         "train_runs": train_runs,
         "val_runs": list(cfg.val_runs) if cfg.val_runs else None,
-        "validation": val_source,
-        "train_events": int(len(train_set)),
-        "train_hits": int((train_set.labels == 1).sum()),
-        "val_events": int(len(val_set)),
-        "val_hits": int((y_val == 1).sum()),
-        "skipped_events": len(train_set.skipped) + len(val_set.skipped),
+        "validation": data.val_source,
+        "train_events": int(len(data.train_set)),
+        "train_hits": int((data.train_set.labels == 1).sum()),
+        "val_events": int(len(data.val_set)),
+        "val_hits": int((data.y_val == 1).sum()),
+        "skipped_events": len(data.train_set.skipped) + len(data.val_set.skipped),
         "seed": cfg.seed,
-        "epochs_run": len(history["loss"]),
-        "best_epoch": best[1] + 1,
+        "epochs_run": len(fitted.history["loss"]),
+        "best_epoch": fitted.best_epoch + 1,
         "max_epochs": cfg.epochs,
         "patience": cfg.patience,
         "batch_size": cfg.batch_size,
         "optimizer": {"name": cfg.optimizer, "learning_rate": cfg.learning_rate,
                       "inverse_time_decay": cfg.decay, "momentum": cfg.momentum},
         "loss": "categorical_crossentropy",
-        "class_weight": {str(k): v for k, v in weights.items()},
-        "augmentation": aug.describe() if aug.active else None,
-        "mask": (cfg.mask or "each CXI file's own") if use_mask else None,
-        "detector": detector,
+        "class_weight": {str(k): v for k, v in fitted.class_weight.items()},
+        "augmentation": prep.aug.describe() if prep.aug.active else None,
+        "mask": (cfg.mask or "each CXI file's own") if prep.use_mask else None,
+        "detector": _detector_provenance(data.train_set.frame_shapes + data.val_set.frame_shapes, prep.geometry,
+                                         cfg.geometry),
         "target_sensitivity": cfg.target_sensitivity,
         "init_model": os.path.abspath(cfg.init_model) if cfg.init_model else None,
         "max_per_run": cfg.max_per_run,
         "tf_threads": tf_threads,
-        "history": history,
+        "history": fitted.history,
         "seconds": round(time.time() - started, 1),
         "package_version": __version__,
-        "keras_version": keras.__version__,
+        "keras_version": import_keras().__version__,
     }
+
+
+def write_model(cfg: TrainConfig, model, prep: Preprocessing, threshold: float, training: dict[str, Any],
+                val_metrics: dict[str, Any], fitted: Fit):
+    """Save the model with its metadata to ``cfg.output`` (and the curves PNG): ``(VetoModel, curves path)``."""
+    from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
+
     meta = ModelMetadata(
-        architecture=arch,
-        input_shape=tuple(int(v) for v in input_shape),
-        crop_shape=tuple(int(v) for v in crop_shape),
-        crop_center=tuple(float(v) for v in crop_center) if crop_center is not None else None,
-        normalize=norm_method,
-        normalize_params=norm_params,
+        architecture=prep.arch,
+        input_shape=tuple(int(v) for v in prep.input_shape),
+        crop_shape=tuple(int(v) for v in prep.crop_shape),
+        crop_center=tuple(float(v) for v in prep.crop_center) if prep.crop_center is not None else None,
+        normalize=prep.norm_method,
+        normalize_params=prep.norm_params,
         class_order=("miss", "hit"),
         threshold=float(threshold),
-        use_mask=use_mask,
+        use_mask=prep.use_mask,
         training=training,
         metrics={"validation": val_metrics},
     )
@@ -469,8 +572,33 @@ def train(cfg: TrainConfig) -> TrainResult:
         from sfx_cnn_veto.training.report import plot_curves
 
         curves = curves_path(cfg.output)
-        plot_curves(history, curves, best_epoch=best[1] + 1, title=os.path.basename(cfg.output))
-    return TrainResult(vm, history, best[1] + 1, float(threshold), val_metrics, curves)
+        plot_curves(fitted.history, curves, best_epoch=fitted.best_epoch + 1, title=os.path.basename(cfg.output))
+    return vm, curves
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train a model as ``cfg`` says and save it (with metadata and a curves PNG) to ``cfg.output``.
+
+    The stages, each a function of this module: :func:`select_rows`,
+    :func:`plan_preprocessing`, :func:`read_and_split`, :func:`build_model`,
+    :func:`fit` (which chooses the epoch), :func:`validation_metrics` (which
+    chooses the threshold, :func:`choose_threshold`), :func:`write_model`.
+    """
+    from sfx_cnn_veto.core.model import VetoModel
+
+    check_config(cfg)
+    started = time.time()
+    tf_threads = _pin_threads(cfg.threads)
+    train_runs, train_rows, val_rows = select_rows(cfg)
+    init = VetoModel.load(cfg.init_model) if cfg.init_model else None
+    prep = plan_preprocessing(cfg, init)
+    data = read_and_split(cfg, train_rows, val_rows, prep)
+    model = build_model(cfg, init, prep)
+    fitted = fit(cfg, model, data, prep)
+    threshold, val_metrics = validation_metrics(cfg, data, fitted)
+    training = training_record(cfg, train_runs, data, prep, fitted, tf_threads=tf_threads, started=started)
+    vm, curves = write_model(cfg, model, prep, threshold, training, val_metrics, fitted)
+    return TrainResult(vm, fitted.history, fitted.best_epoch + 1, float(threshold), val_metrics, curves)
 
 
 def curves_path(model_path: str) -> str:

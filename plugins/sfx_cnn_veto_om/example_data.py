@@ -1,4 +1,4 @@
-"""Demo data and a tiny model for the OM example and tests (no OM import).
+"""Example data and a tiny model for the OM example (examples/om/run.sh) and tests (no OM import).
 
 Frames are written the way OM's ``EigerFilesDataRetrieval`` reads them
 (``entry/data/data`` of shape ``(N, ss, fs)``), with a bad-pixel map
@@ -14,8 +14,8 @@ Frames are written the way OM's ``EigerFilesDataRetrieval`` reads them
 
 Command line::
 
-    python -m sfx_cnn_veto_om.demo data OUTDIR --files 4 --frames 10
-    python -m sfx_cnn_veto_om.demo model OUT.keras
+    python -m sfx_cnn_veto_om.example_data data OUTDIR --files 4 --frames 10
+    python -m sfx_cnn_veto_om.example_data model OUT.keras
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def resolve_source(source: str) -> str:
 
 
 @dataclass(frozen=True)
-class DemoTruth:
+class ExampleTruth:
     """What was written: ``paths`` of the HDF5 files and the truth of every frame."""
 
     paths: list[str]
@@ -171,7 +171,7 @@ def write_eiger_files(
     seed: int = 0,
     source: str = "auto",
     list_file: str | None = "files.lst",
-) -> DemoTruth:
+) -> ExampleTruth:
     """Write ``files`` HDF5 files of ``frames`` frames each (``entry/data/data``), a file list and ``mask.h5``.
 
     The list (one absolute path a line, OM's ``EigerFilesDataRetrieval``
@@ -180,6 +180,8 @@ def write_eiger_files(
     Each file also keeps its truth in ``entry/truth/{is_hit,num_spots}``.
     """
     import h5py
+
+    from sfx_cnn_veto.io.cxi import write_cxi
 
     source = resolve_source(source)
     os.makedirs(outdir, exist_ok=True)
@@ -191,8 +193,8 @@ def write_eiger_files(
         stack = np.stack([b[0] for b in batch])
         is_hit = [b[1] for b in batch]
         counts = [b[2] for b in batch]
-        with h5py.File(path, "w") as h5:
-            h5.create_dataset(DATASET, data=stack, chunks=(1,) + stack.shape[1:])
+        write_cxi(path, stack, dataset=DATASET)
+        with h5py.File(path, "a") as h5:
             h5.create_dataset("entry/truth/is_hit", data=np.array(is_hit, dtype=bool))
             h5.create_dataset("entry/truth/num_spots", data=np.array(counts, dtype=np.int32))
             h5["entry/truth"].attrs["source"] = source
@@ -205,11 +207,11 @@ def write_eiger_files(
     if list_file:
         with open(os.path.join(outdir, list_file), "w") as fh:
             fh.writelines(p + "\n" for p in paths)
-    return DemoTruth(paths, hits, spots, source, mask_path)
+    return ExampleTruth(paths, hits, spots, source, mask_path)
 
 
 def build_tiny_model(input_shape=(350, 350, 1), *, seed: int = 0):
-    """A small, fast network (about 2,300 parameters) for tests and the demo, not for real data.
+    """A small, fast network (about 2,300 parameters) for tests and the OM example, not for real data.
 
     Average-pooling first (not max-pooling) so single hot pixels and zingers do
     not look like Bragg spots; 100% held-out accuracy on simulated run90
@@ -243,12 +245,12 @@ def train_tiny_model(
     normalize: str = "robust",
     learning_rate: float = 0.003,
 ) -> dict:
-    """Train :func:`build_tiny_model` on fresh demo frames (hits and misses alternating) and save it to ``path``.
+    """Train :func:`build_tiny_model` on fresh example frames (hits and misses alternating) and save it to ``path``.
 
     The training frames use ``seed`` (keep it different from the data the
     model is tested on).
 
-    Returns ``{"accuracy": ..., "path": ...}`` measured on held-out demo frames.
+    Returns ``{"accuracy": ..., "path": ...}`` measured on held-out example frames.
     The same crop/normalize code as inference is used (the model's Preprocessor).
     """
     from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
@@ -263,7 +265,7 @@ def train_tiny_model(
         crop_shape=CROP_SHAPE,
         normalize=normalize,
         threshold=0.5,
-        training={"data": f"sfx_cnn_veto_om.demo frames ({source})", "frames": frames, "epochs": epochs,
+        training={"data": f"sfx_cnn_veto_om.example_data frames ({source})", "frames": frames, "epochs": epochs,
                   "seed": seed},
     )
     prep = Preprocessor(meta)
@@ -285,16 +287,16 @@ def train_tiny_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sfx_cnn_veto_om.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m sfx_cnn_veto_om.example_data", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
-    d = sub.add_parser("data", help="write demo HDF5 files (entry/data/data) and files.lst")
+    d = sub.add_parser("data", help="write example HDF5 files (entry/data/data) and files.lst")
     d.add_argument("outdir")
     d.add_argument("--files", type=int, default=4)
     d.add_argument("--frames", type=int, default=10, help="frames per file")
     d.add_argument("--hit-fraction", type=float, default=0.5)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--source", choices=SOURCES, default="auto", help="auto: the simulator when installed")
-    m = sub.add_parser("model", help="train the tiny demo model and save it (.keras)")
+    m = sub.add_parser("model", help="train the tiny example model and save it (.keras)")
     m.add_argument("path")
     m.add_argument("--frames", type=int, default=200)
     m.add_argument("--epochs", type=int, default=15)
@@ -311,9 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         info = train_tiny_model(args.path, frames=args.frames, epochs=args.epochs, seed=args.seed,
                                 source=args.source)
-        print(f"saved {info['path']} (held-out demo accuracy {info['accuracy']:.3f})")
+        print(f"saved {info['path']} (held-out example accuracy {info['accuracy']:.3f})")
         if info["accuracy"] < 0.95:
-            print("warning: the demo model is weak; rerun with more --frames/--epochs", file=sys.stderr)
+            print("warning: the example model is weak; rerun with more --frames/--epochs", file=sys.stderr)
     return 0
 
 
