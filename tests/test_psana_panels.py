@@ -298,3 +298,115 @@ def test_jungfrau_with_psanas_own_geometry(jungfrau_run, veto):
         out = [d for _, d in pv.events(run, batch_size=4)]
         assert pv.geometry_origin == "psana" and len(pv.geometry.panels) == 80
         assert_same(out, painted)
+
+
+@needs_psana
+def test_crop_is_psanas_own_image_turned_180_degrees(jungfrau_run, veto):
+    """Orientation: psana's assembled det.raw.image (cframe=0: rows along psana x, columns along y) read
+    at the crop's lab points turned by 180 degrees equals the crop, pixel for pixel (wide pixels aside,
+    which psana's image puts at one index of the two they cover); a mirror does not."""
+    from sfx_cnn_veto_psana import PsanaVeto
+
+    path, frames = jungfrau_run
+    run, det = _run(path, "jungfrau")
+    evt = next(iter(run.events()))
+    image = det.raw.image(evt)
+    r0, c0 = det.raw._det_geo().point_coord_indexes(p_um=(0, 0), fract=True)  # the beam in psana's image
+    cmap = PsanaVeto(veto, detector=det, source="raw").crop_map(frames[0].shape)
+    crop = cmap(det.raw.raw(evt))
+    i, j = np.mgrid[0:350, 0:350]
+    lab_x, lab_y = j + 0.5 - 175, i + 0.5 - 175
+    _, ss, fs = np.unravel_index(cmap.index, frames[0].shape)
+    regular = cmap.good & ~np.isin(fs, JF_WIDE_COLS) & ~np.isin(ss, JF_WIDE_ROWS)
+    assert regular.mean() > 0.6
+
+    def read(rows, cols):
+        return image[np.floor(rows).astype(int)[regular], np.floor(cols).astype(int)[regular]]
+
+    np.testing.assert_array_equal(crop[regular], read(r0 - lab_y, c0 - lab_x))
+    assert np.mean(crop[regular] == read(r0 + lab_y, c0 - lab_x)) < 0.5  # mirrored up-down (equal ADU values agree by chance)
+    assert np.mean(crop[regular] == read(r0 - lab_y, c0 + lab_x)) < 0.5  # mirrored left-right
+
+
+@needs_psana
+def test_psana_geometry_file_is_used_instead_of_the_default(jungfrau_run, veto, tmp_path):
+    """geometry='FILE.data' (psana's own format, e.g. refined constants offline psana does not load):
+    the crop follows that file (one module moved by 10 pixels), not psana's default geometry."""
+    import psana.pscalib.geometry.GeometryAccess as ga
+
+    from sfx_cnn_veto_psana import PsanaVeto
+
+    path, frames = jungfrau_run
+    default = os.path.join(os.path.dirname(ga.__file__), "data", "geometry-def-jungfrau1M.data")
+    lines = open(default).read().splitlines()
+    moved = [ln for ln in lines if ln.split()[2:4] == ["JUNGFRAU:V2", "1"]]
+    assert len(moved) == 1
+    fields = moved[0].split()
+    fields[4] = str(int(fields[4]) + 750)  # x0 + 750 um: 10 pixels
+    text = "\n".join(" ".join(fields) if ln == moved[0] else ln for ln in lines) + "\n"
+    refined = tmp_path / "refined.data"
+    refined.write_text(text)
+    geo = ga.GeometryAccess(str(refined))
+    x, y, _ = geo.get_pixel_coords(cframe=1)
+    index = rasterized_crop_index(x, y, 75)
+    assert not np.array_equal(index, rasterized_crop_index(*jungfrau1m_coords()))
+    covered = index >= 0
+    crops = [f.reshape(-1)[np.where(covered, index, 0)] for f in frames]
+    painted = [d for _, d in veto.stream(((i, c, covered) for i, c in enumerate(crops)), cropped=True)]
+
+    run, det = _run(path, "jungfrau")
+    pv = PsanaVeto(veto, detector=det, source="raw", geometry=str(refined))
+    out = [d for _, d in pv.events(run, batch_size=4)]
+    assert pv.geometry_origin == "user" and pv.geometry.source == str(refined)
+    assert_same(out, painted)
+
+
+def test_tiles_refuse_coordinates_that_are_not_a_grid():
+    """Jittered centres, a wrong pixel size, or x/y of different shapes: a ConfigError saying what is wrong."""
+    from sfx_cnn_veto.errors import ConfigError
+    from sfx_cnn_veto_psana.geometry import geometry_from_pixel_coords
+
+    ss, fs = np.mgrid[0:20, 0:30].astype(float)
+    x, y = np.stack([fs * 75, fs * 75 + 3000]), np.stack([ss * 75, ss * 75])
+    geometry = geometry_from_pixel_coords(x, y, 75)
+    assert len(geometry.panels) == 2 and [p.plane for p in geometry.panels] == [(0,), (1,)]
+    assert geometry.panels[1].corner_x == pytest.approx(40 - 0.5) and geometry.panels[0].fs == (1.0, 0.0)
+    jittered = x.copy()
+    jittered[1, 7, 11] += 20.0
+    with pytest.raises(ConfigError, match="segment 1 are not a set of regular tiles"):
+        geometry_from_pixel_coords(jittered, y, 75)
+    with pytest.raises(ConfigError, match="pixel size"):
+        geometry_from_pixel_coords(x, y, 50)
+    with pytest.raises(ConfigError, match="one shape"):
+        geometry_from_pixel_coords(x, y[:, :10], 75)
+
+
+@needs_psana
+def test_lab_frame_is_psanas(ps):
+    """lab_from_psana_frame is psana's own cframe 0 -> 1 change (GeometryAccess.get_pixel_coords)."""
+    import psana.pscalib.geometry.GeometryAccess as ga
+
+    from sfx_cnn_veto_psana.geometry import lab_from_psana_frame
+
+    path = os.path.join(os.path.dirname(ga.__file__), "data", "geometry-def-epix10kaquad.data")
+    x0, y0, _ = ga.GeometryAccess(path).get_pixel_coords(cframe=0)
+    x1, y1, _ = ga.GeometryAccess(path).get_pixel_coords(cframe=1)
+    lx, ly = lab_from_psana_frame(x0, y0)
+    np.testing.assert_array_equal(lx, x1)
+    np.testing.assert_array_equal(ly, y1)
+
+
+@needs_psana
+def test_cli_psana_geometry_option(panel_run, veto, paper_model_file, tmp_path):
+    """``sfx-cnn-veto psana --files ... --geometry FILE.geom``: multi-panel events scored, none an error."""
+    from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS, main
+    from sfx_cnn_veto_psana import read_table
+
+    xtc2, geom, slabs = panel_run
+    base = ["psana", "--files", xtc2, "--detector", "epixsim", "-m", paper_model_file, "--backend", "keras"]
+    code = main(base + ["--geometry", geom, "--table", str(tmp_path / "t.h5")])
+    rows = read_table(tmp_path / "t.h5")
+    assert code == EXIT_EVENT_ERRORS  # only the event without data
+    assert rows["error"].tolist() == [False] * 4 + [True] + [False] * (len(slabs) - 4)
+    code = main(base + ["--table", str(tmp_path / "u.h5")])
+    assert code == EXIT_EVENT_ERRORS and read_table(tmp_path / "u.h5")["error"].all()

@@ -32,6 +32,8 @@ JUNGFRAU and ePix tiles are whole ASICs with gaps between them.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from sfx_cnn_veto.errors import ConfigError
@@ -217,3 +219,37 @@ def detector_geometry(detector, *, source: str | None = None) -> Geometry | None
     name = source or f"psana geometry of {getattr(raw, '_det_name', 'the detector')}"
     return geometry_from_pixel_coords(coords[0], coords[1], float(pixel), source=name)
 
+
+
+def is_psana_geometry_file(path: str) -> bool:
+    """Whether ``path`` looks like a psana geometry constants file (``*.data``; CrystFEL's are ``*.geom``)."""
+    return str(path).endswith(".data")
+
+
+def read_psana_geometry(path: str) -> Geometry:
+    """The crop map's geometry from a psana geometry constants file (``calib/.../geometry/*.data``).
+
+    Read with psana's own ``GeometryAccess(path)``; pixel coordinates in the
+    LAB frame (``get_pixel_coords(cframe=1)``), pixel size from
+    ``get_pixel_scale_size()``. For psana1 and psana2 alike (the file format
+    is shared), and for refined constants that offline psana2 does not load
+    (``skip_calib_load="all"`` leaves it the detector type's default geometry).
+    """
+    try:
+        from psana.pscalib.geometry.GeometryAccess import GeometryAccess
+    except ImportError as exc:
+        from sfx_cnn_veto.errors import MissingDependencyError
+
+        raise MissingDependencyError(f"reading psana geometry {path} needs psana2 (pip install psana): {exc}") from exc
+    if not os.path.isfile(path):
+        raise ConfigError(f"psana geometry {path!r}: no such file")
+    try:
+        geo = GeometryAccess(str(path))
+        x, y, _ = geo.get_pixel_coords(cframe=1)
+        pixel = geo.get_pixel_scale_size()
+    except Exception as exc:  # noqa: BLE001 - psana's parser raises anything on a malformed file
+        raise ConfigError(f"psana geometry {path!r} cannot be read by psana's GeometryAccess "
+                          f"({type(exc).__name__}: {exc})") from exc
+    if x.ndim > 3:  # e.g. (quads, segments, ss, fs): psana's data arrays are (segments, ss, fs)
+        x, y = x.reshape((-1,) + x.shape[-2:]), y.reshape((-1,) + y.shape[-2:])
+    return geometry_from_pixel_coords(x, y, float(pixel), source=str(path))

@@ -115,9 +115,10 @@ class PsanaVeto:
     frame_kwargs : dict, optional
         Passed to the detector method (e.g. ``{"mapmode": 2}`` for ``image``).
     geometry : Geometry or str, optional
-        The detector's CrystFEL geometry (or its ``.geom`` path) for
-        multi-panel ``calib``/``raw`` frames, with one panel plane per segment
-        (``dim1`` in the file). Without it, psana2's own pixel coordinates
+        The detector's geometry for multi-panel ``calib``/``raw`` frames: a
+        CrystFEL ``.geom`` path with one panel plane per segment (``dim1`` in
+        the file), a psana geometry constants file (``*.data``, read with
+        psana's ``GeometryAccess``), or a parsed ``Geometry``. Without it, psana2's own pixel coordinates
         (``det.raw._pixel_coords``) are used, when the detector has a
         geometry. A given file wins: psana's offline default geometry is the
         design one, a refined CrystFEL geometry is better.
@@ -158,8 +159,11 @@ class PsanaVeto:
         self.center_origin = "user" if self._center_done else None
         if geometry is not None and not hasattr(geometry, "panels"):
             from sfx_cnn_veto.io.geometry import read_geometry
+            from sfx_cnn_veto_psana.geometry import is_psana_geometry_file, read_psana_geometry
 
-            geometry = read_geometry(str(geometry))  # a wrong path fails now, on every rank
+            # a wrong path fails now, on every rank
+            read = read_psana_geometry if is_psana_geometry_file(geometry) else read_geometry
+            geometry = read(str(geometry))
         self.geometry_option = geometry
         #: the geometry multi-panel frames are cropped with, once known, and where it came from
         self.geometry = None
