@@ -20,14 +20,18 @@ CrystFEL's lab frame is the same right-handed frame (+z along the beam,
 ``x``/``y`` in pixels, with the beam (psana's origin) at x = y = 0. psana's own
 psana-to-CrystFEL converter
 (``psana/pscalib/geometry/UtilsConvert.py::geometry_to_crystfel``) converts in
-that frame too (its default ``cframe=CFRAME_LAB``).
+that frame too (its default ``cframe=CFRAME_LAB``). The crop (row i at
+y = i + 0.5 - H/2, as everywhere in this package) is psana's own
+``det.raw.image`` (``cframe=0``) turned by 180 degrees, not mirrored
+(``tests/test_psana_panels.py`` checks it pixel by pixel).
 
-A pixel wider than the pixel size that sits alone between two cuts (an
-isolated wide pixel, when psana places wide pixels at their true centres)
-reads as a regular-size pixel at its centre; the rest of its area is a gap,
-masked like every gap. psana's own detector geometry (``GeometryAccess`` made
-by ``det.raw._det_geo()``, ``use_wide_pix_center=False``) has none: its
-JUNGFRAU and ePix tiles are whole ASICs with gaps between them.
+A pixel wider than the pixel size sits alone between two cuts (psana's
+JUNGFRAU:V2 puts its 150 um ASIC-edge pixels at their true centres, 1.5 and 2
+pixels from their neighbours). It becomes a one-pixel tile as wide as the
+distance to a neighbour of known width says (2 pixels for JUNGFRAU), so the
+crop reads it over its whole area. (psana's own pixel
+areas, ``GeometryAccess.get_pixel_areas``, cannot be used for this: for
+JUNGFRAU:V2 they are built from ``np.arange`` and grow along the module.)
 """
 
 from __future__ import annotations
