@@ -164,16 +164,45 @@ def test_panels_without_geometry_are_error_events(panel_run, veto):
 
 
 @needs_psana
-def test_centre_with_panels_is_refused(panel_run, veto):
-    """A (row, col) centre means nothing for multi-panel frames: a set-up error, not a shifted crop."""
+def test_centre_with_a_geometry_is_refused(panel_run, jungfrau_run, veto):
+    """A (row, col) centre means nothing once a geometry places the beam: a set-up error, not a shifted
+    crop; at once with geometry=, on the first frame with psana's own geometry."""
     from sfx_cnn_veto.errors import ConfigError
     from sfx_cnn_veto_psana import PsanaVeto
 
     xtc2, geom, _ = panel_run
     run, det = _run(xtc2, "epixsim")
-    pv = PsanaVeto(veto, detector=det, source="calib", geometry=geom, center=(300.0, 300.0))
+    with pytest.raises(ConfigError, match="corner_x"):
+        PsanaVeto(veto, detector=det, source="calib", geometry=geom, center=(300.0, 300.0))
+    run, det = _run(jungfrau_run[0], "jungfrau")
+    pv = PsanaVeto(veto, detector=det, source="raw", center=(300.0, 300.0))
     with pytest.raises(ConfigError, match="corner_x"):
         list(pv.events(run))
+
+
+@needs_psana
+def test_geometry_applies_to_2d_frames_too(ps, tmp_path, veto):
+    """geometry= with 2-D frames is used, not ignored: a single panel with the beam off the frame centre
+    decides as Veto(center=...) at that beam position, not as the frame-centre crop."""
+    from sfx_cnn_veto.core.pipeline import Veto
+    from sfx_cnn_veto.io.geometry import single_panel_geometry, write_geometry
+    from sfx_cnn_veto_psana import PsanaVeto
+    from sfx_cnn_veto_psana.frames import toy_frames
+    from sfx_cnn_veto_psana.xtc import write_xtc2
+
+    frames, _ = toy_frames(6, shape=(400, 400), seed=5)
+    xtc2, geom = str(tmp_path / "flat.xtc2"), str(tmp_path / "flat.geom")
+    write_xtc2(xtc2, frames, detector_name="cam")
+    write_geometry(geom, single_panel_geometry((400, 400), center=(180.0, 220.0)))
+    at_beam = Veto(veto.model, center=(180.0, 220.0), backend="keras").decide(list(frames))
+    at_centre = veto.decide(list(frames))
+    assert max(abs(a.score - b.score) for a, b in zip(at_beam, at_centre)) > 10 * SCORE_TOL
+    run, det = _run(xtc2, "cam")
+    pv = PsanaVeto(veto, detector=det, source="calib", geometry=geom)
+    out = [d for _, d in pv.events(run)]
+    for got, want in zip(out, at_beam):
+        assert got.error is None and abs(got.score - want.score) <= SCORE_TOL
+    assert pv.geometry_origin == "user" and pv.center_origin == "geometry"
 
 
 # ---------------------------------------------------------------------------

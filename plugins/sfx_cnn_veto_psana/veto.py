@@ -164,6 +164,9 @@ class PsanaVeto:
             # a wrong path fails now, on every rank
             read = read_psana_geometry if is_psana_geometry_file(geometry) else read_geometry
             geometry = read(str(geometry))
+        if geometry is not None and isinstance(center, tuple):
+            raise ConfigError("give a crop centre or a geometry, not both (a geometry puts the beam at x = y = 0; "
+                              "move its panels' corner_x/corner_y to correct it)")
         self.geometry_option = geometry
         #: the geometry multi-panel frames are cropped with, once known, and where it came from
         self.geometry = None
@@ -297,9 +300,10 @@ class PsanaVeto:
 
             found, origin = detector_geometry(self.detector), "psana"
         if found is None:
+            where = "psana gives none for this detector" if self.generation == 2 else "psana1's is not read"
             self._no_geometry = (
-                f"{self.source} frames are multi-panel (segments, ss, fs) and psana gives no geometry for this "
-                "detector: pass its CrystFEL geometry (PsanaVeto.load(..., geometry='det.geom'), --geometry) "
+                f"{self.source} frames are multi-panel (segments, ss, fs) and have no geometry ({where}): pass "
+                "the detector's geometry (PsanaVeto.load(..., geometry='det.geom' or psana's '.data'), --geometry) "
                 "or use source='image'"
             )
             raise FrameReadError(self._no_geometry)
@@ -310,19 +314,20 @@ class PsanaVeto:
     def crop_map(self, frame_shape: Sequence[int]):
         """The :class:`~sfx_cnn_veto.core.crop.CropMap` of this adapter's frames of ``frame_shape``, or None.
 
-        Multi-panel ``(segments, ss, fs)`` frames: the geometry's map (see
-        :meth:`panel_geometry`). 2-D frames: the rectangle around a centre
-        given or found in psana's geometry; None when the veto's own crop
-        applies (the model's or the frame centre). Built once per shape.
+        Multi-panel ``(segments, ss, fs)`` frames, and any frame when
+        ``geometry=`` was given: the geometry's map (see :meth:`panel_geometry`).
+        Other 2-D frames: the rectangle around a centre given or found in
+        psana's geometry; None when the veto's own crop applies (its geometry,
+        the model's or the frame centre). Built once per shape.
         """
         from sfx_cnn_veto.core.crop import CropMapper
 
-        if len(frame_shape) == 3:
+        if len(frame_shape) == 3 or self.geometry_option is not None:
             geometry = self.panel_geometry()
             if self.center_option is not None and not isinstance(self.center_option, str):
                 raise ConfigError(
-                    f"center={self.center_option}: multi-panel frames are cropped around the beam at x = y = 0 "
-                    "of their geometry; move its panels (corner_x/corner_y) instead of giving a centre"
+                    f"center={self.center_option}: frames cropped through a geometry have the beam at x = y = 0 "
+                    "of the geometry; move its panels (corner_x/corner_y) instead of giving a centre"
                 )
             key, make = "panels", lambda: CropMapper(self.veto.crop_shape, geometry=geometry)
         elif self.center is not None:
@@ -389,7 +394,7 @@ class PsanaVeto:
         if self._center_done or isinstance(frame, BaseException):
             return
         self._center_done = True
-        if np.ndim(frame) == 3:  # multi-panel: the beam is x = y = 0 of the geometry (see crop_map)
+        if np.ndim(frame) == 3 or self.geometry_option is not None:  # the beam: x = y = 0 of the geometry
             self.center_origin = "user" if self.center is not None else "geometry"
             return
         center = None
