@@ -440,3 +440,33 @@ def test_cli_psana_geometry_option(panel_run, veto, paper_model_file, tmp_path):
     assert rows["error"].tolist() == [False] * 4 + [True] + [False] * (len(slabs) - 4)
     code = main(base + ["--table", str(tmp_path / "u.h5")])
     assert code == EXIT_EVENT_ERRORS and read_table(tmp_path / "u.h5")["error"].all()
+
+
+@needs_psana
+def test_psana_geometry_that_is_not_a_grid_gives_error_events(ps, veto):
+    """psana pixel coordinates the tiles cannot reproduce: each event an error naming the fix, none lost.
+
+    The detector is a minimal holder around psana's real GeometryAccess (JUNGFRAU 1M default) whose
+    ``_pixel_coords`` jitters one pixel: no real psana detector here has such a geometry."""
+    import types
+
+    import psana.pscalib.geometry.GeometryAccess as ga
+
+    from sfx_cnn_veto_psana import PsanaVeto
+
+    geo = ga.GeometryAccess(os.path.join(os.path.dirname(ga.__file__), "data", "geometry-def-jungfrau1M.data"))
+
+    def pixel_coords(cframe=0):
+        x, y, z = geo.get_pixel_coords(cframe=cframe)
+        x = x.copy()
+        x[1, 100, 100] += 30.0
+        return x, y, z
+
+    frame = np.zeros((2, 512, 1024), np.uint16)
+    raw = types.SimpleNamespace(_det_geo=lambda: geo, _pixel_coords=pixel_coords, raw=lambda evt: frame)
+    pv = PsanaVeto(veto, detector=types.SimpleNamespace(raw=raw), source="raw", psana=ps)
+    out = [d for _, d in pv.events([object(), object()])]
+    assert len(out) == 2
+    for d in out:
+        assert d.is_hit and d.error and "segment 1 are not a set of regular tiles" in d.error
+        assert "geometry=FILE.geom" in d.error and "\n" not in d.error

@@ -22,7 +22,8 @@ and the same under LCLS-I psana (psana1)::
 Multi-panel detectors: ``det.raw.calib(evt)`` and ``det.raw.raw(evt)`` of a
 JUNGFRAU, ePix or CSPAD are ``(segments, ss, fs)`` arrays. The crop map is
 built once, on the first such frame, from the detector's geometry: a
-``geometry=`` CrystFEL file when given, else psana's own pixel coordinates
+``geometry=`` file when given (CrystFEL ``.geom`` or psana ``.data``), else
+psana's own pixel coordinates
 (:func:`~sfx_cnn_veto_psana.geometry.detector_geometry`); each event then
 costs one gather of the crop's pixels, no image is assembled. Without either,
 every such event is an error decision (kept), never a silent crop.
@@ -115,13 +116,14 @@ class PsanaVeto:
     frame_kwargs : dict, optional
         Passed to the detector method (e.g. ``{"mapmode": 2}`` for ``image``).
     geometry : Geometry or str, optional
-        The detector's geometry for multi-panel ``calib``/``raw`` frames: a
-        CrystFEL ``.geom`` path with one panel plane per segment (``dim1`` in
-        the file), a psana geometry constants file (``*.data``, read with
-        psana's ``GeometryAccess``), or a parsed ``Geometry``. Without it, psana2's own pixel coordinates
-        (``det.raw._pixel_coords``) are used, when the detector has a
-        geometry. A given file wins: psana's offline default geometry is the
-        design one, a refined CrystFEL geometry is better.
+        The geometry of the frames scored: a CrystFEL ``.geom`` path (one
+        panel plane per segment, ``dim1``, for ``(segments, ss, fs)``
+        frames), a psana geometry constants file (``*.data``, read with
+        psana's ``GeometryAccess``), or a parsed ``Geometry``. Used for every
+        frame when given. Without it, multi-panel frames use psana2's own
+        pixel coordinates (``det.raw._pixel_coords``) when the detector has
+        a geometry. A given file wins: offline psana has only the design
+        geometry, a refined one is better.
     """
 
     def __init__(
@@ -198,8 +200,8 @@ class PsanaVeto:
         at once, on every rank. ``mask``: the detector's good-pixel mask as
         the frames are shaped (an array, nonzero = good, or ``FILE.h5:/DATASET``),
         for models trained with masks: its bad pixels read as background.
-        ``geometry``: the detector's CrystFEL geometry for multi-panel frames
-        (see :class:`PsanaVeto`).
+        ``geometry``: the frames' geometry, a CrystFEL ``.geom`` or psana
+        ``.data`` file (see :class:`PsanaVeto`).
         """
         from sfx_cnn_veto.core.model import VetoModel, default_model_path
 
@@ -298,7 +300,11 @@ class PsanaVeto:
         if found is None and self.generation == 2 and self.detector is not None:
             from sfx_cnn_veto_psana.geometry import detector_geometry
 
-            found, origin = detector_geometry(self.detector), "psana"
+            try:
+                found, origin = detector_geometry(self.detector), "psana"
+            except ConfigError as exc:  # psana's geometry cannot be tiled: say so on every event, keep them
+                self._no_geometry = f"{exc}".splitlines()[0]
+                raise FrameReadError(self._no_geometry) from exc
         if found is None:
             where = "psana gives none for this detector" if self.generation == 2 else "psana1's is not read"
             self._no_geometry = (
