@@ -94,7 +94,8 @@ def cmd_veto(args) -> int:
     for run in ds.runs():
         center = tuple(args.center) if args.center else None
         veto = PsanaVeto.load(model, detector=run.Detector(args.detector), source=args.source,
-                              threshold=args.threshold, batch_size=args.batch_size, center=center)
+                              threshold=args.threshold, batch_size=args.batch_size, center=center,
+                              geometry=args.geometry)
         n, start = 0, time.perf_counter()
         for evt, decision in veto.events(run):
             table.record(evt, decision)
@@ -161,6 +162,8 @@ def main(argv=None) -> int:
             p.add_argument("--threshold", type=float, default=None)
             p.add_argument("--batch-size", type=int, default=16, help="frames per network call")
             p.add_argument("--center", type=float, nargs=2, default=None, metavar=("ROW", "COL"))
+            p.add_argument("--geometry", default=None, metavar="FILE",
+                           help="multi-panel detector geometry (.geom or psana .data; default: psana's own)")
     args = parser.parse_args(argv)
     return {"write": cmd_write, "veto": cmd_veto, "second": cmd_second}[args.step](args)
 

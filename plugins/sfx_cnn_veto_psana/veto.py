@@ -19,6 +19,15 @@ and the same under LCLS-I psana (psana1)::
     for evt, decision in veto.hits(ds):          # hits (and undecided frames) only
         ...
 
+Multi-panel detectors: ``det.raw.calib(evt)`` and ``det.raw.raw(evt)`` of a
+JUNGFRAU, ePix or CSPAD are ``(segments, ss, fs)`` arrays. The crop map is
+built once, on the first such frame, from the detector's geometry: a
+``geometry=`` file when given (CrystFEL ``.geom`` or psana ``.data``), else
+psana's own pixel coordinates
+(:func:`~sfx_cnn_veto_psana.geometry.detector_geometry`); each event then
+costs one gather of the crop's pixels, no image is assembled. Without either,
+every such event is an error decision (kept), never a silent crop.
+
 Which psana runs is told by ``psana.xtc_version == 2`` (psana2); without it,
 the LCLS-I API is used: ``det.calib(evt)`` instead of ``det.raw.calib(evt)``,
 ``evt.get(psana.EventId).time()`` instead of ``evt.timestamp``.
@@ -94,8 +103,8 @@ class PsanaVeto:
     source : {"calib", "raw", "image"}
         Which array to score: per-panel calibrated or raw data, or the image
         assembled with the detector geometry. Multi-panel ``calib``/``raw``
-        arrays must be 2-D to be scored (else the event is an error): use
-        ``image`` for those.
+        arrays ``(segments, ss, fs)`` are cropped through the detector's
+        geometry (see ``geometry``), without assembling an image.
     center : (row, col), "geometry", "model" or None
         Crop centre in pixels of the scored array. ``None``: for ``image``,
         the beam position (geometry origin) when psana exposes the detector
@@ -106,6 +115,15 @@ class PsanaVeto:
         The psana module (default: ``import psana``); it tells psana2 from psana1.
     frame_kwargs : dict, optional
         Passed to the detector method (e.g. ``{"mapmode": 2}`` for ``image``).
+    geometry : Geometry or str, optional
+        The geometry of the frames scored: a CrystFEL ``.geom`` path (one
+        panel plane per segment, ``dim1``, for ``(segments, ss, fs)``
+        frames), a psana geometry constants file (``*.data``, read with
+        psana's ``GeometryAccess``), or a parsed ``Geometry``. Used for every
+        frame when given. Without it, multi-panel frames use psana2's own
+        pixel coordinates (``det.raw._pixel_coords``) when the detector has
+        a geometry. A given file wins: offline psana has only the design
+        geometry, a refined one is better.
     """
 
     def __init__(
@@ -117,6 +135,7 @@ class PsanaVeto:
         center: Sequence[float] | str | None = None,
         psana: Any = None,
         frame_kwargs: dict | None = None,
+        geometry: Any = None,
     ) -> None:
         if source not in SOURCES:
             raise ConfigError(f"source: expected one of {', '.join(SOURCES)}, got {source!r}")
@@ -140,6 +159,22 @@ class PsanaVeto:
         self.center: tuple[float, float] | None = center if isinstance(center, tuple) else None
         self._center_done = center is not None and not isinstance(center, str)
         self.center_origin = "user" if self._center_done else None
+        if geometry is not None and not hasattr(geometry, "panels"):
+            from sfx_cnn_veto.io.geometry import read_geometry
+            from sfx_cnn_veto_psana.geometry import is_psana_geometry_file, read_psana_geometry
+
+            # a wrong path fails now, on every rank
+            read = read_psana_geometry if is_psana_geometry_file(geometry) else read_geometry
+            geometry = read(str(geometry))
+        if geometry is not None and isinstance(center, tuple):
+            raise ConfigError("give a crop centre or a geometry, not both (a geometry puts the beam at x = y = 0; "
+                              "move its panels' corner_x/corner_y to correct it)")
+        self.geometry_option = geometry
+        #: the geometry multi-panel frames are cropped with, once known, and where it came from
+        self.geometry = None
+        self.geometry_origin: str | None = None
+        self._mappers: dict[str, Any] = {}
+        self._no_geometry: str | None = None
 
     @classmethod
     def load(
@@ -156,6 +191,7 @@ class PsanaVeto:
         psana: Any = None,
         frame_kwargs: dict | None = None,
         mask: Any = None,
+        geometry: Any = None,
     ) -> "PsanaVeto":
         """Bind a model file to a detector; the model itself is loaded on the first event.
 
@@ -164,6 +200,8 @@ class PsanaVeto:
         at once, on every rank. ``mask``: the detector's good-pixel mask as
         the frames are shaped (an array, nonzero = good, or ``FILE.h5:/DATASET``),
         for models trained with masks: its bad pixels read as background.
+        ``geometry``: the frames' geometry, a CrystFEL ``.geom`` or psana
+        ``.data`` file (see :class:`PsanaVeto`).
         """
         from sfx_cnn_veto.core.model import VetoModel, default_model_path
 
@@ -181,7 +219,8 @@ class PsanaVeto:
 
             return Veto.load(path, **options)
 
-        return cls(factory, detector=detector, source=source, center=center, psana=psana, frame_kwargs=frame_kwargs)
+        return cls(factory, detector=detector, source=source, center=center, psana=psana, frame_kwargs=frame_kwargs,
+                   geometry=geometry)
 
     # -- the model -------------------------------------------------------------
     @property
@@ -224,13 +263,17 @@ class PsanaVeto:
             where = "det.raw" if self.generation == 2 else "det"
             raise FrameReadError(f"psana returned None from {where}.{self.source}(evt)")
         array = np.asarray(array)
-        if array.ndim == 3 and array.shape[0] == 1:
+        if array.ndim == 3 and array.shape[0] == 1 and not self._geometry_has_planes():
             array = array[0]  # one panel
-        if array.ndim != 2:
+        if array.ndim not in (2, 3):
             raise FrameReadError(
-                f"{self.source} array has shape {array.shape}; only 2-D frames are scored (use source='image')"
+                f"{self.source} array has shape {array.shape}; expected a 2-D frame or (segments, ss, fs)"
             )
         return array
+
+    def _geometry_has_planes(self) -> bool:
+        given = self.geometry_option
+        return given is not None and len(given.frame_shape) == 3
 
     def _read(self, evt: Any) -> Any:
         try:
@@ -239,6 +282,79 @@ class PsanaVeto:
             return exc
         except Exception as exc:  # noqa: BLE001 - a psana failure on one event must not lose it
             return FrameReadError(f"reading {self.source} failed ({type(exc).__name__}: {exc})")
+
+    # -- multi-panel frames ---------------------------------------------------
+    def panel_geometry(self):
+        """The geometry multi-panel frames are cropped with: ``geometry=``, the veto's own, or psana's.
+
+        Resolved once. Raises :class:`FrameReadError` (one line, naming both
+        fixes) when there is none, so each such event is an error decision.
+        """
+        if self.geometry is not None:
+            return self.geometry
+        if self._no_geometry is not None:
+            raise FrameReadError(self._no_geometry)
+        found, origin = self.geometry_option, "user"
+        if found is None and self._veto is not None and getattr(self._veto.preprocess, "geometry", None) is not None:
+            found, origin = self._veto.preprocess.geometry, "veto"
+        if found is None and self.generation == 2 and self.detector is not None:
+            from sfx_cnn_veto_psana.geometry import detector_geometry
+
+            try:
+                found, origin = detector_geometry(self.detector), "psana"
+            except ConfigError as exc:  # psana's geometry cannot be tiled: say so on every event, keep them
+                self._no_geometry = f"{exc}".splitlines()[0]
+                raise FrameReadError(self._no_geometry) from exc
+        if found is None:
+            where = "psana gives none for this detector" if self.generation == 2 else "psana1's is not read"
+            self._no_geometry = (
+                f"{self.source} frames are multi-panel (segments, ss, fs) and have no geometry ({where}): pass "
+                "the detector's geometry (PsanaVeto.load(..., geometry='det.geom' or psana's '.data'), --geometry) "
+                "or use source='image'"
+            )
+            raise FrameReadError(self._no_geometry)
+        self.geometry, self.geometry_origin = found, origin
+        log.info("multi-panel frames cropped with %s (%d panels, from %s)", found.source, len(found.panels), origin)
+        return found
+
+    def crop_map(self, frame_shape: Sequence[int]):
+        """The :class:`~sfx_cnn_veto.core.crop.CropMap` of this adapter's frames of ``frame_shape``, or None.
+
+        Multi-panel ``(segments, ss, fs)`` frames, and any frame when
+        ``geometry=`` was given: the geometry's map (see :meth:`panel_geometry`).
+        Other 2-D frames: the rectangle around a centre given or found in
+        psana's geometry; None when the veto's own crop applies (its geometry,
+        the model's or the frame centre). Built once per shape.
+        """
+        from sfx_cnn_veto.core.crop import CropMapper
+
+        if len(frame_shape) == 3 or self.geometry_option is not None:
+            geometry = self.panel_geometry()
+            if self.center_option is not None and not isinstance(self.center_option, str):
+                raise ConfigError(
+                    f"center={self.center_option}: frames cropped through a geometry have the beam at x = y = 0 "
+                    "of the geometry; move its panels (corner_x/corner_y) instead of giving a centre"
+                )
+            key, make = "panels", lambda: CropMapper(self.veto.crop_shape, geometry=geometry)
+        elif self.center is not None:
+            key, make = "centre", lambda: CropMapper(self.veto.crop_shape, center=self.center)
+        else:
+            return None
+        if key not in self._mappers:
+            self._mappers[key] = make()
+        return self._mappers[key](frame_shape)
+
+    def _item(self, evt: Any, frame: Any) -> tuple:
+        """What :meth:`Veto.stream` takes for one event: the frame, or its block with its crop map."""
+        if not isinstance(frame, np.ndarray):
+            return evt, frame
+        try:
+            cmap = self.crop_map(frame.shape)
+        except FrameReadError as exc:
+            return evt, exc
+        if cmap is None:
+            return evt, frame
+        return evt, cmap.block(frame), None, cmap
 
     # -- crop centre ----------------------------------------------------------
     def geometry_center(self, evt: Any, frame_shape: Sequence[int]) -> tuple[float, float] | None:
@@ -284,6 +400,9 @@ class PsanaVeto:
         if self._center_done or isinstance(frame, BaseException):
             return
         self._center_done = True
+        if np.ndim(frame) == 3 or self.geometry_option is not None:  # the beam: x = y = 0 of the geometry
+            self.center_origin = "user" if self.center is not None else "geometry"
+            return
         center = None
         if self.center_option != "model":
             center = self.geometry_center(evt, np.shape(frame))
@@ -298,10 +417,6 @@ class PsanaVeto:
             self.center_origin = "model" if self.veto.metadata.crop_center is not None else "frame centre"
             return
         log.info("crop centre %s from the detector geometry", center)
-
-    def _apply_center(self) -> None:
-        if self.center is not None:
-            self.veto.preprocess.center = tuple(self.center)
 
     # -- streams ----------------------------------------------------------------
     def events(self, run: Any, *, batch_size: int | None = None) -> Iterator[tuple[Any, Any]]:
@@ -318,13 +433,11 @@ class PsanaVeto:
 
         def all_pairs():
             self._settle_center(*first)
-            self._apply_center()
-            yield first
+            yield self._item(*first)
             for evt, frame in pairs:
                 if not self._center_done:
                     self._settle_center(evt, frame)
-                    self._apply_center()
-                yield evt, frame
+                yield self._item(evt, frame)
 
         yield from self.veto.stream(all_pairs(), batch_size=batch_size)
 
@@ -338,8 +451,7 @@ class PsanaVeto:
         """The decision for one event, unbatched (slower: prefer :meth:`events`)."""
         frame = self._read(evt)
         self._settle_center(evt, frame)
-        self._apply_center()
-        return next(iter(self.veto.stream([(evt, frame)], batch_size=1)))[1]
+        return next(iter(self.veto.stream([self._item(evt, frame)], batch_size=1)))[1]
 
 
 def select_timestamps(

@@ -13,9 +13,18 @@ data. Two forms:
   read with ``DataSource(exp=EXP, run=RUN, dir=DIR, skip_calib_load="all")``,
   serially or under ``mpirun``.
 
-The detector is declared as an ``opal`` camera (``raw`` 2.0.0, one rank-2
-field ``image``), so ``det.raw.raw/calib/image(evt)`` all return the frame
-(there are no calibration constants offline).
+Two detector types (``dettype=``):
+
+- ``"opal"`` (default): an Opal camera (``raw`` 2.0.0, one field ``image``,
+  rank 2 or 3), so ``det.raw.raw/calib(evt)`` return the frame as written,
+  2-D or ``(panels, ss, fs)`` (there are no calibration constants offline);
+  psana has no geometry for it;
+- ``"jungfrau"``: a JUNGFRAU of ``P`` modules (``raw`` 0.2.0, one segment per
+  module, field ``raw`` of 512x1024 uint16), read by psana's own
+  ``jungfrau_raw_0_2_0``: ``det.raw.raw/calib(evt)`` give ``(P, 512, 1024)``
+  (calib = raw without pedestals) and ``det.raw._pixel_coords()`` psana's
+  default JUNGFRAU geometry (``geometry-def-jungfrau05M/1M/4M/16M.data`` for
+  1, 2, 8 or 32 modules).
 """
 
 from __future__ import annotations
@@ -107,6 +116,7 @@ def write_xtc2(
     run: int | None = None,
     dtype: np.dtype | str = np.float32,
     serial_number: str = "sfxsim0001",
+    dettype: str = "opal",
 ) -> np.ndarray:
     """Write ``frames`` as the L1Accept events of one xtc2 file, with psana's ``DgramEdit``.
 
@@ -114,9 +124,10 @@ def write_xtc2(
     ----------
     path : path
         Output ``.xtc2`` file (overwritten).
-    frames : iterable of 2-D arrays or None
-        One frame per event (shapes may differ). ``None`` writes an event
-        without this detector's data (psana then returns ``None`` for it).
+    frames : iterable of arrays or None
+        One frame per event: 2-D, or ``(panels, ss, fs)`` (shapes may differ
+        for ``opal``). ``None`` writes an event without this detector's data
+        (psana then returns ``None`` for it).
     detector_name : str
         The name to pass to ``run.Detector(...)``.
     timestamps : sequence of int, optional
@@ -127,7 +138,9 @@ def write_xtc2(
         Written into BeginRun's ``runinfo`` (psana then reports ``run.expt``
         and ``run.runnum``; open it with ``skip_calib_load="all"`` offline).
     dtype : numpy dtype
-        Stored pixel type.
+        Stored pixel type (``jungfrau``: always uint16).
+    dettype : {"opal", "jungfrau"}
+        The detector type psana reads (see the module docstring).
 
     Returns
     -------
@@ -135,15 +148,16 @@ def write_xtc2(
         The event timestamps written, in order.
     """
     de = _dgramedit()
+    if dettype not in DETTYPES:
+        raise ConfigError(f"write_xtc2: dettype: expected one of {', '.join(DETTYPES)}, got {dettype!r}")
+    dtype = np.uint16 if dettype == "jungfrau" else dtype
     frames = [None if f is None else np.ascontiguousarray(f, dtype=dtype) for f in frames]
     if not frames:
         raise ConfigError("write_xtc2: expected at least one frame, got none")
-    for i, frame in enumerate(frames):
-        if frame is not None and frame.ndim != 2:
-            raise ConfigError(f"write_xtc2: frame {i} has shape {frame.shape}, expected a 2-D array")
     present = [f for f in frames if f is not None]
     if not present:
         raise ConfigError("write_xtc2: every frame is None")
+    _check_frames(frames, dettype)
     if timestamps is None:
         ts = default_timestamps(len(frames))
     else:
@@ -162,11 +176,7 @@ def write_xtc2(
     from psana.psexp import TransitionId
 
     config = de.DgramEdit(transition_id=TransitionId.Configure, ts=int(ts[0]) - 7, bufsize=bufsize)
-    det = config.Detector(
-        de.DetectorDef(detector_name, "opal", serial_number),
-        de.AlgDef("raw", 2, 0, 0),
-        {"image": (np.dtype(dtype).type, 2)},
-    )
+    fill = _declare(de, config, dettype, detector_name, serial_number, np.dtype(dtype), present[0])
     runinfo = None
     if exp is not None or run is not None:
         runinfo = config.Detector(
@@ -194,8 +204,7 @@ def write_xtc2(
         for frame, stamp in zip(frames, ts):
             dg = de.DgramEdit(transition_id=TransitionId.L1Accept, config_dgramedit=config, ts=int(stamp), bufsize=bufsize)
             if frame is not None:  # None: an event without this detector's data
-                det.raw.image = frame
-                dg.adddata(det.raw)
+                fill(dg, frame)
             save(out, dg)
         after = [TransitionId.Disable, TransitionId.EndStep, TransitionId.EndRun]
         for k, transition in enumerate(after):
@@ -203,6 +212,56 @@ def write_xtc2(
             save(out, dg)
     os.replace(tmp, path)
     return ts
+
+
+#: Detector types :func:`write_xtc2` can declare.
+DETTYPES = ("opal", "jungfrau")
+
+JUNGFRAU_MODULE = (512, 1024)
+
+
+def _check_frames(frames: list, dettype: str) -> None:
+    """Refuse frames psana could not read back as the declared detector, naming the first bad one."""
+    ndims = {f.ndim for f in frames if f is not None}
+    for i, frame in enumerate(frames):
+        if frame is None:
+            continue
+        if dettype == "opal" and frame.ndim not in (2, 3):
+            raise ConfigError(f"write_xtc2: frame {i} has shape {frame.shape}, expected 2-D or (panels, ss, fs)")
+        if dettype == "jungfrau" and (frame.ndim != 3 or frame.shape[1:] != JUNGFRAU_MODULE
+                                      or frame.shape[0] not in (1, 2, 8, 32)):
+            raise ConfigError(f"write_xtc2: frame {i} has shape {frame.shape}; a JUNGFRAU frame is "
+                              f"(modules, 512, 1024) with 1, 2, 8 or 32 modules")
+    if len(ndims) > 1:
+        raise ConfigError(f"write_xtc2: frames mix {sorted(ndims)}-D arrays; one detector field has one rank")
+    shapes = {f.shape for f in frames if f is not None}
+    if dettype == "jungfrau" and len(shapes) > 1:
+        raise ConfigError(f"write_xtc2: JUNGFRAU frames of several shapes {sorted(shapes)}")
+
+
+def _declare(de, config, dettype: str, name: str, serial: str, dtype: np.dtype, sample: np.ndarray):
+    """Declare the detector in the Configure transition; returns ``fill(dgram, frame)`` for one event."""
+    if dettype == "opal":
+        det = config.Detector(de.DetectorDef(name, "opal", serial), de.AlgDef("raw", 2, 0, 0),
+                              {"image": (dtype.type, sample.ndim)})
+
+        def fill(dgram, frame):
+            det.raw.image = frame
+            dgram.adddata(det.raw)
+
+        return fill
+    modules = [
+        config.Detector(de.DetectorDef(name, "jungfrau", f"{serial}_{k}"), de.AlgDef("raw", 0, 2, 0),
+                        {"raw": (np.uint16, 2)}, segment=k)
+        for k in range(sample.shape[0])
+    ]
+
+    def fill_segments(dgram, frame):
+        for module, plane in zip(modules, frame):
+            module.raw.raw = plane
+            dgram.adddata(module.raw)
+
+    return fill_segments
 
 
 def smdwriter_path() -> str:
@@ -249,6 +308,7 @@ def write_run(
     detector_name: str = "camera",
     timestamps: Sequence[int] | np.ndarray | None = None,
     dtype: np.dtype | str = np.float32,
+    dettype: str = "opal",
 ) -> RunFiles:
     """Write a run psana2 can open with ``exp=, run=, dir=`` (and so spread over MPI ranks).
 
@@ -260,6 +320,7 @@ def write_run(
     stem = f"{exp}-r{int(run):04d}-s000-c000"
     xtc2 = os.path.join(directory, stem + ".xtc2")
     smd = os.path.join(directory, "smalldata", stem + ".smd.xtc2")
-    ts = write_xtc2(xtc2, frames, detector_name=detector_name, timestamps=timestamps, exp=exp, run=run, dtype=dtype)
+    ts = write_xtc2(xtc2, frames, detector_name=detector_name, timestamps=timestamps, exp=exp, run=run, dtype=dtype,
+                    dettype=dettype)
     write_smd(xtc2, smd)
     return RunFiles(exp=exp, run=int(run), dir=directory, xtc2=xtc2, smd=smd, detector_name=detector_name, timestamps=ts)
