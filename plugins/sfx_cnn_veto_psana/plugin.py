@@ -36,9 +36,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", required=True, help="detector name, e.g. jungfrau")
     parser.add_argument("--source", default="calib", choices=("calib", "raw", "image"),
                         help="array to score: calibrated panel(s), raw, or geometry-assembled image")
-    parser.add_argument("--geometry", default=None, metavar="FILE",
-                        help="geometry of a multi-panel detector for calib/raw: CrystFEL .geom (one plane per "
-                             "segment) or psana .data (default: psana's own pixel coordinates)")
     parser.add_argument("--table", required=True, help="per-event HDF5 table (psana smalldata under psana2)")
     parser.add_argument("--hits", default=None, help="hit list to write (.npy of timestamps; psana2 timestamps=)")
     parser.add_argument("--smd-batch", type=int, default=100, help="smalldata events per send")
@@ -68,7 +65,8 @@ def _run(args: argparse.Namespace) -> int:
         batch_size=pick(args.batch_size, cfg.model.batch_size),
         threads=pick(args.threads, cfg.model.threads),
         center=pick(args.center, cfg.crop.center),
-        geometry=args.geometry,
+        # -g: a CrystFEL .geom or a psana .data file (default: psana's own pixel coordinates)
+        geometry=args.geometry or cfg.crop.geometry,
     )
     psana = import_psana()
     mpi = int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1) > 1
