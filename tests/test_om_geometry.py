@@ -79,7 +79,8 @@ def _masked_copy(model: Path, dst: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def slabs(om_demo, tmp_path_factory):
-    """Raw-slab files of the first demo frames, their OM geometry and bad-pixel map, and the assembled twins."""
+    """Raw-slab files of demo frames (two hits, two misses a file), their OM geometry and bad-pixel map,
+    and the assembled frames with their bad-pixel map (the slab's gaps marked bad)."""
     import h5py
 
     root = tmp_path_factory.mktemp("om_slabs")
@@ -93,7 +94,10 @@ def slabs(om_demo, tmp_path_factory):
     files, assembled = [], []
     for i in range(SLAB_FILES):
         with h5py.File(om_demo["truth"].paths[i]) as h5:
-            frames = np.asarray(h5["entry/data/data"][:SLAB_FRAMES])
+            is_hit = np.asarray(h5["entry/truth/is_hit"])
+            pick = np.sort(np.concatenate([np.flatnonzero(is_hit)[:SLAB_FRAMES // 2],
+                                           np.flatnonzero(~is_hit)[:SLAB_FRAMES // 2]]))
+            frames = np.asarray(h5["entry/data/data"][:])[pick]  # simulated hits and misses, in file order
         assembled.append(frames)
         slab = np.stack([to_slab(frame, geometry) for frame in frames])
         files.append(_write_h5(data / f"slab_{i:03d}.h5", "entry/data/data", slab, chunked=True))
