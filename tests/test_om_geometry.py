@@ -91,7 +91,7 @@ def slabs(om_demo, tmp_path_factory):
         demo_good = np.asarray(h5["/data/data"]) != 0
     data = root / "data"
     data.mkdir()
-    files, assembled = [], []
+    files, assembled, truth = [], [], {}
     for i in range(SLAB_FILES):
         with h5py.File(om_demo["truth"].paths[i]) as h5:
             is_hit = np.asarray(h5["entry/truth/is_hit"])
@@ -101,6 +101,7 @@ def slabs(om_demo, tmp_path_factory):
         assembled.append(frames)
         slab = np.stack([to_slab(frame, geometry) for frame in frames])
         files.append(_write_h5(data / f"slab_{i:03d}.h5", "entry/data/data", slab, chunked=True))
+        truth.update({f"{files[-1]} // {k:04d}": bool(is_hit[j]) for k, j in enumerate(pick)})
     (data / "files.lst").write_text("".join(f"{f}\n" for f in files))
     slab_good = (to_slab(demo_good.astype(np.int8), geometry) != 0) & geometry.good_pixels()
     _write_h5(data / "mask.h5", "/data/data", slab_good.astype(np.int8))
@@ -108,7 +109,7 @@ def slabs(om_demo, tmp_path_factory):
     plain.mkdir()
     assembled_mask = demo_good & assembled_good(geometry, FRAME_SHAPE)
     _write_h5(plain / "mask.h5", "/data/data", assembled_mask.astype(np.int8))
-    return {"geometry": geometry, "geom": geom_path, "files": files, "list": data / "files.lst",
+    return {"geometry": geometry, "geom": geom_path, "files": files, "truth": truth, "list": data / "files.lst",
             "mask": data / "mask.h5", "slab_good": slab_good, "assembled": np.concatenate(assembled),
             "assembled_mask": plain / "mask.h5", "model": _masked_copy(om_demo["model"], root / "masked.keras")}
 
@@ -148,6 +149,11 @@ def test_om_multi_panel_vetoes_the_events_score_calls_misses(slabs, tmp_path):
     assert vetoed == misses
     for eid, decision in reference.items():
         assert float(rows[eid]["score"]) == pytest.approx(decision.score, abs=SCORE_TOLERANCE), eid
+    # OM's peakfinder8 reads the slab through OM's own reading of the geometry: the kept simulated
+    # hits are its hits, and no simulated hit was vetoed (the masked demo model is good enough).
+    hits = {eid for eid, hit in slabs["truth"].items() if hit}
+    assert not (vetoed & hits), f"simulated hits vetoed: {sorted(vetoed & hits)}"
+    assert {eid for eid, row in rows.items() if row["frame_is_hit"] == "1"} == hits
     # One start-up line from the collector names the geometry, its panels and the crop's bad fraction.
     lines = [line for line in run["log"].splitlines() if f"cnn_veto: geometry {slabs['geom']}" in line]
     assert len(lines) == 1, run["log"][-4000:]
