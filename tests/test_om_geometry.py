@@ -240,6 +240,34 @@ def test_single_panel_geometry_follows_its_beam(om_demo, tmp_path):
     assert np.max(np.abs(off - centred)) > 1e-3, "a beam 30 px off the centre should move the crop"
 
 
+REAL_GEOMETRIES = Path(__file__).resolve().parents[2] / "shared" / "real" / "geometry"  # ../shared beside the clone
+
+
+@needs_om
+@pytest.mark.parametrize("name", ["jungfrau4M", "epix10k2M"])  # the LCLS CSPAD (64 near-axis panels); ePix10k2M
+def test_real_multi_panel_geometry_through_oms_layer(name, slabs, om_demo, tmp_path):
+    """A real facility geometry as OM's geometry_file: OM's layer scores the raw slab as the package does,
+    and as the assembled frames score (to within the few pixels that slightly turned panels resample)."""
+    import h5py
+
+    from sfx_cnn_veto.core.pipeline import Veto
+
+    path = REAL_GEOMETRIES / f"{name}.geom"
+    geometry = read_geometry(str(path))
+    with h5py.File(om_demo["truth"].paths[0]) as h5:
+        is_hit = np.asarray(h5["entry/truth/is_hit"])
+        pick = np.sort(np.concatenate([np.flatnonzero(is_hit)[:2], np.flatnonzero(~is_hit)[:2]]))
+        frames = np.asarray(h5["entry/data/data"][:])[pick]
+    slab_frames = np.stack([to_slab(frame, geometry) for frame in frames])
+    assert slab_frames.shape[1:] == geometry.frame_shape
+    on_slabs = _scores(_layer(tmp_path / name, model=slabs["model"], om_geometry=path, mask=None), slab_frames)
+    package = Veto.load(str(slabs["model"]), geometry=geometry, backend="keras", batch_size=1, threads=1)
+    np.testing.assert_allclose(on_slabs, package.score(slab_frames), rtol=0, atol=1e-6)
+    assembled = Veto.load(str(slabs["model"]), backend="keras", batch_size=1, threads=1, file_masks=False,
+                          mask=assembled_good(geometry, FRAME_SHAPE)).score(frames)
+    np.testing.assert_allclose(on_slabs, assembled, rtol=0, atol=0.01)
+
+
 @needs_om
 def test_cnn_veto_geometry_overrides_the_monitors(om_demo, slabs, tmp_path):
     """``cnn_veto.geometry`` replaces crystallography.geometry_file for the veto (OM keeps its own)."""
@@ -327,3 +355,24 @@ def test_om_and_the_package_read_the_same_panels(tmp_path):
         np.testing.assert_allclose(om_x[rows, cols] + half[0], x[rows, cols], atol=1e-3, err_msg=p.name)
         np.testing.assert_allclose(om_y[rows, cols] + half[1], y[rows, cols], atol=1e-3, err_msg=p.name)
 
+
+
+def test_om_config_reports_the_geometry_line(slabs, tmp_path, capsys):
+    """``sfx-cnn-veto om-config monitor.yaml`` reads the geometry as the monitor will, without starting OM."""
+    from sfx_cnn_veto.cli import main
+
+    config = yaml.safe_load((EXAMPLE / "monitor.yaml").read_text())
+    config["crystallography"]["geometry_file"] = str(slabs["geom"])
+    config["peakfinder8_peak_detection"]["bad_pixel_map_filename"] = str(slabs["mask"])
+    config["cnn_veto"]["model"] = str(slabs["model"])
+    (tmp_path / "monitor.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["om-config", str(tmp_path / "monitor.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert f"cnn_veto: geometry {slabs['geom']} (from crystallography.geometry_file): 8 panel(s)" in out
+    assert "% bad with the bad-pixel map" in out
+    config["cnn_veto"]["geometry"] = str(tmp_path / "missing.geom")
+    (tmp_path / "monitor.yaml").write_text(yaml.safe_dump(config))
+    assert main(["om-config", str(tmp_path / "monitor.yaml")]) != 0
+    err = capsys.readouterr().err
+    assert "cnn_veto.geometry: cannot open geometry" in err and "Traceback" not in err, err

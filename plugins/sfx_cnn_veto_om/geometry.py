@@ -140,6 +140,35 @@ def status_line(veto_geometry: VetoGeometry, crop_shape: Sequence[int], *, mask:
     return f"{head}, {beam}; crop {crop}: {gaps:.1%} gaps or geometry-bad, {masked}"
 
 
+def veto_mask_spec(config: CnnVetoConfig, groups: Any) -> str | None:
+    """The veto's bad-pixel map ``FILE[:DATASET]``: ``cnn_veto.mask``, by default OM's peakfinder8
+    ``bad_pixel_map`` (slab layout like the data, 1 = good, as OM reads it); None for none."""
+    if config.mask is False:
+        return None
+    if isinstance(config.mask, str):
+        return config.mask
+    pf8 = _group(groups, "peakfinder8_peak_detection") or {}
+    filename = pf8.get("bad_pixel_map_filename")
+    if not filename:
+        return None
+    dataset = pf8.get("bad_pixel_map_hdf5_path")
+    return f"{filename}:{dataset}" if dataset else filename
+
+
+def startup_line(config: CnnVetoConfig, groups: Any, veto_geometry: VetoGeometry, metadata: Any) -> str:
+    """:func:`status_line` for the model's crop, with the bad-pixel map the veto will use (never raises)."""
+    spec = veto_mask_spec(config, groups) if metadata.use_mask else None
+    mask = None
+    if spec is not None:
+        try:
+            from sfx_cnn_veto.io.masks import load_mask_file
+
+            mask = load_mask_file(spec)
+        except Exception as exc:  # noqa: BLE001 - reported; the ranks fail open the same way
+            return f"OM Warning: cnn_veto: bad-pixel map {spec} unreadable ({type(exc).__name__}: {exc})"
+    return status_line(veto_geometry, metadata.crop_shape, mask=mask, mask_used=bool(metadata.use_mask))
+
+
 def _group(groups: Any, name: str) -> dict | None:
     if isinstance(groups, dict):
         return groups.get(name)

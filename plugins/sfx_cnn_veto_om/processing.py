@@ -57,7 +57,7 @@ from om.processing_layer.crystallography import CrystallographyProcessing
 
 from sfx_cnn_veto.errors import VetoError
 from sfx_cnn_veto_om.config import GROUP, CnnVetoConfig
-from sfx_cnn_veto_om.geometry import VetoGeometry, load_veto_geometry, status_line
+from sfx_cnn_veto_om.geometry import VetoGeometry, load_veto_geometry, startup_line, veto_mask_spec
 from sfx_cnn_veto_om.stats import VetoStats, frame_record
 
 #: Key of the per-frame record in ``processed_data``; of a rank's final report.
@@ -131,20 +131,7 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
 
     def _veto_mask_spec(self) -> Union[str, None]:
         """``mask`` of the group; by default peakfinder8's bad pixel map (1 = good), as OM reads it."""
-        mask = self._veto_config.mask
-        if mask is False:
-            return None
-        if isinstance(mask, str):
-            return mask
-        try:
-            pf8 = self._monitor_params.get_parameter_group(group="peakfinder8_peak_detection")
-        except Exception:  # noqa: BLE001 - no such group: no mask
-            return None
-        filename = pf8.get("bad_pixel_map_filename")
-        if not filename:
-            return None
-        dataset = pf8.get("bad_pixel_map_hdf5_path")
-        return f"{filename}:{dataset}" if dataset else filename
+        return veto_mask_spec(self._veto_config, self._monitor_params)
 
     # -- processing ranks -----------------------------------------------------
     def initialize_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
@@ -287,20 +274,8 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
             + f"; counts broadcast with tag '{cfg.broadcast_tag}'"
         )
         if cfg.enabled and metadata is not None:
-            _say(self._geometry_status(metadata))
+            _say(startup_line(cfg, self._monitor_params, self._veto_geometry, metadata))
         sys.stdout.flush()
-
-    def _geometry_status(self, metadata: Any) -> str:
-        """The start-up line of :func:`sfx_cnn_veto_om.geometry.status_line` (never raises)."""
-        mask, spec = None, self._veto_mask_spec() if metadata.use_mask else None
-        if spec is not None:
-            try:
-                from sfx_cnn_veto.io.masks import load_mask_file
-
-                mask = load_mask_file(spec)
-            except Exception as exc:  # noqa: BLE001 - reported; the ranks fail open the same way
-                return f"OM Warning: cnn_veto: bad-pixel map {spec} unreadable ({type(exc).__name__}: {exc})"
-        return status_line(self._veto_geometry, metadata.crop_shape, mask=mask, mask_used=bool(metadata.use_mask))
 
     def collect_data(
         self,
