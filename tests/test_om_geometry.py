@@ -325,6 +325,9 @@ def test_status_line_reports_panels_beam_and_the_crops_bad_fraction():
                                                      for p in geometry.panels))
     warning = status_line(VetoGeometry(far, "far.geom", "k"), (350, 350), mask=None, mask_used=False)
     assert warning.startswith("OM Warning: cnn_veto: geometry far.geom") and "no panel covers" in warning
+    inverted = status_line(VetoGeometry(geometry, "x.geom", "k"), (350, 350), mask=~geometry.good_pixels(),
+                           mask_used=True)
+    assert inverted.startswith("OM Warning: cnn_veto: geometry x.geom") and "is it inverted?" in inverted
 
 
 def _footprint(geometry: Geometry, index: int) -> np.ndarray:

@@ -99,9 +99,11 @@ def crop_bad_fractions(geometry: Geometry, crop_shape: Sequence[int],
     """``(gaps, with_mask)``: the fraction of the crop that no panel covers or the geometry marks bad,
     and the fraction bad once ``mask`` (the slab's good pixels) is gathered too (None without a mask).
 
-    The same :class:`~sfx_cnn_veto.core.crop.CropMapper` as the veto's own preprocessing.
+    The same :class:`~sfx_cnn_veto.core.crop.CropMapper` as the veto's own preprocessing, and the
+    same refusal of a mask that marks most of the crop bad (:class:`ConfigError`: is it inverted?).
     """
     from sfx_cnn_veto.core.crop import CropMapper
+    from sfx_cnn_veto.core.pipeline import check_mask_fraction
 
     cmap = CropMapper(crop_shape, geometry=geometry)(geometry.frame_shape)
     if mask is None:
@@ -110,15 +112,18 @@ def crop_bad_fractions(geometry: Geometry, crop_shape: Sequence[int],
     if mask.shape != cmap.frame_shape:
         raise ConfigError(f"bad-pixel map of shape {mask.shape} does not match the geometry's slab "
                           f"{cmap.frame_shape}")
-    return cmap.bad_fraction, float(1.0 - cmap.crop_good(mask).mean())
+    crop_good = cmap.crop_good(mask)
+    check_mask_fraction(crop_good, cmap)
+    return cmap.bad_fraction, float(1.0 - crop_good.mean())
 
 
 def status_line(veto_geometry: VetoGeometry, crop_shape: Sequence[int], *, mask: np.ndarray | None,
                 mask_used: bool) -> str:
     """The one start-up line: which geometry, its panels and beam, and how much of the crop is bad.
 
-    Never raises: a geometry that cannot give a crop is reported here as an
-    ``OM Warning`` (each frame then fails open with the same reason).
+    Never raises: a geometry that cannot give a crop, or a bad-pixel map the
+    veto refuses, is reported here as an ``OM Warning`` (each frame then fails
+    open with the same reason).
     """
     geometry = veto_geometry.geometry
     shape = "x".join(str(v) for v in geometry.frame_shape)
@@ -129,7 +134,7 @@ def status_line(veto_geometry: VetoGeometry, crop_shape: Sequence[int], *, mask:
         gaps, with_mask = crop_bad_fractions(geometry, crop_shape, mask if mask_used else None)
         beam = beam_text(geometry)
     except Exception as exc:  # noqa: BLE001 - a start-up report must not stop the monitor
-        return (f"OM Warning: {head}: no crop ({type(exc).__name__}: {exc}); "
+        return (f"OM Warning: {head}: {type(exc).__name__}: {exc}; "
                 "every frame goes to peakfinder8 (fail open)")
     if not mask_used:
         masked = "bad-pixel map not used (the model was trained without masks)"
