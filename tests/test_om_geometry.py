@@ -218,20 +218,23 @@ def _single_panel_geom(path: Path, center) -> Path:
 
 
 @needs_om
-def test_single_panel_geometry_follows_its_beam(om_demo, tmp_path):
-    """Beam at the frame centre: today's crop (no geometry). Beam elsewhere: the crop around it."""
+def test_single_panel_geometry_follows_its_beam(om_demo, slabs, tmp_path):
+    """Beam at the frame centre: today's crop (no geometry). Beam elsewhere: the crop around it.
+    OM's bad-pixel map is masked the same way on both paths (the model uses masks)."""
     import h5py
 
     from sfx_cnn_veto.core.pipeline import Veto
 
     with h5py.File(om_demo["truth"].paths[0]) as h5:
         frames = np.asarray(h5["entry/data/data"][:6])
-    model, mask = om_demo["model"], Path(om_demo["truth"].mask)
+    model, mask = slabs["model"], Path(om_demo["truth"].mask)
 
     def plain(**kwargs) -> np.ndarray:
-        return Veto.load(str(model), backend="keras", batch_size=1, threads=1, file_masks=False, **kwargs).score(frames)
+        return Veto.load(str(model), backend="keras", batch_size=1, threads=1, file_masks=False,
+                         mask=f"{mask}:/data/data", **kwargs).score(frames)
 
-    centred = _scores(_layer(tmp_path / "centre", model=model, om_geometry=EXAMPLE / "detector.geom", mask=mask), frames)
+    centred = _scores(_layer(tmp_path / "centre", model=model, om_geometry=EXAMPLE / "detector.geom", mask=mask),
+                      frames)
     np.testing.assert_allclose(centred, plain(), rtol=0, atol=1e-6)
     beam = (380.0, 310.0)
     off = _scores(_layer(tmp_path / "off", model=model, om_geometry=_single_panel_geom(tmp_path / "off.geom", beam),
