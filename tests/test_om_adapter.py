@@ -38,8 +38,6 @@ from sfx_cnn_veto_om.stats import VetoStats, frame_record
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "om"
 RUN_TIMEOUT = 240  # seconds, per monitor run (normally 3-15 s)
-N_FILES, N_FRAMES = 4, 10
-TRAIN_FRAMES = 200
 
 HAVE_OM = importlib.util.find_spec("om") is not None
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
@@ -169,20 +167,7 @@ def test_launcher_loads_dotted_and_bare_layer_names(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------
-# Shared fixtures: demo data, a good tiny model, a broken (NaN) model
-
-
-@pytest.fixture(scope="session")
-def om_demo(tmp_path_factory):
-    """Demo HDF5 files (4 x 10 frames, 700x700; the simulator's when installed) + a tiny model trained on others."""
-    from sfx_cnn_veto_om import example_data
-
-    root = tmp_path_factory.mktemp("om_demo")
-    truth = example_data.write_eiger_files(str(root / "data"), files=N_FILES, frames=N_FRAMES, seed=7)
-    info = example_data.train_tiny_model(str(root / "model.keras"), frames=TRAIN_FRAMES, seed=1)
-    print(f"\n[om demo] {truth.source} frames: {truth.num_frames} ({truth.num_hits} hits); tiny model {info}")
-    assert info["accuracy"] >= 0.95, f"the demo model did not learn the demo frames: {info}"
-    return {"root": root, "truth": truth, "list": root / "data" / "files.lst", "model": root / "model.keras"}
+# Shared fixtures: demo data and a good tiny model (``om_demo``, in conftest.py), a broken (NaN) model
 
 
 def _nan_model(src: Path, dst: Path) -> Path:
@@ -274,14 +259,18 @@ def _launcher() -> list[str]:
 
 
 def run_monitor(
-    workdir: Path, files_list: Path, *, processing_layer: str, cnn_veto: dict | None, om_services: bool = False
+    workdir: Path, files_list: Path, *, processing_layer: str, cnn_veto: dict | None, om_services: bool = False,
+    geometry: Path = EXAMPLE / "detector.geom",
 ) -> dict:
-    """Run the real OM monitor under ``mpirun -n 3`` through the launcher; return what it said."""
+    """Run the real OM monitor under ``mpirun -n 3`` through the launcher; return what it said.
+
+    ``geometry``: OM's ``crystallography.geometry_file``; the bad-pixel map is ``mask.h5`` beside the list.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((EXAMPLE / "monitor.yaml").read_text())
     config["om"]["processing_layer"] = processing_layer
     config["om"]["colors_in_rich_console"] = False
-    config["crystallography"]["geometry_file"] = str(EXAMPLE / "detector.geom")
+    config["crystallography"]["geometry_file"] = str(geometry)
     config["peakfinder8_peak_detection"]["bad_pixel_map_filename"] = str(files_list.parent / "mask.h5")
     pub, rep = _free_port(), _free_port()
     config["crystallography"]["data_broadcast_url"] = f"tcp://127.0.0.1:{pub}"

@@ -9,6 +9,7 @@ Example
       mode: veto                 # veto | tag | off
       threshold: null            # null = the model's own threshold
       mask: null                 # null = peakfinder8's bad_pixel_map; false = none; or FILE.h5:/DATASET
+      geometry: null             # null = OM's crystallography.geometry_file; or a CrystFEL .geom
 
 Parsed once into a frozen :class:`CnnVetoConfig`; unknown keys and bad values
 raise :class:`~sfx_cnn_veto.errors.ConfigError` naming the key, what was
@@ -38,6 +39,7 @@ _DEFAULTS: dict[str, Any] = {
     "broadcast_tag": "cnn_veto",
     "decisions_file": None,
     "mask": None,
+    "geometry": None,
 }
 
 
@@ -74,6 +76,10 @@ class CnnVetoConfig:
         Good-pixel mask (nonzero = good) ``FILE.h5:/DATASET`` for models
         trained with masks; None uses the monitor's peakfinder8
         ``bad_pixel_map`` (OM's convention, 1 = good), False none.
+    geometry : str or None
+        CrystFEL geometry the crop is taken with (absolute path); None uses
+        the monitor's own ``crystallography.geometry_file``. The geometry puts
+        the beam at ``x = y = 0``: the crop follows it, on any panel layout.
     """
 
     model: str | None
@@ -86,6 +92,7 @@ class CnnVetoConfig:
     broadcast_tag: str = "cnn_veto"
     decisions_file: str | None = None
     mask: str | bool | None = None
+    geometry: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -151,6 +158,13 @@ class CnnVetoConfig:
         if mask is True or (mask is not None and mask is not False and (not isinstance(mask, str) or not mask)):
             raise ConfigError(f"{GROUP}.mask: expected null, false or a mask file FILE.h5:/DATASET, got {mask!r}")
 
+        geometry = values["geometry"]
+        if geometry is not None and (not isinstance(geometry, str) or not geometry):
+            raise ConfigError(
+                f"{GROUP}.geometry: expected null (the monitor's crystallography.geometry_file) "
+                f"or a CrystFEL .geom path, got {geometry!r}"
+            )
+
         model = values["model"]
         if model is not None and (not isinstance(model, str) or not model):
             raise ConfigError(f"{GROUP}.model: expected a path to a .keras file, got {model!r}")
@@ -182,4 +196,5 @@ class CnnVetoConfig:
             broadcast_tag=values["broadcast_tag"],
             decisions_file=None if decisions_file is None else os.path.abspath(decisions_file),
             mask=mask,
+            geometry=None if geometry is None else os.path.abspath(geometry),
         )

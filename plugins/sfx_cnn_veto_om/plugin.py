@@ -40,6 +40,11 @@ def _run(args) -> int:
     layer = (data.get("om") or {}).get("processing_layer")
     cfg = CnnVetoConfig.from_group(data.get(GROUP))
     print(f"{os.path.basename(args.config)}: processing_layer={layer} {GROUP}={cfg}")
+    if cfg.enabled:  # the geometry the veto will crop with, as the collector reports it at start
+        from sfx_cnn_veto.core.model import VetoModel
+        from sfx_cnn_veto_om.geometry import load_veto_geometry, startup_line
+
+        print(startup_line(cfg, data, load_veto_geometry(cfg, data), VetoModel.read_metadata(cfg.model)))
     if layer != PROCESSING_LAYER:
         print(f"note: om.processing_layer is not {PROCESSING_LAYER}: the veto will not run")
     return 0

@@ -9,6 +9,18 @@ load a processing layer from outside OM)::
       model: /path/model.keras
       mode: veto      # veto | tag | off
       threshold: null
+      geometry: null  # null = crystallography.geometry_file (OM's own)
+
+Geometry
+--------
+OM hands each rank the raw slab of an event (``detector_data``); for a
+multi-panel detector its centre is not the beam. The veto reads the monitor's
+CrystFEL geometry (``crystallography.geometry_file``, or ``cnn_veto.geometry``)
+with the package's parser and crops around the beam of the assembled image,
+panel gaps masked; OM's peakfinder8 ``bad_pixel_map`` (slab layout, like the
+data) is gathered through the same crop map. The collector prints one line
+at start: the geometry, its panels, where the beam falls, how much of the
+crop is bad.
 
 Modes
 -----
@@ -45,6 +57,7 @@ from om.processing_layer.crystallography import CrystallographyProcessing
 
 from sfx_cnn_veto.errors import VetoError
 from sfx_cnn_veto_om.config import GROUP, CnnVetoConfig
+from sfx_cnn_veto_om.geometry import VetoGeometry, load_veto_geometry, startup_line, veto_mask_spec
 from sfx_cnn_veto_om.stats import VetoStats, frame_record
 
 #: Key of the per-frame record in ``processed_data``; of a rank's final report.
@@ -111,23 +124,14 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
         self._veto_config: CnnVetoConfig = CnnVetoConfig.from_group(_group_or_none(monitor_parameters))
         self._veto: Any = None
         self._veto_load_error: Union[str, None] = None
+        # The crop's geometry: read once here on every rank, so a bad file stops the monitor at start.
+        self._veto_geometry: Union[VetoGeometry, None] = None
+        if self._veto_config.enabled:
+            self._veto_geometry = load_veto_geometry(self._veto_config, monitor_parameters)
 
     def _veto_mask_spec(self) -> Union[str, None]:
         """``mask`` of the group; by default peakfinder8's bad pixel map (1 = good), as OM reads it."""
-        mask = self._veto_config.mask
-        if mask is False:
-            return None
-        if isinstance(mask, str):
-            return mask
-        try:
-            pf8 = self._monitor_params.get_parameter_group(group="peakfinder8_peak_detection")
-        except Exception:  # noqa: BLE001 - no such group: no mask
-            return None
-        filename = pf8.get("bad_pixel_map_filename")
-        if not filename:
-            return None
-        dataset = pf8.get("bad_pixel_map_hdf5_path")
-        return f"{filename}:{dataset}" if dataset else filename
+        return veto_mask_spec(self._veto_config, self._monitor_params)
 
     # -- processing ranks -----------------------------------------------------
     def initialize_processing_node(self, *, node_rank: int, node_pool_size: int) -> None:
@@ -149,7 +153,7 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
             from sfx_cnn_veto.core.pipeline import Veto
 
             veto = Veto.load(cfg.model, threshold=cfg.threshold, backend=cfg.backend, batch_size=1, threads=threads,
-                             mask=self._veto_mask_spec(), file_masks=False)
+                             geometry=self._veto_geometry.geometry, mask=self._veto_mask_spec(), file_masks=False)
             veto.predict_batch(np.zeros((1,) + tuple(veto.crop_shape), dtype=np.float32))  # trace once now
             self._veto = veto
             self._model_loads += 1
@@ -162,7 +166,8 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
         else:
             _say(
                 f"cnn_veto: rank {node_rank} loaded {os.path.basename(cfg.model)} "
-                f"(mode {cfg.mode}, threshold {self._veto.threshold:g}, {threads} thread(s)) "
+                f"(mode {cfg.mode}, threshold {self._veto.threshold:g}, {threads} thread(s), "
+                f"{len(self._veto_geometry.geometry.panels)}-panel geometry) "
                 f"in {time.perf_counter() - start:.1f} s"
             )
         sys.stdout.flush()
@@ -245,10 +250,13 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
         super().initialize_collecting_node(node_rank=node_rank, node_pool_size=node_pool_size)
         cfg = self._veto_config
         threshold = cfg.threshold
-        if threshold is None and cfg.model:
+        metadata = None
+        if cfg.model:
             from sfx_cnn_veto.core.model import VetoModel
 
-            threshold = VetoModel.read_metadata(cfg.model).threshold
+            metadata = VetoModel.read_metadata(cfg.model)
+            if threshold is None:
+                threshold = metadata.threshold
         self._veto_stats = VetoStats(mode=cfg.mode, model=cfg.model, threshold=threshold)
         self._decisions_handle: Any = None
         self._decisions_writer: Any = None
@@ -265,6 +273,8 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
             + (f", model {cfg.model}" if cfg.model else "")
             + f"; counts broadcast with tag '{cfg.broadcast_tag}'"
         )
+        if cfg.enabled and metadata is not None:
+            _say(startup_line(cfg, self._monitor_params, self._veto_geometry, metadata))
         sys.stdout.flush()
 
     def collect_data(
