@@ -36,7 +36,8 @@ from sfx_cnn_veto.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-JOURNAL_FORMAT = 1
+#: 2: the fingerprint holds the resolved backend and the contents of --config, --mask and --geometry
+JOURNAL_FORMAT = 2
 _SESSION = re.compile(r"s(\d{4,})-r(\d{4,})\.jsonl$")
 
 

@@ -27,6 +27,7 @@ def default_threads() -> int:
 
 #: The thread counts TensorFlow was started with in this process ``(intra, inter)``, once it was.
 _started: tuple[int, int] | None = None
+_warned: set[int] = set()  # requests already warned about (once each)
 
 
 def _env_threads(name: str) -> int | None:
@@ -58,12 +59,17 @@ def import_tensorflow(threads: int | None = None):
         _started = (intra, inter)
         with _quiet_stderr():
             tf.nn.conv2d(tf.zeros((1, 4, 4, 1)), tf.zeros((2, 2, 1, 1)), 1, "VALID")  # first-op banner
-    if threads and int(threads) != _started[0]:
-        have = f"{_started[0]} threads" if _started[0] else "its default number of threads"
+    if threads and int(threads) != _started[0] and int(threads) not in _warned:
+        _warned.add(int(threads))
+        have = _threads_text(_started[0]) if _started[0] else "its default number of threads"
         warnings.warn(
-            f"TensorFlow already runs in this process with {have}; {int(threads)} threads were asked for "
-            "and cannot be set any more (TensorFlow fixes them at its first operation)", stacklevel=2)
+            f"TensorFlow already runs in this process with {have}; {_threads_text(int(threads))} asked for "
+            "cannot be set any more (TensorFlow fixes them at its first operation)", stacklevel=2)
     return tf
+
+
+def _threads_text(n: int) -> str:
+    return f"{n} thread" if n == 1 else f"{n} threads"
 
 
 def tensorflow_threads() -> tuple[int, int] | None:
