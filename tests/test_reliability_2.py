@@ -54,6 +54,29 @@ def test_prefetch_raises_the_readers_error_after_its_items():
     assert out == [1]
 
 
+def test_stream_events_ends_for_a_consumer_slower_than_a_second_per_decision(tiny, tmp_path):
+    """The issue's reproduction: every decision came out, then the generator never returned."""
+    from sfx_cnn_veto.core.pipeline import Veto
+    from sfx_cnn_veto.io.store import FrameStore, iter_events
+
+    data.write_cxi(str(tmp_path / "run.cxi"), data.frames(4, 9))
+    veto = Veto.load(tiny, batch_size=1, backend="keras")
+    got: list = []
+    finished = threading.Event()
+
+    def consume():
+        with FrameStore() as store:
+            for ref, decision in veto.stream_events(iter_events([str(tmp_path / "run.cxi")], store), store):
+                got.append(decision)
+                if len(got) <= 2:
+                    time.sleep(1.5)  # meanwhile the reader fills the queue and waits to put its end marker
+        finished.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    assert finished.wait(20.0), f"stream_events never ended ({len(got)} decisions seen)"
+    assert len(got) == 4 and not any(d.error for d in got)
+
+
 # ---------------------------------------------------------------------------
 # 2. TensorFlow runs with the threads asked for (a child process: TensorFlow fixes them once).
 
