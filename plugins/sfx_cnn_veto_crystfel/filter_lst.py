@@ -195,8 +195,16 @@ def _fingerprint(args: argparse.Namespace, model: str, backend: str) -> dict[str
         "config": _file_entry(getattr(args, "config", None)),
         "mask": _file_entry(getattr(args, "mask", None), dataset_suffix=True),
         "file_masks": not getattr(args, "no_file_mask", False),
-        "geometry": _file_entry(getattr(args, "geometry", None)),
+        "geometry": _file_entry(_geometry_file(args)),
     }
+
+
+def _geometry_file(args: argparse.Namespace) -> str | None:
+    """The geometry the veto will use: ``--geometry``, or where the CLI resolves one (config, ``LIST.geom``)."""
+    from sfx_cnn_veto import cli_commands
+
+    resolve = getattr(cli_commands, "geometry_path", None)
+    return resolve(args) if resolve is not None else getattr(args, "geometry", None)
 
 
 def _file_entry(spec: str | None, *, dataset_suffix: bool = False) -> dict[str, str] | None:
