@@ -129,7 +129,7 @@ def matrix(tmp_path_factory):
         (b"corrupt.h5 //0", "corrupt.h5 //0", "HDF5"),
         (b"garbage.cbf", "garbage.cbf", "garbage.cbf"),
         (b"nodata.h5 //0", "nodata.h5 //0", "no data set"),
-        (b"rank4.h5 //0", "rank4.h5 //0", "expected a 2-D frame or a 3-D stack"),
+        (b"rank4.h5 //0", "rank4.h5 //0", "3-D per event"),  # (panels, ss, fs) frames need a geometry
         (b"good.cxi //9", "good.cxi //9", "out of range"),
         (b"small.cxi //1", "small.cxi //1", "does not fit"),
         (b"growing.cxi //2", "growing.cxi //2", None),
@@ -675,7 +675,7 @@ def test_psana_adapter_fails_open_on_bad_reads(matrix):
     out = list(pv.events(run))
     assert [evt.kind for evt, _ in out] == kinds  # every event once, in order
     reasons = {"raises": "xtc2 chunk unreadable", "nan": "NaN or infinite", "none": "returned None",
-               "rank3": "only 2-D frames", "small": "smaller than the 64x64 crop"}
+               "rank3": "no geometry", "small": "smaller than the 64x64 crop"}
     for evt, decision in out:
         if evt.kind.startswith("good"):
             assert decision.ok

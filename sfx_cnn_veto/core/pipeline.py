@@ -187,7 +187,7 @@ def check_trained_shape(metadata: ModelMetadata, frame_shape: tuple[int, ...]) -
     if not shapes or tuple(frame_shape) in shapes or len(frame_shape) != 2:
         return
     trained = " or ".join(str(shape) for shape in shapes)
-    raise ConfigError(
+    raise FrameReadError(
         f"frame of shape {tuple(frame_shape)}, but this model was trained on {trained} frames: a raw "
         "multi-panel slab needs its geometry (--geometry FILE.geom); a single-panel frame of another detector needs "
         "its beam centre (--center ROW COL)"
