@@ -238,9 +238,9 @@ class Veto:
         Overrides the model's decision threshold.
     backend : str
         Classifier backend name (``sfx-cnn-veto plugins`` lists them); ``"auto"``
-        (default) loads the installed ones that reproduce Keras
-        (:data:`sfx_cnn_veto.core.backends.AUTO_ORDER`) and keeps the fastest
-        on this network and machine, measured at load.
+        (default) takes the first of :data:`sfx_cnn_veto.core.backends.AUTO_ORDER`
+        that is installed and reproduces Keras on a check batch (a fixed rule,
+        no timing: every rank and every resumed run gets the same backend).
     batch_size : int
         Frames per network call in :meth:`stream`.
     threads : int, optional
