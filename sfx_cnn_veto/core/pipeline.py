@@ -117,8 +117,7 @@ class Preprocessor:
         return self.crop_map(frame_shape).region
 
     def __call__(self, frame: np.ndarray, *, cropped: bool = False, good: np.ndarray | None = None,
-                 frame_shape: Sequence[int] | None = None, owned: bool = False,
-                 cmap: CropMap | None = None) -> np.ndarray:
+                 owned: bool = False, cmap: CropMap | None = None) -> np.ndarray:
         """Crop (unless ``cropped``), mask and normalize.
 
         ``frame``: a full frame; or, with ``cmap``, the block read at
