@@ -143,12 +143,10 @@ def reference_paper_model() -> str | None:
 
 def _pictures(report: Path, labels: Path, pictures: Path, model: Path) -> list[Path]:
     """One hit, one miss, and up to two mistakes (a missed hit first: the costly kind)."""
-    import numpy as np
-
     from sfx_cnn_veto.core.pipeline import Veto
     from sfx_cnn_veto.io.events import EventRef
     from sfx_cnn_veto.io.store import FrameStore
-    from sfx_cnn_veto.show import render_frame
+    from sfx_cnn_veto.show import show_event
 
     scores_csv = report / "scores.csv"
     if not scores_csv.exists():
@@ -170,13 +168,11 @@ def _pictures(report: Path, labels: Path, pictures: Path, model: Path) -> list[P
     with FrameStore() as store:
         for kind, row in picks.items():
             ref = EventRef(row["file"], row["event"] or None, row["file"])
-            frame = np.asarray(store.read(ref), dtype=np.float32)
-            (decision,) = veto.decide([frame])
             name = pictures / f"{kind}_{row.get('run', 'run')}_{(row['event'] or '').strip('/')}.png"
-            render_frame(frame, str(name), crop_shape=veto.crop_shape, crop_center=veto.preprocess.center,
-                         title=f"{row.get('run', '')} {ref.event or ''}: labelled {'hit' if row['label'] == '1' else 'miss'} "
-                               f"({peaks.get((row['file'], row['event']), '?')} peaks), CNN says {decision.label}",
-                         decision=decision)
+            # decided as `evaluate` decided it (the file's own mask), the network's input drawn beside the frame
+            show_event(veto, store, ref, str(name),
+                       title=f"{row.get('run', '')} {ref.event or ''}: labelled {'hit' if row['label'] == '1' else 'miss'} "
+                             f"({peaks.get((row['file'], row['event']), '?')} peaks)")
             written.append(name)
     return written
 
