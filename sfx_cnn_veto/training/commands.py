@@ -402,7 +402,7 @@ def run_train(args: argparse.Namespace) -> int:
     meta = result.model.metadata
     val = result.val_metrics
     o = val["overall"]
-    print(f"wrote {args.output} ({meta.architecture} + {meta.normalize}; best epoch {result.best_epoch} "
+    print(f"wrote {result.path} ({meta.architecture} + {meta.normalize}; best epoch {result.best_epoch} "
           f"of {len(result.history['loss'])})", file=sys.stderr)
     weak = val.get("weak_hits")
     rule = (f"target sensitivity {cfg.target_sensitivity:g} on the held-out hits"
@@ -418,6 +418,12 @@ def run_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if result.curves_path:
         print(f"training curves: {result.curves_path}", file=sys.stderr)
+    if result.failed:
+        from sfx_cnn_veto.cli import EXIT_TRAINING_FAILED
+
+        print(f"sfx-cnn-veto: error: training failed: {result.failed}; the model was written to {result.path} "
+              f"for inspection, not to {args.output}", file=sys.stderr)
+        return EXIT_TRAINING_FAILED
     return 0
 
 
