@@ -244,6 +244,7 @@ def run_label(args: argparse.Namespace) -> int:
         external = sources
     frame_counter = None if (external or args.cxi_npeaks) else _FrameCounter(args)
     options = {"dataset": args.dataset} if args.dataset else {}
+    prefix = args.prefix or ""
     all_rows: list[L.LabelRow] = []
     unreadable = 0
     cxi_cache: dict[str, list[int] | str] = {}
@@ -263,9 +264,10 @@ def run_label(args: argparse.Namespace) -> int:
                     if why is None:
                         try:
                             if external is not None:
+                                # as indexamajig wrote the name (-x prefix + list line), then the path read
                                 count = next((c for src in external
-                                              if (c := src.get(ref.file, ref.event)) is not None
-                                              or (c := src.get(ref.path, ref.event)) is not None), None)
+                                              for name in (prefix + ref.path, ref.file, ref.path)
+                                              if (c := src.get(name, ref.event)) is not None), None)
                                 if count is None:
                                     why = "no peak count for this event in " + ", ".join(s.source for s in external)
                             elif args.cxi_npeaks:
