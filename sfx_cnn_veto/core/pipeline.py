@@ -318,13 +318,40 @@ class Veto:
             batch = batch[..., None]
         return self.classifier.predict(batch)
 
-    def score(self, frames: Iterable[np.ndarray] | np.ndarray, *, cropped: bool = False) -> np.ndarray:
-        """Hit probability of each frame (NaN where a frame cannot be scored)."""
-        return np.array([d.score for d in self.decide(frames, cropped=cropped)], dtype=np.float64)
+    def score(self, frames: Iterable[np.ndarray] | np.ndarray, *, cropped: bool = False) -> np.ndarray | float:
+        """Hit probability of each frame (NaN where a frame cannot be scored).
 
-    def decide(self, frames: Iterable[np.ndarray] | np.ndarray, *, cropped: bool = False) -> list[Decision]:
-        """A :class:`Decision` for each frame, in order."""
+        ``frames``: a sequence or stack of frames, giving an array of scores;
+        or one frame (see :meth:`decide`), giving one score (a float).
+        """
+        decided = self.decide(frames, cropped=cropped)
+        if isinstance(decided, Decision):
+            return decided.score
+        return np.array([d.score for d in decided], dtype=np.float64)
+
+    def decide(self, frames: Iterable[np.ndarray] | np.ndarray, *, cropped: bool = False) -> list[Decision] | Decision:
+        """A :class:`Decision` for each frame, in order; one Decision for one frame.
+
+        One frame is a 2-D array (a 2-D crop with ``cropped``), or, with a
+        geometry whose raw frame has panel planes, an array of that
+        ``(P, ss, fs)`` shape. A 3-D array is otherwise a stack of 2-D frames.
+        """
+        if isinstance(frames, np.ndarray) and self._one_frame(frames, cropped):
+            return next(self.stream([(0, frames)], cropped=cropped))[1]
         return [d for _, d in self.stream(enumerate(frames), cropped=cropped)]
+
+    def _one_frame(self, frames: np.ndarray, cropped: bool) -> bool:
+        """Whether an array is one frame (True) or a stack of frames (False); refuses what is neither."""
+        geometry = self.preprocess.geometry
+        panel_planes = geometry is not None and len(geometry.frame_shape) == 3
+        if frames.ndim < 2 or (frames.ndim > 3 and not (panel_planes and frames.ndim == 4 and not cropped)):
+            raise FrameReadError(
+                f"expected one frame (2-D{', or ' + str(tuple(geometry.frame_shape)) if panel_planes else ''}) "
+                f"or a stack of them, got an array of shape {frames.shape}"
+            )
+        if frames.ndim == 2:
+            return True
+        return panel_planes and not cropped and tuple(frames.shape) == tuple(geometry.frame_shape)
 
     def stream(
         self,
