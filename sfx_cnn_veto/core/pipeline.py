@@ -94,6 +94,8 @@ class Preprocessor:
                 f"this model was trained on the raw slabs of a {trained['panels']}-panel detector (geometry "
                 f"{trained.get('geometry')}): give that detector's geometry (--geometry FILE.geom)"
             )
+        if geometry is not None:
+            warn_other_scale(metadata, geometry)
         self.mapper = CropMapper(self.crop_shape, geometry=geometry, center=center)
         self._explicit_center = center is not None
         self._checked: set[tuple[int, ...]] = set()
@@ -109,6 +111,8 @@ class Preprocessor:
         if shape not in self._checked:
             if self.geometry is None and center is None and not self._explicit_center:
                 check_trained_shape(self.metadata, shape)
+            else:  # cropped where the geometry or the centre says: scored, with a note
+                warn_other_detector(self.metadata, shape, source=data_file)
             self._checked.add(shape)
         return self.mapper(shape, center=center, data_file=data_file)
 
@@ -192,6 +196,41 @@ def check_trained_shape(metadata: ModelMetadata, frame_shape: tuple[int, ...]) -
         "multi-panel slab needs its geometry (--geometry FILE.geom); a single-panel frame of another detector needs "
         "its beam centre (--center ROW COL)"
     )
+
+
+def warn_other_detector(metadata: ModelMetadata, frame_shape: tuple[int, ...], *, source: str | None = None) -> None:
+    """Warn (once per shape: the caller remembers) that frames cropped through a geometry or a beam centre
+    have another shape than the model's training frames: another detector, scored without proof it works there."""
+    shapes = [tuple(int(v) for v in shape) for shape in trained_detector(metadata).get("frame_shapes") or ()]
+    if not shapes or tuple(frame_shape) in shapes:
+        return
+    where = f"{source}: " if source else ""
+    warnings.warn(
+        f"{where}frames of shape {tuple(frame_shape)}, but this model was trained on "
+        f"{' or '.join(str(s) for s in shapes)} frames: another detector? They are cropped where the geometry or "
+        "the beam centre (given, or the file's own) says and scored; check the decisions (sfx-cnn-veto evaluate) "
+        "before trusting them",
+        stacklevel=3,
+    )
+
+
+#: Relative difference of pixel size or camera length from the training geometry's above which the veto warns.
+SCALE_TOLERANCE = 0.05
+
+
+def warn_other_scale(metadata: ModelMetadata, geometry: Geometry) -> None:
+    """Warn when the geometry's pixel size (``res``) or camera length (``clen``) differs by more than
+    :data:`SCALE_TOLERANCE` from the training geometry's, where the model records them: Bragg spots then
+    fall at other radii and have other sizes than the network learned."""
+    trained = trained_detector(metadata)
+    now = {"res": geometry.reference_res, "clen": geometry.float_global("clen")}
+    names = {"res": "pixel size (res, pixels per metre)", "clen": "camera length (clen, m)"}
+    for key, value in now.items():
+        was = trained.get(key)
+        if was and value and abs(value - was) > SCALE_TOLERANCE * abs(was):
+            warnings.warn(f"geometry {geometry.source}: {names[key]} {value:g}, but this model was trained with "
+                          f"{was:g}: spots fall at other radii than it learned; check the decisions (sfx-cnn-veto evaluate) "
+                          "before trusting them", stacklevel=4)
 
 
 def _and(mask: CropMask, good: np.ndarray) -> CropMask:

@@ -268,12 +268,15 @@ class Fit:
 
 
 def _detector_provenance(frame_shapes, geometry, path: str | None) -> dict[str, Any]:
-    """What the model was trained on: the frames' shapes, and the geometry (its file name and panel count)."""
+    """What the model was trained on: the frames' shapes, and the geometry (its file name, panel count, and,
+    where it states them, its pixel size ``res`` in pixels per metre and camera length ``clen`` in metres)."""
     return {
         "frame_shapes": sorted({tuple(int(v) for v in shape) for shape in frame_shapes}),
         "geometry": os.path.basename(path) if path else None,
         "geometry_sha256": file_sha256(path) if path else None,
         "panels": len(geometry.panels) if geometry is not None else 1,
+        "res": geometry.reference_res if geometry is not None else None,
+        "clen": geometry.float_global("clen") if geometry is not None else None,
     }
 
 
