@@ -27,8 +27,9 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default=None, metavar="HxW",
                         help="frame size in pixels, e.g. 700x700 (default: the config's)")
     parser.add_argument("--compression", choices=COMPRESSIONS, default="lz4",
-                        help="HDF5 compression of the frames: lz4 (bitshuffle, via hdf5plugin; default), "
-                             "gzip (readable everywhere, slower) or none")
+                        help="HDF5 compression of the frames: lz4 (bitshuffle, via hdf5plugin; default: indexamajig "
+                             "then needs HDF5_PLUGIN_PATH set to hdf5plugin's plugins), gzip (readable everywhere, "
+                             "slower) or none")
     parser.add_argument("--layout", default="assembled", metavar="{assembled,eight-panel,cspad,jungfrau4m,FILE.geom}",
                         help="how frames are written: assembled (default, one panel), or as the raw slab of a "
                              "multi-panel detector with its geometry as RUN.geom: eight-panel (4 turned), cspad "
