@@ -103,3 +103,23 @@ def test_training_records_the_geometrys_pixel_size_and_distance(tmp_path):
     record = _detector_provenance([(100, 100)], read_geometry(str(path)), str(path))
     assert record["res"] == pytest.approx(9090.91) and record["clen"] == pytest.approx(0.08)
     assert _detector_provenance([(100, 100)], None, None)["res"] is None
+
+
+def test_a_raw_slab_with_its_geometry_is_compared_by_its_assembled_size():
+    """The eight-panel slab of the 700x700 detector is that detector (no warning); the real CSPAD is not."""
+    from _real import REAL
+    from sfx_cnn_veto.io.geometry import read_geometry
+    from sfx_cnn_veto.simulate.panels import eight_panel_geometry
+
+    meta = VetoModel.read_metadata(default_model_path())
+    eight = eight_panel_geometry((700, 700))
+    cspad = read_geometry(str(REAL / "geometry" / "jungfrau4M.geom"))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        Preprocessor(meta, geometry=eight).crop_map(eight.frame_shape)
+    assert _other_detector_warnings(record) == []
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        Preprocessor(meta, geometry=cspad).crop_map(cspad.frame_shape, data_file="cspad.cxi")
+    said = _other_detector_warnings(record)
+    assert len(said) == 1 and said[0].startswith("cspad.cxi: a detector of ") and "jungfrau4M.geom" in said[0]

@@ -112,7 +112,7 @@ class Preprocessor:
             if self.geometry is None and center is None and not self._explicit_center:
                 check_trained_shape(self.metadata, shape)
             else:  # cropped where the geometry or the centre says: scored, with a note
-                warn_other_detector(self.metadata, shape, source=data_file)
+                warn_other_detector(self.metadata, shape, source=data_file, geometry=self.geometry)
             self._checked.add(shape)
         return self.mapper(shape, center=center, data_file=data_file)
 
@@ -198,20 +198,43 @@ def check_trained_shape(metadata: ModelMetadata, frame_shape: tuple[int, ...]) -
     )
 
 
-def warn_other_detector(metadata: ModelMetadata, frame_shape: tuple[int, ...], *, source: str | None = None) -> None:
+#: Relative difference of a detector's size (pixels) from the training frames' within which it counts as the same.
+SIZE_TOLERANCE = 0.1
+
+
+def warn_other_detector(metadata: ModelMetadata, frame_shape: tuple[int, ...], *, source: str | None = None,
+                        geometry: Geometry | None = None) -> None:
     """Warn (once per shape: the caller remembers) that frames cropped through a geometry or a beam centre
-    have another shape than the model's training frames: another detector, scored without proof it works there."""
-    shapes = [tuple(int(v) for v in shape) for shape in trained_detector(metadata).get("frame_shapes") or ()]
+    come from another detector than the model's training frames: scored without proof it works there.
+
+    The detector is compared by the frame's shape; a raw slab given with its geometry, for a model
+    trained on plain frames, by the size of the assembled image (within :data:`SIZE_TOLERANCE`):
+    the slab of the same detector has another shape.
+    """
+    trained = trained_detector(metadata)
+    shapes = [tuple(int(v) for v in shape) for shape in trained.get("frame_shapes") or ()]
     if not shapes or tuple(frame_shape) in shapes:
         return
+    what = f"frames of shape {tuple(frame_shape)}"
+    if geometry is not None and not trained.get("geometry"):
+        size = assembled_size(geometry, frame_shape)
+        if any(len(shape) == 2 and all(abs(a - b) <= SIZE_TOLERANCE * b for a, b in zip(size, shape))
+               for shape in shapes):
+            return
+        what = f"a detector of {size[0]}x{size[1]} pixels assembled by geometry {geometry.source}"
     where = f"{source}: " if source else ""
     warnings.warn(
-        f"{where}frames of shape {tuple(frame_shape)}, but this model was trained on "
-        f"{' or '.join(str(s) for s in shapes)} frames: another detector? They are cropped where the geometry or "
-        "the beam centre (given, or the file's own) says and scored; check the decisions (sfx-cnn-veto evaluate) "
-        "before trusting them",
+        f"{where}{what}, but this model was trained on {' or '.join(str(s) for s in shapes)} frames: another "
+        "detector? They are cropped where the geometry or the beam centre (given, or the file's own) says and "
+        "scored; check the decisions (sfx-cnn-veto evaluate) before trusting them",
         stacklevel=3,
     )
+
+
+def assembled_size(geometry: Geometry, frame_shape: Sequence[int]) -> tuple[int, int]:
+    """Rows and columns the geometry's panels span on the lab grid (for a slab of ``frame_shape``)."""
+    x, y = geometry.pixel_maps(tuple(int(v) for v in frame_shape))
+    return (int(round(float(np.nanmax(y) - np.nanmin(y)))) + 1, int(round(float(np.nanmax(x) - np.nanmin(x)))) + 1)
 
 
 #: Relative difference of pixel size or camera length from the training geometry's above which the veto warns.
