@@ -317,7 +317,8 @@ def run_monitor(
         with open(workdir / "decisions.csv", newline="") as fh:
             rows = list(csv.DictReader(fh))
     finals = [m for m in sub.messages if m.get("final")]
-    return {"rc": proc.returncode, "log": log, "messages": sub.messages, "final": finals[-1] if finals else None,
+    return {"rc": proc.returncode, "workdir": workdir, "log": log, "messages": sub.messages,
+            "final": finals[-1] if finals else None,
             "rows": rows, "seconds": time.monotonic() - start, "other": sub.other, "reply": sub.reply}
 
 
@@ -432,6 +433,57 @@ def test_veto_mode_skips_peakfinder8_and_vetoes_no_hit(om_runs, om_demo):
     assert _pf8_hits(rows) == _pf8_hits(off)
     assert final["hits"] == len(_pf8_hits(off))
     assert f"vetoed={final['vetoed']}" in run["log"]
+
+
+@needs_om
+@needs_mpi
+def test_convert_hitlist_on_a_real_veto_runs_decisions_lists_its_hits(om_runs, om_demo, tmp_path, capsys):
+    """The collector's decisions.csv of a real monitor run: OM's hits as `file //N`, no header, no rank, no miss."""
+    from sfx_cnn_veto.cli import main
+
+    run = om_runs("veto")
+    rows = _check_common(run, om_demo["truth"])
+    out = tmp_path / "hits.lst"
+    assert main(["convert", "hitlist", str(run["workdir"] / "decisions.csv"), "-o", str(out)]) == 0
+    written = out.read_text().splitlines()
+    assert 0 < len(written) < len(rows)
+    assert sorted(written) == sorted(_lst_line(eid) for eid in _pf8_hits(rows))
+    assert f"{len(rows)} entries read, {len(rows) - len(written)} misses left out" in capsys.readouterr().err
+
+
+def _lst_line(event_id: str) -> str:
+    """OM's ``/path/file.h5 // 0005`` as indexamajig's ``/path/file.h5 //5``."""
+    path, _, index = event_id.rpartition(" // ")
+    return f"{path} //{int(index)}"
+
+
+@needs_om
+def test_convert_hitlist_reads_the_adapters_decisions_rows(tmp_path, capsys):
+    """Rows as the adapter's collector writes them (its own writer): hits kept, misses and vetoed frames out."""
+    from sfx_cnn_veto.cli import main
+    from sfx_cnn_veto_om.processing import DECISIONS_COLUMNS, RECORD_KEY, decision_row
+
+    events = [  # (OM event id, rank, CNN record, peaks found, OM's hit decision)
+        ("/data/run 7/frames_000.h5 // 0000", 1, frame_record(mode="veto", score=0.9, cnn_hit=True), 30, True),
+        ("/data/run 7/frames_000.h5 // 0001", 2, frame_record(mode="veto", score=0.01, cnn_hit=False, vetoed=True,
+                                                              peakfinder8=False), 0, False),
+        ("/data/run 7/frames_000.h5 // 0002", 1, frame_record(mode="veto", score=0.7, cnn_hit=True), 3, False),
+        ("/data/run 7/frames_001.h5 // 0012", 2, frame_record(mode="veto", error="classifier failed"), 25, True),
+    ]
+    decisions = tmp_path / "decisions.csv"
+    with open(decisions, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(DECISIONS_COLUMNS)
+        for event_id, rank, record, peaks, hit in events:
+            received = {"event_id": event_id, "frame_is_hit": hit, RECORD_KEY: record,
+                        "peak_list": {"intensity": [1.0] * peaks}}
+            writer.writerow(decision_row(received, rank, "veto"))
+    out = tmp_path / "hits.lst"
+    assert main(["convert", "hitlist", str(decisions), "-o", str(out)]) == 0
+    assert out.read_text().splitlines() == ["/data/run 7/frames_000.h5 //0", "/data/run 7/frames_001.h5 //12"]
+    assert "4 entries read, 2 misses left out" in capsys.readouterr().err
+    assert main(["convert", "hitlist", str(decisions), "-o", str(out), "--min-peaks", "28"]) == 0
+    assert out.read_text().splitlines() == ["/data/run 7/frames_000.h5 //0"]
 
 
 @needs_om

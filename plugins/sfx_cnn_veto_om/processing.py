@@ -48,7 +48,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union
 
 import numpy as np
 from om.lib.parameters import MonitorParameters
@@ -63,6 +63,30 @@ from sfx_cnn_veto_om.stats import VetoStats, frame_record
 #: Key of the per-frame record in ``processed_data``; of a rank's final report.
 RECORD_KEY = "cnn_veto"
 RANK_REPORT_KEY = "cnn_veto_rank_report"
+
+
+#: The collector's decisions file (``cnn_veto.decisions_file``): one row per event, OM's event id first.
+DECISIONS_COLUMNS = ["event_id", "rank", "mode", "score", "cnn_hit", "vetoed", "peakfinder8", "num_peaks",
+                     "frame_is_hit", "cnn_ms", "error"]
+
+
+def decision_row(received: Dict[str, Any], rank: int, mode: str) -> List[Any]:
+    """The decisions-file row (:data:`DECISIONS_COLUMNS`) of one event the collector received from ``rank``."""
+    record = received.get(RECORD_KEY) or {}
+    peaks = received.get("peak_list") or {}
+    return [
+        received.get("event_id"),
+        rank,
+        record.get("mode", mode),
+        _num(record.get("score")),
+        "" if record.get("cnn_hit") is None else int(bool(record.get("cnn_hit"))),
+        int(bool(record.get("vetoed"))),
+        int(bool(record.get("peakfinder8"))),
+        len(peaks.get("intensity", ())),
+        int(bool(received["frame_is_hit"])),
+        _num(record.get("cnn_ms")),
+        record.get("error") or "",
+    ]
 
 
 def _empty_peak_list() -> Dict[str, Any]:
@@ -264,10 +288,7 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
             os.makedirs(os.path.dirname(cfg.decisions_file) or ".", exist_ok=True)
             self._decisions_handle = open(cfg.decisions_file, "w", newline="")
             self._decisions_writer = csv.writer(self._decisions_handle)
-            self._decisions_writer.writerow(
-                ["event_id", "rank", "mode", "score", "cnn_hit", "vetoed", "peakfinder8", "num_peaks",
-                 "frame_is_hit", "cnn_ms", "error"]
-            )
+            self._decisions_writer.writerow(DECISIONS_COLUMNS)
         _say(
             f"cnn_veto: mode {cfg.mode}"
             + (f", model {cfg.model}" if cfg.model else "")
@@ -304,23 +325,7 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
         frame_is_hit = bool(received["frame_is_hit"])
         stats.add(record, frame_is_hit=frame_is_hit)
         if self._decisions_writer is not None:
-            record = record or {}
-            peaks = received.get("peak_list") or {}
-            self._decisions_writer.writerow(
-                [
-                    received.get("event_id"),
-                    rank,
-                    record.get("mode", cfg.mode),
-                    _num(record.get("score")),
-                    "" if record.get("cnn_hit") is None else int(bool(record.get("cnn_hit"))),
-                    int(bool(record.get("vetoed"))),
-                    int(bool(record.get("peakfinder8"))),
-                    len(peaks.get("intensity", ())),
-                    int(frame_is_hit),
-                    _num(record.get("cnn_ms")),
-                    record.get("error") or "",
-                ]
-            )
+            self._decisions_writer.writerow(decision_row(received, rank, cfg.mode))
         if stats.frames % cfg.broadcast_interval == 0:
             self._data_broadcast_socket.send_data(tag=cfg.broadcast_tag, message=stats.message())
         if cfg.summary_interval and stats.frames % cfg.summary_interval == 0:

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -169,6 +170,10 @@ class VetoModel:
         """Load a model file (``safe_mode=True``) and check it against its metadata."""
         path = os.fspath(path)
         meta = cls.read_metadata(path)
+        failed = (meta.training or {}).get("failed")
+        if failed:
+            warnings.warn(f"{path}: this model failed its training ({failed}): its decisions are not to be trusted",
+                          stacklevel=2)
         from sfx_cnn_veto.core.tf import import_keras
 
         keras = import_keras()

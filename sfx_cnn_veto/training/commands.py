@@ -248,6 +248,7 @@ def run_label(args: argparse.Namespace) -> int:
         external = sources
     frame_counter = None if (external or args.cxi_npeaks) else _FrameCounter(args)
     options = {"dataset": args.dataset} if args.dataset else {}
+    prefix = args.prefix or ""
     all_rows: list[L.LabelRow] = []
     unreadable = 0
     cxi_cache: dict[str, list[int] | str] = {}
@@ -267,9 +268,10 @@ def run_label(args: argparse.Namespace) -> int:
                     if why is None:
                         try:
                             if external is not None:
+                                # as indexamajig wrote the name (-x prefix + list line), then the path read
                                 count = next((c for src in external
-                                              if (c := src.get(ref.file, ref.event)) is not None
-                                              or (c := src.get(ref.path, ref.event)) is not None), None)
+                                              for name in (prefix + ref.path, ref.file, ref.path)
+                                              if (c := src.get(name, ref.event)) is not None), None)
                                 if count is None:
                                     why = "no peak count for this event in " + ", ".join(s.source for s in external)
                             elif args.cxi_npeaks:
@@ -406,7 +408,7 @@ def run_train(args: argparse.Namespace) -> int:
     meta = result.model.metadata
     val = result.val_metrics
     o = val["overall"]
-    print(f"wrote {args.output} ({meta.architecture} + {meta.normalize}; best epoch {result.best_epoch} "
+    print(f"wrote {result.path} ({meta.architecture} + {meta.normalize}; best epoch {result.best_epoch} "
           f"of {len(result.history['loss'])})", file=sys.stderr)
     weak = val.get("weak_hits")
     rule = (f"target sensitivity {cfg.target_sensitivity:g} on the held-out hits"
@@ -422,6 +424,12 @@ def run_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if result.curves_path:
         print(f"training curves: {result.curves_path}", file=sys.stderr)
+    if result.failed:
+        from sfx_cnn_veto.cli import EXIT_TRAINING_FAILED
+
+        print(f"sfx-cnn-veto: error: training failed: {result.failed}; the model was written to {result.path} "
+              f"for inspection, not to {args.output}", file=sys.stderr)
+        return EXIT_TRAINING_FAILED
     return 0
 
 
