@@ -12,7 +12,7 @@ the outputs say which:
     every miss (kept ones included) / every error; hits, misses and errors
     together are the input, once each.
 ``--scores scores.csv``
-    ``file,event,score,is_hit,error,label,in_hits_lst`` for every event, the
+    ``file,event,score,is_hit,error,decision,in_hits_lst`` for every event, the
     error column holding the reason.
 
 All outputs are written to ``PATH.part`` and renamed when complete. Decisions
@@ -46,7 +46,7 @@ from sfx_cnn_veto_crystfel.mpi import local_size, world
 
 log = logging.getLogger(__name__)
 
-SCORES_HEADER = ["file", "event", "score", "is_hit", "error", "label", "in_hits_lst"]
+SCORES_HEADER = ["file", "event", "score", "is_hit", "error", "decision", "in_hits_lst"]
 
 
 # ---------------------------------------------------------------------------
@@ -438,7 +438,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--misses", metavar="MISSES.lst", help="write every miss here")
     parser.add_argument("--errors", metavar="ERRORS.lst", help="write every event that could not be scored here")
     parser.add_argument("--scores", metavar="SCORES.csv",
-                        help="per-event CSV: file,event,score,is_hit,error,label,in_hits_lst")
+                        help="per-event CSV: file,event,score,is_hit,error,decision,in_hits_lst (decision: hit, miss or error)")
     parser.add_argument("--keep-misses-fraction", type=float, default=0.0, metavar="F",
                         help="also keep this random, reproducible fraction of misses in the hits list (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kept-misses draw (default 0)")

@@ -7,6 +7,7 @@ import os
 import time
 
 from sfx_cnn_veto import hookimpl
+from sfx_cnn_veto.cli_commands import add_crop_argument
 from sfx_cnn_veto.io.cxi import COMPRESSIONS
 from sfx_cnn_veto.types import CommandSpec
 
@@ -104,12 +105,14 @@ def _configure_show(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="a frame file (CXI/HDF5, CBF ...) or a .lst (first event)")
     parser.add_argument("event", metavar="//N", nargs="?", default=None,
                         help="event of a multi-event file (default //0)")
-    parser.add_argument("-m", "--model", default=None, help="score the frame with this .keras model")
+    parser.add_argument("-m", "--model", default=None,
+                        help="score the frame with this .keras model (default: the model shipped with the package)")
+    parser.add_argument("--no-score", action="store_true", help="draw the frame and a --crop outline, do not score")
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
     parser.add_argument("--png", default=None,
                         help="output picture (default: <file stem>_<N>.png in the current directory)")
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
-    parser.add_argument("--crop", default="350x350", help="crop to outline when no model is given (default 350x350)")
+    add_crop_argument(parser, "crop to outline with --no-score (default 350x350)", default="350x350")
     parser.add_argument("--geometry", "-g", default=None, metavar="FILE.geom",
                         help="CrystFEL geometry of a multi-panel detector: the frame is its raw slab; the picture "
                              "shows it assembled, the crop outlined around the beam")
@@ -143,7 +146,7 @@ def _run_show(args: argparse.Namespace) -> int:
             ref = events[0]
         frame = store.read(ref)
     decision = None
-    crop_shape = _parse_crop(args.crop)
+    crop_shape = tuple(args.crop)
     crop_center = None
     geometry = None
     if args.geometry:
@@ -151,10 +154,11 @@ def _run_show(args: argparse.Namespace) -> int:
 
         geometry = read_geometry(args.geometry)
         geometry.check_frame(frame.shape, source=ref.file)
-    if args.model:
+    if not args.no_score:
+        from sfx_cnn_veto.cli_commands import model_path
         from sfx_cnn_veto.core.pipeline import Veto
 
-        veto = Veto.load(args.model, threshold=args.threshold, batch_size=1, geometry=geometry)
+        veto = Veto.load(model_path(args), threshold=args.threshold, batch_size=1, geometry=geometry)
         if geometry is None:
             decision = veto.decide([frame])[0]
         else:  # as `score` decides it: the geometry's mask may live in the event's file
@@ -177,18 +181,6 @@ def _run_show(args: argparse.Namespace) -> int:
                     else f"{'hit' if decision.is_hit else 'miss'} (score {decision.score:.3f}); ")
     print(f"{summary}picture: {os.path.abspath(png)}")
     return 0
-
-
-def _parse_crop(text: str) -> tuple[int, int]:
-    from sfx_cnn_veto.errors import ConfigError
-
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) != 2 or min(parts) < 1:
-        raise ConfigError(f"--crop: expected HxW such as 350x350, got {text!r}")
-    return parts[0], parts[1]
 
 
 @hookimpl
