@@ -205,12 +205,10 @@ def check_writable(*paths: str | None) -> None:
 
 
 def progress(total=None, desc="", unit="frame"):
-    """A tqdm bar on stderr (hidden when stderr is not a terminal, unless SFX_CNN_VETO_PROGRESS=1)."""
-    from tqdm import tqdm
+    """A bar on a terminal, plain status lines every few seconds in a log (see :mod:`sfx_cnn_veto.progress`)."""
+    from sfx_cnn_veto.progress import Progress
 
-    force = os.environ.get("SFX_CNN_VETO_PROGRESS") == "1"
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
-                disable=False if force else None, mininterval=0.5)
+    return Progress(total=total, desc=desc, unit=unit)
 
 
 # ---------------------------------------------------------------------------
@@ -309,6 +307,7 @@ def open_sinks(specs: list[str]) -> list[Any]:
 def _run_score(args: argparse.Namespace) -> int:
     from sfx_cnn_veto import manager
     from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
+    from sfx_cnn_veto.event_errors import EventErrors
     from sfx_cnn_veto.io.sinks import CsvSink
     from sfx_cnn_veto.io.store import FrameStore, iter_events
 
@@ -317,19 +316,23 @@ def _run_score(args: argparse.Namespace) -> int:
     sinks = open_sinks(args.sink)
     main_sink = CsvSink(handle=sys.stdout) if args.output == "-" else CsvSink(args.output)
     counts = {"hit": 0, "miss": 0, "error": 0}
+    errors = EventErrors(" (kept as a hit)")
     start = time.perf_counter()
     with FrameStore(reader_options(args)) as store, progress(desc="score") as bar:
         events = iter_events(args.inputs, store, prefix=list_prefix(args))
         for ref, decision in veto.stream_events(events, store):
             counts[decision.label] += 1
             if decision.error:
-                print(f"sfx-cnn-veto: {ref}: {decision.error} (kept as a hit)", file=sys.stderr)
+                errors.report(ref, decision.error)
+            else:
+                errors.ok()
             for sink in (main_sink, *sinks):
                 sink.write(ref, decision)
             manager.notify_decision(ref, decision)
-            bar.update(1)
+            bar.update(1, hits=decision.is_hit and not decision.error)
     for sink in (main_sink, *sinks):
         sink.close()
+    errors.finish()
     total = sum(counts.values())
     elapsed = time.perf_counter() - start
     print(f"{total} events: {counts['hit']} hits, {counts['miss']} misses, {counts['error']} errors "

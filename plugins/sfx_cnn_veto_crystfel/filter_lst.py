@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from sfx_cnn_veto.errors import ConfigError, VetoError
+from sfx_cnn_veto.event_errors import SETUP_MISTAKE, EventErrors
 from sfx_cnn_veto.io import files as atomic
 from sfx_cnn_veto.io.files import file_sha256
 from sfx_cnn_veto.io.lst import lint_line
@@ -365,6 +366,7 @@ def _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
     current_index = None
     show = rank == 0
     bar = progress(desc="filter-lst" if size == 1 else f"filter-lst rank 0/{size}") if show else None
+    errors = EventErrors("" if args.errors_as_misses else f" (kept in {args.output})")
     try:
         with FrameStore(reader_options(args)) as store:
             # the veto batches exactly as the blocks are cut (batch_size events, aligned)
@@ -376,17 +378,19 @@ def _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
                 current_index = index
                 error = explain(line, decision.error) if decision.error else None
                 if error:
-                    print(f"sfx-cnn-veto: {line}: {error} (kept in {args.output})" if not args.errors_as_misses
-                          else f"sfx-cnn-veto: {line}: {error}", file=sys.stderr)
+                    errors.report(ref, error)
+                else:
+                    errors.ok()
                 current.append(Event(line, ref.path, event, None if error else float(decision.score), error))
                 if len(current) == batch:
                     writer.write(current_index, current)
                     current = []
                 scored += 1
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(1, hits=decision.is_hit and not error)
             if current:
                 writer.write(current_index, current)
+        errors.finish(raise_setup=size == 1)
     finally:
         writer.close()
         if bar is not None:
@@ -402,11 +406,12 @@ def _finish(args, journal: Journal, reports, start: float) -> int:
         for r, text in failures:
             where = f"rank {r}: " if len(reports) > 1 else ""
             print(f"sfx-cnn-veto: error: {where}{text}", file=sys.stderr)
-        if any(True for _ in journal.blocks()):
+        setup_mistake = any(f.startswith(SETUP_MISTAKE) for _r, f in failures)
+        if any(True for _ in journal.blocks()) and not setup_mistake:
             print(f"filter-lst: stopped; finished blocks are in {journal.dir}: rerun with --resume to continue",
                   file=sys.stderr)
         else:
-            journal.remove()  # nothing was done: leave no journal behind
+            journal.remove()  # nothing was done, or nothing worth resuming: leave no journal behind
         internal = any(f.startswith("internal") for _r, f in failures)
         return EXIT_INTERNAL if internal else EXIT_USER_ERROR
     counts = {(n, h) for _f, n, h, *_rest in reports}

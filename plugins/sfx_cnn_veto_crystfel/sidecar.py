@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
                 for ref, decision in veto.stream_events(events, store):
                     decided.append((ref, canonical(ref)[1],
                                     (None if decision.error else decision.score, decision.is_hit, decision.error)))
-                    bar.update(1)
+                    bar.update(1, hits=decision.is_hit and not decision.error)
     attrs["sfx_cnn_veto_version"] = __version__
     for ref, event, (score, is_hit, error) in decided:
         errors += int(bool(error))

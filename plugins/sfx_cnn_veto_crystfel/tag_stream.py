@@ -85,7 +85,7 @@ def score_chunks(args: argparse.Namespace, keys: list[tuple[str, str | None]]) -
     with FrameStore(reader_options(args)) as store, progress(total=len(refs), desc="tag-stream") as bar:
         for (key, _), (_ref, decision) in zip(refs, veto.stream_events(refs, store)):
             out[(key.path, key.event)] = (None if decision.error else decision.score, decision.is_hit, decision.error)
-            bar.update(1)
+            bar.update(1, hits=decision.is_hit and not decision.error)
     return out
 
 

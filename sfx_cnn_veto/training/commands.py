@@ -225,6 +225,7 @@ def _countable(frame):
 def run_label(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
     from sfx_cnn_veto.cli_commands import progress
+    from sfx_cnn_veto.event_errors import EventErrors
     from sfx_cnn_veto.io.store import FrameStore, iter_events
     from sfx_cnn_veto.training import labels as L
 
@@ -242,6 +243,7 @@ def run_label(args: argparse.Namespace) -> int:
     options = {"dataset": args.dataset} if args.dataset else {}
     all_rows: list[L.LabelRow] = []
     unreadable = 0
+    errors = EventErrors(" (written with no count and no label)", prefix="sfx-cnn-veto: warning: ")
     cxi_cache: dict[str, list[int] | str] = {}
     with FrameStore(options) as store:
         for n_input, item in enumerate(args.inputs):
@@ -291,17 +293,19 @@ def run_label(args: argparse.Namespace) -> int:
                             why = f"{type(exc).__name__}: {exc}"
                     if why is not None:
                         unreadable += 1
-                        print(f"sfx-cnn-veto: warning: {ref}: {why} (written with no count and no label)",
-                              file=sys.stderr)
+                        errors.report(ref, why)
+                    else:
+                        errors.ok()
                     counts.append(count)
                     refs.append(ref)
-                    bar.update(1)
+                    bar.update(1, hits=(count or 0) > args.hit_above if args.rule == "paper" else None)
             if args.rule == "paper":
                 labels = L.paper_rule(counts, miss_below=args.miss_below, hit_above=args.hit_above)
             else:
                 labels = L.percentile_rule(counts, percentile=args.percentile)
             for ref, count, label in zip(refs, counts, labels):
                 all_rows.append(L.LabelRow(ref.file, ref.event, run, count, label))
+    errors.finish()
     L.write_labels(args.output, all_rows)
     print(f"{'run':<16} {'events':>7} {'hits':>6} {'misses':>7} {'ambig.':>7} {'no count':>9}", file=sys.stderr)
     for run, n, hits, misses, amb, bad in L.summarize(all_rows):
