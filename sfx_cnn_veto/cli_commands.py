@@ -340,6 +340,18 @@ def _run_score(args: argparse.Namespace) -> int:
     return EXIT_EVENT_ERRORS if counts["error"] else 0
 
 
+def _configure_inspect(parser: argparse.ArgumentParser) -> None:
+    from sfx_cnn_veto.inspect_model import configure
+
+    configure(parser)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from sfx_cnn_veto.inspect_model import run
+
+    return run(args)
+
+
 @hookimpl(trylast=True)
 def sfxveto_commands():
     return [
@@ -347,6 +359,8 @@ def sfxveto_commands():
                     _configure_plugins, _run_plugins),
         CommandSpec("models", "list registered architectures with input shape (--parameters: trainable parameters)",
                     _configure_models, _run_models),
+        CommandSpec("inspect", "what a model file says: threshold, crop and center, mask use, training runs, metrics, "
+                    "calibration, package version (no TensorFlow)", _configure_inspect, _run_inspect),
         CommandSpec("score", "score events of .lst lists or frame files; writes file,event,score,is_hit CSV",
                     _configure_score, _run_score),
     ]

@@ -135,7 +135,7 @@ def test_filter_lst_dataset_in_no_file_is_one_line_rc_1_and_leaves_no_journal(ru
     assert not out.exists() and not any(p.name.endswith(".journal") for p in tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["plugins"], ["models"], ["score", "--help"], ["train", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["plugins"], ["models"], ["inspect"], ["score", "--help"], ["train", "--help"]])
 def test_help_plugins_and_models_do_not_import_tensorflow(argv):
     code = ("import sys\nfrom sfx_cnn_veto.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
             "    pass\nprint(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
