@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from sfx_cnn_veto.errors import ConfigError, VetoError
+from sfx_cnn_veto import hitrate
 from sfx_cnn_veto.event_errors import SETUP_MISTAKE, EventErrors
 from sfx_cnn_veto.io import files as atomic
 from sfx_cnn_veto.io.files import file_sha256
@@ -128,7 +129,7 @@ def classify(event: Event, opts: Options) -> tuple[str, bool, bool]:
 
 
 def write_outputs(blocks: Iterator, n_events: int, *, output: str, misses: str | None, errors: str | None,
-                  scores: str | None, opts: Options) -> Summary:
+                  scores: str | None, opts: Options, rates=None) -> Summary:
     """Write every output from the journal's blocks (in order) to ``.part`` files, then rename them all."""
     paths = [p for p in (output, misses, errors, scores) if p]
     summary = Summary()
@@ -146,6 +147,8 @@ def write_outputs(blocks: Iterator, n_events: int, *, output: str, misses: str |
             next_index += 1
             for event in block.events:
                 label, is_hit, listed = classify(event, opts)
+                if rates is not None:
+                    rates.add(event.path, label)
                 summary.events += 1
                 if label == "hit":
                     summary.hits += 1
@@ -245,13 +248,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--keep-misses-fraction: expected a number in [0, 1], got {args.keep_misses_fraction}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: expected a positive integer, got {args.batch_size}")
-    outputs = [p for p in (args.output, args.misses, args.errors, args.scores) if p]
+    outputs = [p for p in (args.output, args.misses, args.errors, args.scores, args.plot) if p]
     if len({os.path.abspath(p) for p in outputs}) != len(outputs):
         raise ConfigError("the output files must all be different")
     for path in outputs:
         if os.path.abspath(path) in {os.path.abspath(i) for i in args.inputs}:
             raise ConfigError(f"{path}: output would overwrite an input")
     check_writable(*outputs)
+    hitrate.make(args)  # a bad --hit-rate-every now, not after scoring
     for item in args.inputs:
         if item.endswith((".lst", ".txt")) and not os.path.exists(item):
             raise ConfigError(f"{item}: event list not found")
@@ -422,14 +426,16 @@ def _finish(args, journal: Journal, reports, start: float) -> int:
     n_events = reports[0][1]
     opts = Options(threshold=reports[0][4], keep_misses_fraction=args.keep_misses_fraction,
                    seed=args.seed, errors_as_misses=args.errors_as_misses)
+    rates = hitrate.make(args)
     summary = write_outputs(journal.blocks(), n_events, output=args.output, misses=args.misses,
-                            errors=args.errors, scores=args.scores, opts=opts)
+                            errors=args.errors, scores=args.scores, opts=opts, rates=rates)
     journal.remove()
     summary.scored_now = sum(r[3] for r in reports)
     summary.per_rank = [r[3] for r in reports]
     summary.elapsed = max(r[5] for r in reports)
     summary.wall = time.perf_counter() - start
     print(summary.text(opts, args.output), file=sys.stderr)
+    hitrate.finish(rates, args)
     return EXIT_EVENT_ERRORS if summary.errors else 0
 
 
@@ -451,5 +457,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="leave events that could not be scored out of the hits list (default: keep them)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its journal (OUTPUT.journal/) without rescoring")
+    hitrate.add_arguments(parser)
     parser.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
                         help="MPI scale-out: auto (when run under mpirun -n N>1), on, off (default auto)")

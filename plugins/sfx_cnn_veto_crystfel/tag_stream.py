@@ -25,6 +25,7 @@ import os
 import sys
 from typing import Any
 
+from sfx_cnn_veto import hitrate
 from sfx_cnn_veto.errors import ConfigError
 from sfx_cnn_veto.io import files as atomic
 from sfx_cnn_veto.io.stream import Chunk, canonical_event, iter_chunks, iter_stream
@@ -99,6 +100,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("nothing to write: give -o OUT.stream and/or --hits/--misses")
     if os.path.abspath(args.stream) in {os.path.abspath(p) for p in outputs}:
         raise ConfigError("an output would overwrite the input stream")
+    rates = hitrate.make(args)
+    if args.plot:
+        from sfx_cnn_veto.cli_commands import check_writable
+
+        check_writable(args.plot)
 
     # pass 1: which events the stream holds (complete chunks only)
     keys: list = []
@@ -133,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
                 score, is_hit, error = _decision_of(piece, decisions)
                 label = "error" if error else ("hit" if is_hit else "miss")
                 counts[label] += 1
+                rates.add(piece.filename or "?", label)
                 if error:
                     print(f"sfx-cnn-veto: {piece.filename} {piece.event or ''}: {error} (tagged cnn_hit = 1)".replace(
                         "  ", " "), file=sys.stderr)
@@ -145,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"tag-stream: {counts['chunks']} chunks: {counts['hit']} hits, {counts['miss']} misses, "
           f"{counts['error']} errors (tagged as hits)"
           + (f", {counts['cut']} cut chunk(s) copied unchanged" if counts["cut"] else ""), file=sys.stderr)
+    hitrate.finish(rates, args)
     return EXIT_EVENT_ERRORS if counts["error"] or counts["cut"] else 0
 
 
@@ -170,3 +178,4 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the -x prefix indexamajig ran with: prepended to the CSV's file names to match the stream's")
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames (default: auto)")
     add_model_arguments(parser)
+    hitrate.add_arguments(parser)
