@@ -25,7 +25,8 @@ SETUP_MISTAKE = "no event could be decided"
 SETUP_MISTAKES = (
     ("dataset", re.compile(r"no data set \S+ in the file"),
      "check --dataset (the HDF5 data set of the frames)"),
-    ("shape", re.compile(r"frame of shape \(.*\) does not fit this model"),
+    ("shape", re.compile(r"frame of shape \(.*\) does not fit this model|frame of shape \(.*\), but this model was "
+                         r"trained on|expected a 2-D frame|is the raw slab of a"),
      "the frames are not the model's: give --geometry for raw multi-panel slabs, or another --model"),
 )
 

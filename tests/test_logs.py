@@ -107,7 +107,7 @@ def test_repeated_event_errors_are_collapsed_naming_file_and_event_once(runs, tm
     assert main(["score", str(runs / "good.cxi"), str(runs / "small.cxi"), "-o", str(tmp_path / "s.csv")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "small.cxi" in line]
     assert len(err) == 2, err
-    assert err[0].count("small.cxi") == 1 and "//0" in err[0] and "does not fit" in err[0]
+    assert err[0].count("small.cxi") == 1 and "//0" in err[0] and "(300, 300)" in err[0]
     assert err[1].endswith("small.cxi: 4 more events of this file: same reason")
 
 
@@ -122,7 +122,7 @@ def test_a_dataset_in_no_file_is_one_line_and_rc_1(runs, tmp_path, capsys):
 def test_every_frame_of_the_wrong_shape_is_one_line_and_rc_1(runs, tmp_path, capsys):
     assert main(["score", str(runs / "small.cxi"), "-o", str(tmp_path / "s.csv")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "does not fit" in err[0] and "all 5" in err[0], err
+    assert len(err) == 1 and "(300, 300)" in err[0] and "all 5" in err[0], err
 
 
 def test_filter_lst_dataset_in_no_file_is_one_line_rc_1_and_leaves_no_journal(runs, tmp_path, capsys,
