@@ -74,8 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        from sfx_cnn_veto.cli_commands import join_pair_arguments
+
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parser.parse_args(join_pair_arguments(argv))
         if not getattr(args, "_run", None):
             parser.print_help()
             return EXIT_USER_ERROR

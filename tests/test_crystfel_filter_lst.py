@@ -90,11 +90,11 @@ def test_every_event_is_accounted_for_once(world, tmp_path, capsys):
     lines = [r["file"] + (" " + r["event"] if r["event"] else "") for r in rows]
     # in = hits + misses + errors, in input order, each once
     assert len(rows) == len(world["expected"]) == 85
-    labels = {r["label"] for r in rows}
+    labels = {r["decision"] for r in rows}
     assert labels == {"hit", "miss", "error"}
-    hits = [l for l, r in zip(lines, rows) if r["label"] == "hit"]
-    misses = [l for l, r in zip(lines, rows) if r["label"] == "miss"]
-    errors = [l for l, r in zip(lines, rows) if r["label"] == "error"]
+    hits = [l for l, r in zip(lines, rows) if r["decision"] == "hit"]
+    misses = [l for l, r in zip(lines, rows) if r["decision"] == "miss"]
+    errors = [l for l, r in zip(lines, rows) if r["decision"] == "error"]
     assert len(hits) + len(misses) + len(errors) == len(rows)
     assert set(errors) == world["errors"]
     assert data.read_lines(tmp_path / "misses.lst") == misses
@@ -109,7 +109,7 @@ def test_every_event_is_accounted_for_once(world, tmp_path, capsys):
     assert all(l.count(" //") == 1 and not l.endswith(" ") and "\t" not in l for l in good)
     assert 10 < len(hits) < 70  # the tiny model's threshold is the median score
     # each error carries its reason, naming the file
-    reason = {l: r["error"] for l, r in zip(lines, rows) if r["label"] == "error"}
+    reason = {l: r["error"] for l, r in zip(lines, rows) if r["decision"] == "error"}
     assert "file not found" in reason["missing.cxi //1"]
     assert "corrupt.cxi" in reason["corrupt.cxi //0"] and "HDF5" in reason["corrupt.cxi //0"]
     assert "truncated.cxi" in reason["truncated.cxi"]
@@ -120,8 +120,8 @@ def test_every_event_is_accounted_for_once(world, tmp_path, capsys):
     assert "trailing whitespace" in reason["run_a.cxi //6 "]
     assert "tab" in reason["run_a.cxi\t//7"]
     assert "not comments" in reason["# a comment"]
-    assert all(r["score"] == "" and r["is_hit"] == "1" for r in rows if r["label"] == "error")
-    assert all(r["score"] != "" for r in rows if r["label"] != "error")
+    assert all(r["score"] == "" and r["is_hit"] == "1" for r in rows if r["decision"] == "error")
+    assert all(r["score"] != "" for r in rows if r["decision"] != "error")
     assert "85 events in" in err and f"{len(errors)} errors" in err and "frames/s" in err
     assert not os.path.exists(str(tmp_path / "hits.lst.journal"))
     assert not any(p.name.endswith(".part") for p in tmp_path.iterdir())
@@ -138,8 +138,8 @@ def test_errors_as_misses_and_threshold(world, tmp_path):
 def test_keep_misses_fraction_is_reproducible_and_order_independent(world, tmp_path):
     assert run_filter(world, tmp_path / "one", "--keep-misses-fraction", "0.5") == 2
     rows = data.read_csv(tmp_path / "one" / "scores.csv")
-    kept = {(r["file"], r["event"]) for r in rows if r["label"] == "miss" and r["in_hits_lst"] == "1"}
-    misses = [r for r in rows if r["label"] == "miss"]
+    kept = {(r["file"], r["event"]) for r in rows if r["decision"] == "miss" and r["in_hits_lst"] == "1"}
+    misses = [r for r in rows if r["decision"] == "miss"]
     assert 0.2 * len(misses) < len(kept) < 0.8 * len(misses)
     listed = data.read_lines(tmp_path / "one" / "hits.lst")
     assert all(f"{f} {e}" in listed for f, e in kept)
@@ -149,7 +149,7 @@ def test_keep_misses_fraction_is_reproducible_and_order_independent(world, tmp_p
     (world["dir"] / "reversed.lst").write_text("".join(reversed([l for l in lines if l.startswith("run_a.cxi //")])))
     assert run_filter(world, tmp_path / "two", "--keep-misses-fraction", "0.5", inputs=["reversed.lst"]) in (0, 2)
     rows2 = data.read_csv(tmp_path / "two" / "scores.csv")
-    kept2 = {(r["file"], r["event"]) for r in rows2 if r["label"] == "miss" and r["in_hits_lst"] == "1"}
+    kept2 = {(r["file"], r["event"]) for r in rows2 if r["decision"] == "miss" and r["in_hits_lst"] == "1"}
     assert kept2 == {k for k in kept if k[0] == "run_a.cxi"}
     assert kept2  # (the draw kept some of run_a's misses)
 

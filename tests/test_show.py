@@ -28,7 +28,7 @@ def test_simulate_writes_the_run_files_and_the_config_echo(simulated, capsys):
 
 def test_show_writes_a_png_with_truth(simulated, tmp_path, capsys):
     png = tmp_path / "frame.png"
-    assert main(["show", str(simulated / "run90.cxi"), "//2", "--png", str(png)]) == 0
+    assert main(["show", str(simulated / "run90.cxi"), "//2", "--png", str(png), "--no-score"]) == 0
     data = png.read_bytes()
     assert data.startswith(PNG_MAGIC) and 10_000 < len(data) < 600_000
     assert "run90.cxi //2" in capsys.readouterr().out
@@ -36,7 +36,7 @@ def test_show_writes_a_png_with_truth(simulated, tmp_path, capsys):
     cwd = os.getcwd()
     try:
         os.chdir(tmp_path)
-        assert main(["show", str(simulated / "run90.lst")]) == 0
+        assert main(["show", str(simulated / "run90.lst"), "--no-score"]) == 0
     finally:
         os.chdir(cwd)
     assert (tmp_path / "run90_0.png").read_bytes().startswith(PNG_MAGIC)

@@ -93,15 +93,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     hl = sub.add_parser("hitlist", help="OM/Cheetah/CrystFEL hit lists to an indexamajig .lst")
     hl.add_argument("inputs", nargs="+", metavar="LIST",
                     help="OM list or the OM adapter's decisions.csv (its hits), Cheetah cleaned.txt/frames.txt, or .lst")
-    hl.add_argument("-o", "--output", required=True, metavar="OUT.lst")
+    hl.add_argument("-o", "--output", required=True, metavar="OUT.lst", help="indexamajig event list to write")
     hl.add_argument("--format", choices=("auto", "om", "csv", "lst"), default="auto",
                     help="input format (default: sniffed from the content)")
     hl.add_argument("--min-peaks", type=int, default=None,
                     help="keep only entries with at least this many peaks (lists that carry peak counts)")
     hl.add_argument("-x", "--prefix", default="", help="prepend this to every file name written")
     ls = sub.add_parser("lst-scores", help="a .lst's events with their scores, as a CSV")
-    ls.add_argument("list", metavar="IN.lst")
-    ls.add_argument("-o", "--output", required=True, metavar="OUT.csv")
+    ls.add_argument("list", metavar="IN.lst", help="indexamajig event list to convert")
+    ls.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="scores CSV to write")
     ls.add_argument("--scores", metavar="SCORES.csv", help="look scores up in this CSV")
     ls.add_argument("-m", "--model", default=None, help="or score the events with this model")
     ls.add_argument("--threshold", type=float, default=None, help="decision threshold (default: CSV's / model's)")

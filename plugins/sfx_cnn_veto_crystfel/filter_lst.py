@@ -12,7 +12,7 @@ the outputs say which:
     every miss (kept ones included) / every error; hits, misses and errors
     together are the input, once each.
 ``--scores scores.csv``
-    ``file,event,score,is_hit,error,label,in_hits_lst`` for every event, the
+    ``file,event,score,is_hit,error,decision,in_hits_lst`` for every event, the
     error column holding the reason.
 
 All outputs are written to ``PATH.part`` and renamed when complete. Decisions
@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from sfx_cnn_veto.errors import ConfigError, VetoError
+from sfx_cnn_veto import hitrate
+from sfx_cnn_veto.event_errors import SETUP_MISTAKE, EventErrors
 from sfx_cnn_veto.io import files as atomic
 from sfx_cnn_veto.io.files import file_sha256
 from sfx_cnn_veto.io.lst import lint_line
@@ -46,7 +48,7 @@ from sfx_cnn_veto_crystfel.mpi import local_size, world
 
 log = logging.getLogger(__name__)
 
-SCORES_HEADER = ["file", "event", "score", "is_hit", "error", "label", "in_hits_lst"]
+SCORES_HEADER = ["file", "event", "score", "is_hit", "error", "decision", "in_hits_lst"]
 
 
 # ---------------------------------------------------------------------------
@@ -127,7 +129,7 @@ def classify(event: Event, opts: Options) -> tuple[str, bool, bool]:
 
 
 def write_outputs(blocks: Iterator, n_events: int, *, output: str, misses: str | None, errors: str | None,
-                  scores: str | None, opts: Options) -> Summary:
+                  scores: str | None, opts: Options, rates=None) -> Summary:
     """Write every output from the journal's blocks (in order) to ``.part`` files, then rename them all."""
     paths = [p for p in (output, misses, errors, scores) if p]
     summary = Summary()
@@ -145,6 +147,8 @@ def write_outputs(blocks: Iterator, n_events: int, *, output: str, misses: str |
             next_index += 1
             for event in block.events:
                 label, is_hit, listed = classify(event, opts)
+                if rates is not None:
+                    rates.add(event.path, label)
                 summary.events += 1
                 if label == "hit":
                     summary.hits += 1
@@ -276,13 +280,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--keep-misses-fraction: expected a number in [0, 1], got {args.keep_misses_fraction}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: expected a positive integer, got {args.batch_size}")
-    outputs = [p for p in (args.output, args.misses, args.errors, args.scores) if p]
+    outputs = [p for p in (args.output, args.misses, args.errors, args.scores, args.plot) if p]
     if len({os.path.abspath(p) for p in outputs}) != len(outputs):
         raise ConfigError("the output files must all be different")
     for path in outputs:
         if os.path.abspath(path) in {os.path.abspath(i) for i in args.inputs}:
             raise ConfigError(f"{path}: output would overwrite an input")
     check_writable(*outputs)
+    hitrate.make(args)  # a bad --hit-rate-every now, not after scoring
     for item in args.inputs:
         if item.endswith((".lst", ".txt")) and not os.path.exists(item):
             raise ConfigError(f"{item}: event list not found")
@@ -414,6 +419,7 @@ def _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
     current_index = None
     show = rank == 0
     bar = progress(desc="filter-lst" if size == 1 else f"filter-lst rank 0/{size}") if show else None
+    errors = EventErrors("" if args.errors_as_misses else f" (kept in {args.output})")
     try:
         with FrameStore(reader_options(args)) as store:
             # the veto batches exactly as the blocks are cut (batch_size events, aligned)
@@ -425,17 +431,19 @@ def _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
                 current_index = index
                 error = explain(line, decision.error) if decision.error else None
                 if error:
-                    print(f"sfx-cnn-veto: {line}: {error} (kept in {args.output})" if not args.errors_as_misses
-                          else f"sfx-cnn-veto: {line}: {error}", file=sys.stderr)
+                    errors.report(ref, error)
+                else:
+                    errors.ok()
                 current.append(Event(line, ref.path, event, None if error else float(decision.score), error))
                 if len(current) == batch:
                     writer.write(current_index, current)
                     current = []
                 scored += 1
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(1, hits=decision.is_hit and not error)
             if current:
                 writer.write(current_index, current)
+        errors.finish(raise_setup=size == 1)
     finally:
         writer.close()
         if bar is not None:
@@ -451,11 +459,12 @@ def _finish(args, journal: Journal, reports, start: float) -> int:
         for r, text in failures:
             where = f"rank {r}: " if len(reports) > 1 else ""
             print(f"sfx-cnn-veto: error: {where}{text}", file=sys.stderr)
-        if any(True for _ in journal.blocks()):
+        setup_mistake = any(f.startswith(SETUP_MISTAKE) for _r, f in failures)
+        if any(True for _ in journal.blocks()) and not setup_mistake:
             print(f"filter-lst: stopped; finished blocks are in {journal.dir}: rerun with --resume to continue",
                   file=sys.stderr)
         else:
-            journal.remove()  # nothing was done: leave no journal behind
+            journal.remove()  # nothing was done, or nothing worth resuming: leave no journal behind
         internal = any(f.startswith("internal") for _r, f in failures)
         return EXIT_INTERNAL if internal else EXIT_USER_ERROR
     counts = {(n, h) for _f, n, h, *_rest in reports}
@@ -466,14 +475,16 @@ def _finish(args, journal: Journal, reports, start: float) -> int:
     n_events = reports[0][1]
     opts = Options(threshold=reports[0][4], keep_misses_fraction=args.keep_misses_fraction,
                    seed=args.seed, errors_as_misses=args.errors_as_misses)
+    rates = hitrate.make(args)
     summary = write_outputs(journal.blocks(), n_events, output=args.output, misses=args.misses,
-                            errors=args.errors, scores=args.scores, opts=opts)
+                            errors=args.errors, scores=args.scores, opts=opts, rates=rates)
     journal.remove()
     summary.scored_now = sum(r[3] for r in reports)
     summary.per_rank = [r[3] for r in reports]
     summary.elapsed = max(r[5] for r in reports)
     summary.wall = time.perf_counter() - start
     print(summary.text(opts, args.output), file=sys.stderr)
+    hitrate.finish(rates, args)
     return EXIT_EVENT_ERRORS if summary.errors else 0
 
 
@@ -487,7 +498,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--misses", metavar="MISSES.lst", help="write every miss here")
     parser.add_argument("--errors", metavar="ERRORS.lst", help="write every event that could not be scored here")
     parser.add_argument("--scores", metavar="SCORES.csv",
-                        help="per-event CSV: file,event,score,is_hit,error,label,in_hits_lst")
+                        help="per-event CSV: file,event,score,is_hit,error,decision,in_hits_lst (decision: hit, miss or error)")
     parser.add_argument("--keep-misses-fraction", type=float, default=0.0, metavar="F",
                         help="also keep this random, reproducible fraction of misses in the hits list (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kept-misses draw (default 0)")
@@ -495,5 +506,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="leave events that could not be scored out of the hits list (default: keep them)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its journal (OUTPUT.journal/) without rescoring")
+    hitrate.add_arguments(parser)
     parser.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
                         help="MPI scale-out: auto (when run under mpirun -n N>1), on, off (default auto)")

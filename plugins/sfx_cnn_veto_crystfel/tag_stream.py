@@ -34,6 +34,7 @@ import os
 import sys
 from typing import Any
 
+from sfx_cnn_veto import hitrate
 from sfx_cnn_veto.errors import ConfigError
 from sfx_cnn_veto.io import files as atomic
 from sfx_cnn_veto.io.stream import Chunk, canonical_event, iter_chunks, iter_stream
@@ -95,7 +96,7 @@ def score_chunks(args: argparse.Namespace, keys: list[tuple[str, str | None]]) -
     with FrameStore(reader_options(args)) as store, progress(total=len(refs), desc="tag-stream") as bar:
         for (key, _), (_ref, decision) in zip(refs, veto.stream_events(refs, store)):
             out[(key.path, key.event)] = (None if decision.error else decision.score, decision.is_hit, decision.error)
-            bar.update(1)
+            bar.update(1, hits=decision.is_hit and not decision.error)
     return out
 
 
@@ -124,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("nothing to write: give -o OUT.stream and/or --hits/--misses")
     if os.path.abspath(args.stream) in {os.path.abspath(p) for p in outputs}:
         raise ConfigError("an output would overwrite the input stream")
+    rates = hitrate.make(args)
+    if args.plot:
+        from sfx_cnn_veto.cli_commands import check_writable
+
+        check_writable(args.plot)
 
     # pass 1: which events the stream holds (complete chunks only)
     keys: list = []
@@ -161,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
                 if piece.num_crystals:  # indexed: a hit the veto must not lose
                     counts["indexed"] += 1
                     counts["indexed_miss"] += int(label == "miss")
+                rates.add(piece.filename or "?", label)
                 if error:
                     print(f"sfx-cnn-veto: {piece.filename} {piece.event or ''}: {error} (tagged cnn_hit = 1)".replace(
                         "  ", " "), file=sys.stderr)
@@ -175,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
           + (f", {counts['cut']} cut chunk(s) copied unchanged" if counts["cut"] else ""), file=sys.stderr)
     print(f"tag-stream: {counts['indexed']} chunks indexed; {counts['indexed_miss']} of them called misses "
           "(indexable hits the veto would lose)", file=sys.stderr)
+    hitrate.finish(rates, args)
     return EXIT_EVENT_ERRORS if counts["error"] or counts["cut"] else 0
 
 
@@ -200,3 +208,4 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the -x prefix indexamajig ran with: prepended to the CSV's file names to match the stream's")
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames (default: auto)")
     add_model_arguments(parser)
+    hitrate.add_arguments(parser)

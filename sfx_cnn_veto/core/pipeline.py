@@ -193,7 +193,7 @@ def check_trained_shape(metadata: ModelMetadata, frame_shape: tuple[int, ...]) -
     raise FrameReadError(
         f"frame of shape {tuple(frame_shape)}, but this model was trained on {trained} frames: a raw "
         "multi-panel slab needs its geometry (--geometry FILE.geom); a single-panel frame of another detector needs "
-        "its beam centre (--center ROW COL)"
+        "its beam center (--center ROW,COL)"
     )
 
 

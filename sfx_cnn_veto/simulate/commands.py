@@ -8,6 +8,7 @@ import sys
 import time
 
 from sfx_cnn_veto import hookimpl
+from sfx_cnn_veto.cli_commands import add_crop_argument
 from sfx_cnn_veto.io.cxi import COMPRESSIONS
 from sfx_cnn_veto.types import CommandSpec
 
@@ -112,7 +113,8 @@ def _configure_show(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--png", default=None,
                         help="output picture (default: <file stem>_<N>.png in the current directory)")
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
-    parser.add_argument("--crop", default="350x350", help="crop to outline when no model is available (default 350x350)")
+    parser.add_argument("--no-score", action="store_true", help="draw the frame and a --crop outline, do not score")
+    add_crop_argument(parser, "crop to outline when not scoring (default 350x350)", default="350x350")
 
 
 def _show_ref(args: argparse.Namespace):
@@ -143,7 +145,7 @@ def _run_show(args: argparse.Namespace) -> int:
 
     ref = _show_ref(args)
     args.inputs = [args.file]                 # a list's LIST.geom is its geometry, as for `score`
-    scored = bool(args.model or args.config or default_model_path())
+    scored = not args.no_score and bool(args.model or args.config or default_model_path())
     veto = load_veto(args) if scored else None
     with FrameStore(reader_options(args)) as store:
         if ref.event is None:
@@ -175,7 +177,7 @@ def _show_unscored(frame, args: argparse.Namespace, png: str, **kwargs) -> None:
     from sfx_cnn_veto.cli_commands import geometry_path
     from sfx_cnn_veto.show import render_frame, render_slab
 
-    crop_shape = _parse_crop(args.crop)
+    crop_shape = tuple(args.crop)
     path = geometry_path(args)
     if path:
         from sfx_cnn_veto.io.geometry import read_geometry
@@ -185,18 +187,6 @@ def _show_unscored(frame, args: argparse.Namespace, png: str, **kwargs) -> None:
         render_slab(frame, geometry, png, crop_shape=crop_shape, **kwargs)
     else:
         render_frame(frame, png, crop_shape=crop_shape, crop_center=args.center, **kwargs)
-
-
-def _parse_crop(text: str) -> tuple[int, int]:
-    from sfx_cnn_veto.errors import ConfigError
-
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) != 2 or min(parts) < 1:
-        raise ConfigError(f"--crop: expected HxW such as 350x350, got {text!r}")
-    return parts[0], parts[1]
 
 
 @hookimpl

@@ -451,6 +451,8 @@ def fit(cfg: TrainConfig, model, data: TrainData, prep: Preprocessing) -> Fit:
                 history[key].append(value)
             bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses):.3f}", val_loss=f"{val_loss:.3f}",
                             val_acc=f"{val_acc:.3f}")
+            bar.note(f"train: epoch {epoch + 1}/{cfg.epochs}: loss {np.mean(losses):.4f}, accuracy {np.mean(accs):.3f}, "
+                     f"validation loss {val_loss:.4f}, validation accuracy {val_acc:.3f}")
             if val_loss < best[0] - 1e-6:
                 best = (val_loss, epoch)
                 best_weights = model.get_weights()
