@@ -183,17 +183,9 @@ def _nan_model(src: Path, dst: Path) -> Path:
 
 
 def _blind_model(src: Path, dst: Path) -> Path:
-    """A copy of ``src`` whose last layer ignores the frame and says "miss": every frame vetoed, hits too."""
-    from sfx_cnn_veto.core.model import VetoModel
+    from _audit_helpers import blind_model
 
-    model = VetoModel.load(str(src))
-    last = [layer for layer in model.keras_model.layers if layer.weights][-1]
-    kernel, bias = last.get_weights()
-    # one sigmoid output: a large negative bias; two softmax outputs (miss, hit): miss wins
-    blind_bias = np.array([-20.0] if bias.shape == (1,) else [20.0, -20.0], dtype="float32")
-    last.set_weights([np.zeros_like(kernel), blind_bias])
-    VetoModel(model.keras_model, model.metadata).save(str(dst))
-    return dst
+    return blind_model(src, dst)
 
 
 def _free_port() -> int:

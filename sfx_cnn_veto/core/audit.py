@@ -31,7 +31,11 @@ hold together with at least 95% probability (Bonferroni). ``S`` rises with
 the kept fraction and falls with the vetoed one, so its interval is
 ``[S(kept low, vetoed high), S(kept high, vetoed low)]``, at least 95%. The
 reported per-fraction intervals (``vetoed_pf8_hit_fraction_interval``, ...)
-are the plain 95% Wilson ones. With nothing vetoed the sensitivity is 1.
+are the plain 95% Wilson ones. With nothing vetoed the sensitivity is 1; a
+group audited in full (fraction 1) has its exact fraction, no interval.
+The Wilson interval treats the audit as a binomial sample (a frame audited
+or not independently of its content, which the hash makes so); with a
+fraction well below 1 the finite-population correction is negligible.
 
 Alarm
 -----
@@ -113,6 +117,13 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
     return low, high
 
 
+def _fraction_bounds(successes: int, audited: int, population: int) -> tuple[float, float]:
+    """The 97.5% Wilson bounds of a group's hit fraction; exact when the whole group was audited."""
+    if audited > 0 and audited >= population:
+        return successes / audited, successes / audited
+    return wilson(successes, audited, Z975)
+
+
 def _sensitivity(kept_hits: float, missed_hits: float, *, empty: float) -> float:
     total = kept_hits + missed_hits
     return kept_hits / total if total > 0 else empty
@@ -178,8 +189,8 @@ class AuditCounts:
         if V == 0:
             sens, interval = 1.0, (1.0, 1.0)
         else:
-            lv, uv = wilson(hv, av, Z975)
-            lk, uk = wilson(hk, ak, Z975)
+            lv, uv = _fraction_bounds(hv, av, V)
+            lk, uk = _fraction_bounds(hk, ak, K)
             interval = (_sensitivity(K * lk, V * uv, empty=0.0), _sensitivity(K * uk, V * lv, empty=1.0))
             sens = None
             if missed is not None and kept_hits is not None and kept_hits + missed > 0:
