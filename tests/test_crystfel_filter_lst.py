@@ -250,9 +250,8 @@ def test_sigkill_then_resume_gives_the_same_bytes(world, big, big_ref, tmp_path)
     assert "replayed from the journal" in final.stderr
     scored = int(final.stderr.split("scored ")[1].split()[0])
     assert scored <= 902 - 4 * (done_before - 1)  # finished blocks were not scored again
-    for name in OUTS:  # audit.json included: the journal carries the audit's peak counts
+    for name in OUTS:  # audit.json included (tests/test_audit.py resumes a run whose frames are audited)
         assert (work / name).read_bytes() == (big_ref / name).read_bytes(), name
-    assert json.loads((work / "audit.json").read_text())["audited_vetoed"] > 0
     assert not os.path.exists(journal)
 
 
