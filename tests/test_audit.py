@@ -109,6 +109,42 @@ def test_audit_fraction_outside_0_1_is_refused():
         A.Audit(lambda frame: 0, fraction=1.5)
 
 
+def test_om_stats_count_the_audit_and_print_the_alarm_line():
+    from sfx_cnn_veto_om.stats import VetoStats, frame_record
+
+    stats = VetoStats(mode="veto", audit_fraction=0.5, target_sensitivity=0.98)
+    # 30 vetoed frames, 10 audited, 4 of those peakfinder8 hits (rescued); 10 kept, 5 audited, all hits
+    for i in range(30):
+        audited = i < 10
+        stats.add(frame_record(mode="veto", score=0.1, cnn_hit=False, vetoed=True, peakfinder8=audited,
+                               audited=audited), frame_is_hit=audited and i < 4)
+    for i in range(10):
+        stats.add(frame_record(mode="veto", score=0.9, cnn_hit=True, peakfinder8=True, audited=i < 5),
+                  frame_is_hit=True)
+    counts = stats.audit.counts()
+    assert (counts["vetoed"], counts["audited_vetoed"], counts["audited_vetoed_pf8_hits"]) == (30, 10, 4)
+    assert (counts["kept"], counts["audited_kept"], counts["audited_kept_pf8_hits"]) == (10, 5, 5)
+    assert stats.rescued == 4 and stats.message()["rescued"] == 4
+    message = stats.message()["audit"]
+    assert message["alarm"] is True and message["sensitivity_interval"][1] < 0.98
+    assert "audited_vetoed=10" in stats.summary() and "sensitivity_95=" in stats.summary()
+    assert stats.alarm_line().startswith("cnn_veto ALARM:")
+    # tag and off modes have no audit (every frame, or none, goes through peakfinder8)
+    assert VetoStats(mode="tag", audit_fraction=0.5).audit is None
+    assert "audit" in VetoStats(mode="tag").message() and VetoStats(mode="tag").alarm_line() is None
+
+
+@pytest.mark.parametrize("key, value", [("audit_fraction", 1.5), ("audit_fraction", "2%"),
+                                        ("target_sensitivity", -0.1), ("target_sensitivity", True)])
+def test_om_config_refuses_audit_settings_outside_0_1(key, value):
+    from sfx_cnn_veto.errors import ConfigError
+    from sfx_cnn_veto_om.config import CnnVetoConfig
+
+    with pytest.raises(ConfigError, match=f"cnn_veto.{key}"):
+        CnnVetoConfig.from_group({"mode": "off", key: value})
+    assert CnnVetoConfig.from_group({"mode": "off"}).audit_fraction == A.DEFAULT_FRACTION
+
+
 # ---------------------------------------------------------------------------
 # filter-lst and the Python API on a simulated run (real files, the real peakfinder8).
 
