@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -202,13 +203,14 @@ def run_mpi(cmd, *, cwd=None, timeout=360) -> tuple[int, str]:
 
 
 
-OUTS = ["hits.lst", "misses.lst", "errors.lst", "scores.csv"]
+OUTS = ["hits.lst", "misses.lst", "errors.lst", "scores.csv", "audit.json"]
 
 
 def big_args(world, big, out, *extra):
     return ["filter-lst", str(big / "big.lst"), "-m", world["model"], "-o", str(out / "hits.lst"),
             "--misses", str(out / "misses.lst"), "--errors", str(out / "errors.lst"),
-            "--scores", str(out / "scores.csv"), "--batch-size", "4", "--keep-misses-fraction", "0.1", *extra]
+            "--scores", str(out / "scores.csv"), "--batch-size", "4", "--keep-misses-fraction", "0.1",
+            "--audit-fraction", "0.2", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +250,7 @@ def test_sigkill_then_resume_gives_the_same_bytes(world, big, big_ref, tmp_path)
     assert "replayed from the journal" in final.stderr
     scored = int(final.stderr.split("scored ")[1].split()[0])
     assert scored <= 902 - 4 * (done_before - 1)  # finished blocks were not scored again
-    for name in OUTS:
+    for name in OUTS:  # audit.json included (tests/test_audit.py resumes a run whose frames are audited)
         assert (work / name).read_bytes() == (big_ref / name).read_bytes(), name
     assert not os.path.exists(journal)
 
@@ -264,18 +266,20 @@ def test_mpirun_three_ranks_identical_to_serial(world, tmp_path):
         pytest.skip("mpirun is not installed (Debian: openmpi-bin)")
     pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install mpi4py)")
     serial = tmp_path / "serial"
-    assert run_filter(world, serial, "--keep-misses-fraction", "0.3") == 2
+    assert run_filter(world, serial, "--keep-misses-fraction", "0.3", "--audit-fraction", "0.5") == 2
     par = tmp_path / "mpi"
     par.mkdir()
     cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", "3", sys.executable, "-m", "sfx_cnn_veto.cli",
            "filter-lst", "in.lst", "-m", world["model"], "-o", str(par / "hits.lst"),
            "--misses", str(par / "misses.lst"), "--errors", str(par / "errors.lst"),
-           "--scores", str(par / "scores.csv"), "--batch-size", "8", "--keep-misses-fraction", "0.3"]
+           "--scores", str(par / "scores.csv"), "--batch-size", "8", "--keep-misses-fraction", "0.3",
+           "--audit-fraction", "0.5"]
     code, out = run_mpi(cmd, cwd=world["dir"])
     assert code == 2, out
     assert "on 3 ranks" in out
-    for name in ("hits.lst", "misses.lst", "errors.lst", "scores.csv"):
+    for name in ("hits.lst", "misses.lst", "errors.lst", "scores.csv", "audit.json"):
         assert (par / name).read_bytes() == (serial / name).read_bytes(), name
+    assert json.loads((par / "audit.json").read_text())["audited_kept"] > 0  # the same events audited
 
 
 def test_non_utf8_file_names_pass_through_byte_for_byte(world, tmp_path):

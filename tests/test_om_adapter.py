@@ -182,6 +182,12 @@ def _nan_model(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _blind_model(src: Path, dst: Path) -> Path:
+    from _audit_helpers import blind_model
+
+    return blind_model(src, dst)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -423,10 +429,12 @@ def test_veto_mode_skips_peakfinder8_and_vetoes_no_hit(om_runs, om_demo):
     assert final["vetoed"] == len(vetoed) > 0, "the model vetoed nothing: no time can be saved"
     assert final["kept"] == truth.num_frames - final["vetoed"]
     assert final["errors"] == 0
-    # Vetoed frames skipped peakfinder8 (counted on the ranks) and went on as non-hits with no peaks.
-    assert final["peakfinder8_calls"] == final["kept"]
-    assert sum(r["peakfinder8_skipped"] for r in final["ranks"].values()) == final["vetoed"]
-    for eid in vetoed:
+    # Vetoed frames skipped peakfinder8 (counted on the ranks) and went on as non-hits with no peaks,
+    # except those the live audit (default 2%) sends through peakfinder8.
+    audited = {eid for eid in vetoed if rows[eid]["audited"] == "1"}
+    assert final["peakfinder8_calls"] == final["kept"] + len(audited)
+    assert sum(r["peakfinder8_skipped"] for r in final["ranks"].values()) == final["vetoed"] - len(audited)
+    for eid in vetoed - audited:
         assert (rows[eid]["peakfinder8"], rows[eid]["num_peaks"], rows[eid]["frame_is_hit"]) == ("0", "0", "0")
     # No frame that peakfinder8 calls a hit (stock run) was vetoed; OM's hits are unchanged.
     assert not (vetoed & _pf8_hits(off)), f"hits vetoed: {sorted(vetoed & _pf8_hits(off))}"
@@ -652,3 +660,55 @@ def test_veto_mask_defaults_to_peakfinder8s_bad_pixel_map():
     assert spec(node(None, {})) is None
     assert spec(node(False, pf8)) is None
     assert spec(node("mine.h5:/m", pf8)) == "mine.h5:/m"
+
+
+# ---------------------------------------------------------------------------
+# The live audit (sfx_cnn_veto.core.audit) in veto mode, under mpirun.
+
+@needs_om
+@needs_mpi
+def test_audit_under_mpirun_selects_by_event_id_and_counts_on_the_data_socket(om_runs, om_demo, tmp_path):
+    from sfx_cnn_veto.core.audit import is_audited
+
+    truth = om_demo["truth"]
+    run = run_monitor(tmp_path / "audit", om_demo["list"],
+                      processing_layer="sfx_cnn_veto_om.processing.CnnVetoCrystallographyProcessing",
+                      cnn_veto={"model": str(om_demo["model"]), "mode": "veto", "audit_fraction": 0.5})
+    rows = _check_common(run, truth)
+    audited = {eid for eid, row in rows.items() if row["audited"] == "1"}
+    # the hash of OM's event id picks the frames, whichever rank processed them
+    assert audited == {eid for eid in rows if is_audited(eid, 0.5)}
+    assert 0 < len(audited) < len(rows)
+    for eid in audited:
+        assert rows[eid]["peakfinder8"] == "1"
+    audit = run["final"]["audit"]
+    vetoed = {eid for eid, row in rows.items() if row["vetoed"] == "1"}
+    assert audit["audited_vetoed"] == len(audited & vetoed) and audit["vetoed"] == len(vetoed)
+    assert audit["audited_kept"] == len(audited - vetoed)
+    assert audit["audited_kept_pf8_hits"] == len({e for e in audited - vetoed if rows[e]["frame_is_hit"] == "1"})
+    assert f"audited_vetoed={audit['audited_vetoed']}" in run["log"]
+    assert audit["alarm"] is False and "ALARM" not in run["log"]  # the good model vetoes no hit
+
+
+@needs_om
+@needs_mpi
+def test_audit_alarm_fires_and_rescues_hits_when_the_model_vetoes_every_hit(om_runs, om_demo, tmp_path):
+    truth = om_demo["truth"]
+    stock = _pf8_hits(_check_common(om_runs("off"), truth))
+    blind = _blind_model(om_demo["model"], tmp_path / "blind.keras")
+    run = run_monitor(tmp_path / "blind", om_demo["list"],
+                      processing_layer="sfx_cnn_veto_om.processing.CnnVetoCrystallographyProcessing",
+                      cnn_veto={"model": str(blind), "mode": "veto", "audit_fraction": 0.5,
+                                "target_sensitivity": 0.98})
+    rows = _check_common(run, truth)
+    final = run["final"]
+    assert final["vetoed"] == truth.num_frames  # the broken model vetoes every frame
+    audited = {eid for eid, row in rows.items() if row["audited"] == "1"}
+    rescued = audited & stock
+    assert rescued, "no audited frame is a peakfinder8 hit: the test data cannot show a rescue"
+    # audited frames peakfinder8 calls hits went on as OM hits; the others' hits are lost
+    assert _pf8_hits(rows) == rescued and final["hits"] == len(rescued) == final["rescued"]
+    audit = final["audit"]
+    assert audit["audited_vetoed_pf8_hits"] == len(rescued)
+    assert audit["sensitivity_interval"][1] < 0.98 and audit["alarm"] is True
+    assert "cnn_veto ALARM:" in run["log"]
