@@ -48,6 +48,9 @@ class ModelMetadata:
     created: str = ""
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: a per-run calibration of ``threshold`` (``sfx-cnn-veto calibrate``): the run, the counts, the
+    #: sensitivity's Wilson interval, the threshold before (files without the key: not calibrated)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -46,6 +46,27 @@ def table_row(cm: dict[str, int]) -> dict[str, float | int | None]:
     }
 
 
+def wilson_interval(successes: int, trials: int, *, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% for the default ``z``); ``(0, 1)`` without trials.
+
+    Parameters
+    ----------
+    successes, trials : int
+        E.g. hits kept and hits.
+    z : float
+        The normal quantile (1.96: 95%).
+    """
+    if trials < 0 or not 0 <= successes <= trials:
+        raise ValueError(f"Wilson interval: expected 0 <= successes <= trials, got {successes} of {trials}")
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    z2 = z * z
+    centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def threshold_for_sensitivity(scores: Sequence[float], labels: Sequence[int], target: float,
                               *, cap: float | None = 0.5) -> float:
     """The highest threshold whose sensitivity on ``(scores, labels)`` is at least ``target``.
