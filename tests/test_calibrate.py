@@ -40,8 +40,10 @@ def test_calibrated_threshold_keeps_the_target_share_of_hits():
     assert rec["before"]["hits_kept"] == 6  # 0.6, 0.7, 0.8, 0.9, 0.95, 0.99 at the old threshold 0.5
     threshold, _ = calibrated_threshold(scores, labels, target=1.0)
     assert threshold == 0.02
-    # confident hits do not raise the threshold above 0.5
+    # confident hits do not raise the threshold above 0.5, nor above the model's own unless asked
     assert calibrated_threshold([0.9, 0.95, 0.1], [1, 1, 0], target=0.99)[0] == 0.5
+    assert calibrated_threshold([0.4, 0.45, 0.1], [1, 1, 0], target=0.99, previous=0.2)[0] == 0.2
+    assert calibrated_threshold([0.4, 0.45, 0.1], [1, 1, 0], target=0.99, previous=0.2, may_raise=True)[0] == 0.4
     with pytest.raises(ConfigError, match="no scored hit"):
         calibrated_threshold([0.9, np.nan], [0, 1])
 

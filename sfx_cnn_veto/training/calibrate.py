@@ -42,7 +42,7 @@ def _counts(predicted: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 
 
 def calibrated_threshold(scores: Sequence[float], labels: Sequence[int], *, target: float = DEFAULT_TARGET,
-                         previous: float | None = None) -> tuple[float, dict[str, Any]]:
+                         previous: float | None = None, may_raise: bool = False) -> tuple[float, dict[str, Any]]:
     """The threshold for ``target`` sensitivity on labelled frames, and the record of how it was chosen.
 
     Parameters
@@ -55,11 +55,16 @@ def calibrated_threshold(scores: Sequence[float], labels: Sequence[int], *, targ
         The sensitivity to reach on the labelled hits.
     previous : float, optional
         The threshold before, to report what it gave on the same frames.
+    may_raise : bool
+        Let the calibration raise the threshold above ``previous`` (fewer misses kept). Off by default:
+        a few hundred frames hold a few dozen hits, and the lowest of them is no safe cut for the rest
+        of the run (with n hits all kept, the next hit falls below it with probability about 1/(n + 1)).
 
     Returns
     -------
     threshold : float
-        The highest threshold (at most 0.5) that keeps at least ``target`` of the scored hits.
+        The highest threshold (at most 0.5, and at most ``previous`` unless ``may_raise``) that keeps at
+        least ``target`` of the scored hits.
     record : dict
         ``target_sensitivity``, ``threshold``, ``previous_threshold``, ``events``, ``unscored``, the counts
         and 95% Wilson intervals at the new threshold (``hits``, ``hits_kept``, ``sensitivity``,
@@ -79,8 +84,10 @@ def calibrated_threshold(scores: Sequence[float], labels: Sequence[int], *, targ
     if not np.any(ok & (y == 1)):
         raise ConfigError(f"calibration: no scored hit among the {len(s)} labelled frames (peakfinder8 found none): "
                           "label more frames of the run, or frames with hits")
-    threshold = M.threshold_for_sensitivity(s[ok], y[ok], target, cap=THRESHOLD_CAP)
+    for_target = M.threshold_for_sensitivity(s[ok], y[ok], target, cap=THRESHOLD_CAP)
+    threshold = for_target if may_raise or previous is None else min(for_target, float(previous))
     record: dict[str, Any] = {"target_sensitivity": float(target), "threshold": float(threshold),
+                              "for_target": float(for_target), "may_raise": bool(may_raise),
                               "previous_threshold": None if previous is None else float(previous),
                               "events": int(len(s)), "unscored": int(np.sum(~ok))}
     record.update(_counts(s[ok] >= threshold, y[ok]))
@@ -160,7 +167,7 @@ def write_calibrated(model_path: str, output: str, metadata) -> str:
 
 
 def calibrate(model_path: str, labels_path: str, output: str, *, target: float = DEFAULT_TARGET,
-              runs: Sequence[str] | None = None, first: int | None = None, reader_options=None,
+              runs: Sequence[str] | None = None, first: int | None = None, may_raise: bool = False, reader_options=None,
               batch_size: int = 64, mask=None, file_masks: bool = True, geometry=None) -> Calibration:
     """Score the labelled frames with the model, choose the threshold, write the calibrated copy.
 
@@ -174,6 +181,8 @@ def calibrate(model_path: str, labels_path: str, output: str, *, target: float =
         Runs of the labels file to use (default all; one is the usual case).
     first : int, optional
         Use only the first ``first`` frames of each run (labels' order), ambiguous ones included in the count.
+    may_raise : bool
+        Let the threshold go above the model's (see :func:`calibrated_threshold`).
 
     Returns
     -------
@@ -191,7 +200,8 @@ def calibrate(model_path: str, labels_path: str, output: str, *, target: float =
     scores, _, _, _ = score_rows(veto, rows, reader_options=reader_options, desc="calibrate")
     labels = np.array([r.label for r in rows], dtype=np.int64)
     old = veto.metadata
-    threshold, record = calibrated_threshold(scores, labels, target=target, previous=old.threshold)
+    threshold, record = calibrated_threshold(scores, labels, target=target, previous=old.threshold,
+                                             may_raise=may_raise)
     record.update({"runs": run_names, "labels": os.path.abspath(labels_path), "frames": n_frames,
                    "ambiguous": n_frames - len(rows), "model": os.path.abspath(model_path),
                    "source": "sfx-cnn-veto calibrate",

@@ -485,6 +485,10 @@ def configure_calibrate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", default=None, help="comma-separated runs of the labels to use (default: all)")
     parser.add_argument("--first", type=int, default=None, metavar="N",
                         help="use only the first N frames of each run in the labels (default: all)")
+    parser.add_argument("--may-raise", action="store_true",
+                        help="let the threshold go above the model's when the labelled hits allow it (fewer misses "
+                             "kept; default: calibration only ever lowers it, since a few dozen labelled hits are no "
+                             "safe lower bound for the rest of the run)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
     from sfx_cnn_veto.cli_commands import add_geometry_argument, add_mask_arguments
@@ -498,7 +502,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.training.labels import parse_runs
 
     result = calibrate(args.model, args.labels, args.output, target=args.target_sensitivity,
-                       runs=parse_runs(args.runs), first=args.first,
+                       runs=parse_runs(args.runs), first=args.first, may_raise=args.may_raise,
                        reader_options={"dataset": args.dataset} if args.dataset else {},
                        batch_size=args.batch_size, mask=args.mask, file_masks=not args.no_file_mask,
                        geometry=args.geometry)
