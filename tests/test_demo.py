@@ -23,7 +23,7 @@ def test_quick_demo_runs_every_step(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert set(metrics) >= {"runs", "overall"}
-    assert set(metrics["runs"]) == {"run90", "run91", "run98"}
+    assert set(metrics["runs"]) == {"run90", "run91", "run98", "run100"}
     for m in metrics["runs"].values():
         assert {"events", "hit_fraction", "sensitivity", "specificity", "accuracy", "tp", "fp", "tn", "fn"} <= set(m)
     assert (out / "report" / "compare.md").exists()
@@ -38,3 +38,13 @@ def test_quick_demo_runs_every_step(tmp_path):
     commands = (out / "commands.sh").read_text()
     assert "sfx-cnn-veto simulate" in commands and "sfx-cnn-veto filter-lst" in commands
     assert "Outputs:" in result.stdout and "Per run" in result.stdout
+    # the shifted-run story: calibrated on run100's first frames, both vetoes judged on its other frames
+    from sfx_cnn_veto.core.model import VetoModel
+
+    calibration = VetoModel.read_metadata(str(out / "models" / "default_run100.keras")).calibration
+    assert calibration["runs"] == ["run100"] and calibration["frames"] == 26
+    judged = json.loads((out / "report" / "run100_after_26" / "metrics.json").read_text())["overall"]
+    assert judged["events"] == len([r for r in (out / "labels.csv").read_text().splitlines()[1:]
+                                    if ",run100," in r and not r.endswith(",")]) - (26 - calibration["ambiguous"])
+    assert "A shifted run (run100)" in result.stdout and "calibrated (threshold" in result.stdout
+    assert "sfx-cnn-veto calibrate" in commands

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 from sfx_cnn_veto.errors import ConfigError
 
 GROUP = "cnn_veto"
-MODES = ("veto", "tag", "calibrate", "off")
+MODES = ("veto", "tag", "off", "calibrate")
 
 _DEFAULTS: dict[str, Any] = {
     "model": None,
