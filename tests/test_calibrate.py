@@ -10,7 +10,7 @@ import pytest
 
 from sfx_cnn_veto.cli import main
 from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
-from sfx_cnn_veto.errors import ConfigError
+from sfx_cnn_veto.errors import ConfigError, ModelFormatError
 from sfx_cnn_veto.training import metrics as M
 from sfx_cnn_veto.training.calibrate import calibrated_threshold
 from sfx_cnn_veto.training.labels import LabelRow, write_labels
@@ -53,6 +53,8 @@ def test_metadata_without_calibration_still_loads():
     meta = ModelMetadata.from_dict(old)
     assert meta.calibration == {} and meta.threshold == 0.2
     assert ModelMetadata.from_dict(json.loads(meta.to_json())).calibration == {}
+    with pytest.raises(ModelFormatError, match="calibration"):
+        ModelMetadata.from_dict({**old, "calibration": [0.1]})
 
 
 def _soft_max_model(path, shape, cut, scale, threshold):

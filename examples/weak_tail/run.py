@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="weak-tail-output", help="where everything goes")
     parser.add_argument("--work", default=None, help="simulated data and models (default OUT/work)")
     parser.add_argument("--seeds", default="2,3,4", help="simulation (and fine-tuning) seeds")
-    parser.add_argument("--runs", default="run100,run101,run102,run103", help="runs of experiment.yaml")
+    parser.add_argument("--runs", default="run104,run105,run107", help="runs of experiment.yaml")
     parser.add_argument("--frames", type=int, default=500, help="frames per run")
     parser.add_argument("--calib-frames", type=int, default=200, help="labelled frames of each run used to adapt")
     parser.add_argument("--fine-tune-epochs", type=int, default=3, help="0: no fine-tuning")

@@ -94,6 +94,8 @@ class ModelMetadata:
             raise ModelFormatError(f"{source}: class_order {meta.class_order} has no 'hit' class")
         if not 0.0 <= meta.threshold <= 1.0:
             raise ModelFormatError(f"{source}: threshold {meta.threshold} is outside [0, 1]")
+        if not isinstance(meta.calibration, dict):
+            raise ModelFormatError(f"{source}: calibration is not a JSON object ({type(meta.calibration).__name__})")
         return meta
 
     def check_frame_shape(self, frame_shape: Sequence[int], *, source: str = "") -> None:
