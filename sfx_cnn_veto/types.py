@@ -68,7 +68,7 @@ class BackendSpec:
     and returning the hit probability ``(N,)``. The pipeline reuses the batch
     array for the next batch once ``predict`` has returned: do not keep it.
     ``options`` holds ``hit_index``, ``threads`` and ``batch_size``; backend
-    ``auto`` times the backends that load and keeps the fastest.
+    ``auto`` takes the first of ``AUTO_ORDER`` that loads and reproduces Keras (no timing).
     """
 
     name: str

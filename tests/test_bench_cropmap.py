@@ -1,8 +1,8 @@
-"""The crop-map timings (sfx_cnn_veto/bench_cropmap.py): one row per layout, gaps only where there are panels."""
+"""The crop-map timings (sfx_cnn_veto/bench/cropmap.py): one row per layout, gaps only where there are panels."""
 
 from __future__ import annotations
 
-from sfx_cnn_veto.bench_cropmap import crop_map_timings, default_layouts, timings_markdown
+from sfx_cnn_veto.bench.cropmap import crop_map_timings, default_layouts, timings_markdown
 
 
 def test_crop_map_timings_cover_each_layout_and_report_its_gaps():

@@ -74,11 +74,22 @@ def test_bad_arguments_exit_1():
 
 
 def test_config_file_feeds_the_model_options(tmp_path, paper_model_file, mixed_inputs):
+    """model.path, decision.threshold and model.backend come from --config when the command line is silent."""
     tmp, cxi = mixed_inputs
-    (tmp / "veto.yaml").write_text(f"model:\n  path: {paper_model_file}\ndecision:\n  threshold: 0.0\n")
+    assert main(["score", cxi, "-m", paper_model_file, "-o", str(tmp / "ref.csv")]) == 0
+    ref = [float(r["score"]) for r in csv.DictReader(open(tmp / "ref.csv"))]
+    low, high = sorted(set(ref))[0], sorted(set(ref))[-1]
+    assert low < high  # the frames score differently: a threshold between them splits them
+    threshold = (low + high) / 2
+    (tmp / "veto.yaml").write_text(f"model:\n  path: {paper_model_file}\n  backend: keras\n"
+                                   f"decision:\n  threshold: {threshold!r}\n")
     assert main(["score", cxi, "--config", str(tmp / "veto.yaml"), "-o", str(tmp / "s.csv")]) == 0
     rows = list(csv.DictReader(open(tmp / "s.csv")))
-    assert len(rows) == 4 and all(r["is_hit"] == "1" for r in rows)
+    assert [float(r["score"]) for r in rows] == pytest.approx(ref, abs=1e-5)  # the config's model
+    assert [r["is_hit"] for r in rows] == ["1" if s >= threshold else "0" for s in ref]  # the config's threshold
+    assert {r["is_hit"] for r in rows} == {"0", "1"}
+    (tmp / "nope.yaml").write_text(f"model:\n  path: {paper_model_file}\n  backend: nope\n")
+    assert main(["score", cxi, "--config", str(tmp / "nope.yaml")]) == 1  # the config's backend is read
     (tmp / "bad.yaml").write_text("model:\n  pth: x\n")
     assert main(["score", cxi, "--config", str(tmp / "bad.yaml")]) == 1
 

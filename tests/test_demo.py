@@ -3,8 +3,10 @@
 (The full demo is the README's first command; its figures are the README's table.)
 """
 
+import csv
 import json
 import os
+from collections import Counter
 import subprocess
 import sys
 
@@ -28,12 +30,8 @@ def test_quick_demo_runs_every_step(tmp_path):
         assert {"events", "hit_fraction", "sensitivity", "specificity", "accuracy", "tp", "fp", "tn", "fn"} <= set(m)
     assert (out / "report" / "compare.md").exists()
     assert (out / "models" / "default.keras").exists()
-    # the filtered list accounts for every event of run98
-    n_in = len((out / "data" / "run98.lst").read_text().splitlines())
-    hits = (out / "filter" / "hits.lst").read_text().splitlines()
-    misses = (out / "filter" / "misses.lst").read_text().splitlines()
-    errors = (out / "filter" / "errors.lst").read_text().splitlines()
-    assert len(set(hits) - set(errors)) + len(misses) + len(errors) == n_in
+    _check_metrics(out, metrics)
+    _check_filtered_lists(out)
     assert list((out / "pictures").glob("*.png"))
     commands = (out / "commands.sh").read_text()
     assert "sfx-cnn-veto simulate" in commands and "sfx-cnn-veto filter-lst" in commands
@@ -48,3 +46,55 @@ def test_quick_demo_runs_every_step(tmp_path):
                                     if ",run100," in r and not r.endswith(",")]) - (26 - calibration["ambiguous"])
     assert "A shifted run (run100)" in result.stdout and "calibrated (threshold" in result.stdout
     assert "sfx-cnn-veto calibrate" in commands
+
+
+def _rows(path):
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _check_metrics(out, metrics):
+    """metrics.json agrees with the per-event scores it was computed from, run by run and overall."""
+    from sfx_cnn_veto.core.model import VetoModel
+
+    threshold = VetoModel.read_metadata(str(out / "models" / "default.keras")).threshold
+    rows = [r for r in _rows(out / "report" / "scores.csv") if r["label"] in ("0", "1")]  # ambiguous left out
+    for r in rows:  # each prediction is the score against the model's threshold (an error: kept as a hit)
+        assert r["predicted"] == ("1" if r["error"] or float(r["score"]) >= threshold else "0"), r
+    total = Counter()
+    for run, m in list(metrics["runs"].items()) + [("overall", metrics["overall"])]:
+        mine = rows if run == "overall" else [r for r in rows if r["run"] == run]
+        c = Counter((r["label"], r["predicted"]) for r in mine)
+        tp, fn, fp, tn = c["1", "1"], c["1", "0"], c["0", "1"], c["0", "0"]
+        assert (m["tp"], m["fn"], m["fp"], m["tn"], m["events"]) == (tp, fn, fp, tn, len(mine)), run
+        assert m["hit_fraction"] == pytest.approx((tp + fn) / len(mine))
+        assert m["accuracy"] == pytest.approx((tp + tn) / len(mine))
+        if tp + fn:
+            assert m["sensitivity"] == pytest.approx(tp / (tp + fn))
+        if tn + fp:
+            assert m["specificity"] == pytest.approx(tn / (tn + fp))
+        if run != "overall":
+            total.update({"events": len(mine)})
+    assert total["events"] == metrics["overall"]["events"]
+
+
+def _check_filtered_lists(out):
+    """run98's list: each line once in scores.csv with one label; the lists hold exactly their rows, in order."""
+    listed = (out / "data" / "run98.lst").read_text().splitlines()
+    hits = (out / "filter" / "hits.lst").read_text().splitlines()
+    misses = (out / "filter" / "misses.lst").read_text().splitlines()
+    errors = (out / "filter" / "errors.lst").read_text().splitlines()
+    rows = _rows(out / "filter" / "scores.csv")
+    lines = [f"{r['file']} {r['event']}" if r["event"] else r["file"] for r in rows]
+    assert lines == listed  # every event once, in input order, duplicates counted
+    assert {r["label"] for r in rows} <= {"hit", "miss", "error"}
+    assert all(r["in_hits_lst"] == "1" for r in rows if r["label"] in ("hit", "error"))  # fail open
+    assert hits == [l for l, r in zip(lines, rows) if r["in_hits_lst"] == "1"]
+    assert misses == [l for l, r in zip(lines, rows) if r["label"] == "miss"]
+    assert errors == [l for l, r in zip(lines, rows) if r["label"] == "error"]
+    # filter-lst and evaluate ran the same model on the same frames: the same scores
+    evaluated = {(r["file"], r["event"]): float(r["score"]) for r in _rows(out / "report" / "scores.csv")
+                 if r["run"] == "run98" and r["score"]}
+    filtered = {(r["file"], r["event"]): float(r["score"]) for r in rows if r["score"]}
+    assert filtered.keys() == evaluated.keys()
+    assert all(abs(filtered[k] - evaluated[k]) < 1e-5 for k in filtered)

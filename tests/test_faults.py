@@ -114,7 +114,7 @@ def test_score_accounts_for_every_faulty_event(faulty_run, paper_model_file):
         "corrupt.h5 //0": "not a readable HDF5 file",
         "garbage.cbf": "garbage.cbf",
         "nodata.h5 //0": "no data set",
-        "rank4.h5 //0": "expected a 2-D frame or a 3-D stack",
+        "rank4.h5 //0": "3-D per event",
         "good.cxi //7": "event out of range (the file holds 3 frames)",
         "small.cxi //1": "does not fit this model's 350x350 crop",
         "good.cxi // 00001": "file not found",

@@ -215,26 +215,31 @@ def test_label_cli_counts_with_the_psana_adapters_peakfinder8_as_with_oms(tmp_pa
 
 
 def test_label_cli_uses_the_geometry_mask_and_threshold(tmp_path, capsys):
+    """The geometry's mask (right half bad) replaces the CXI file's own (left half bad), and its
+    adu_per_photon sets the threshold: the counts equal an explicit run with that mask and 30 ADU."""
     lst, truth = write_run(str(tmp_path), "g1", 12, seed=8, hit_rate=1.0)
     with h5py.File(tmp_path / "g1.cxi", "a") as f:
-        mask = np.zeros((96, 96), dtype=np.uint16)
-        mask[:, :48] = 1  # left half bad
-        f["/entry_1/data_1/mask"] = mask
+        own = np.zeros((96, 96), dtype=np.uint16)
+        own[:, :48] = 1  # the file's own CXI mask: left half bad
+        f["/entry_1/data_1/mask"] = own
+        geom_raw = np.zeros((96, 96), dtype=np.uint16)
+        geom_raw[:, 48:] = 4  # the geometry's mask: right half bad
+        f["/geometry/mask"] = geom_raw
+    right_good = np.ones((96, 96), bool)
+    right_good[:, 48:] = False
+    np.save(tmp_path / "right_bad.npy", right_good)
     (tmp_path / "g1.geom").write_text(
-        "adu_per_photon = 10\nmask = /entry_1/data_1/mask\nmask_good = 0x0\nmask_bad = 0xffff\n"
+        "adu_per_photon = 10\nmask = /geometry/mask\nmask_good = 0x0\nmask_bad = 0xffff\n"
         "p0/min_fs = 0\np0/max_fs = 95\np0/min_ss = 0\np0/max_ss = 95\np0/corner_x = -48\np0/corner_y = -48\n"
         "p0/fs = +1.0x\np0/ss = +1.0y\n")
-    full = tmp_path / "full.csv"
-    half = tmp_path / "half.csv"
-    (tmp_path / "g1.geom").rename(tmp_path / "g1.geom.off")
-    assert main(["label", lst, "-o", str(full)]) == 0
-    (tmp_path / "g1.geom.off").rename(tmp_path / "g1.geom")
-    assert main(["label", lst, "-o", str(half)]) == 0
+    with_geom, explicit, own_mask = (tmp_path / n for n in ("geom.csv", "explicit.csv", "own.csv"))
+    assert main(["label", lst, "-o", str(with_geom)]) == 0
     assert "threshold 30 ADU (3 photons x 10 ADU/photon)" in capsys.readouterr().err
-    # the CXI mask alone (no geometry) already masks the left half: same counts as with the geometry
-    n_full = [r.num_peaks for r in L.read_labels(str(full))]
-    n_half = [r.num_peaks for r in L.read_labels(str(half))]
-    frames = h5py.File(tmp_path / "g1.cxi", "r")["/entry_1/data_1/data"][()]
-    unmasked = [Peakfinder8Counter({})(f) for f in frames]
-    assert all(h < u for h, u in zip(n_half, unmasked))
-    assert n_full == n_half
+    (tmp_path / "g1.geom").rename(tmp_path / "g1.geom.off")
+    assert main(["label", lst, "-o", str(explicit), "--mask", str(tmp_path / "right_bad.npy"),
+                 "--threshold", "30"]) == 0
+    assert main(["label", lst, "-o", str(own_mask), "--threshold", "30"]) == 0
+    n_geom, n_explicit, n_own = ([r.num_peaks for r in L.read_labels(str(p))]
+                                 for p in (with_geom, explicit, own_mask))
+    assert n_own != n_explicit  # the two masks give different counts on these frames: the test can tell
+    assert n_geom == n_explicit

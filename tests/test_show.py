@@ -48,12 +48,40 @@ def test_show_refuses_a_bad_event(simulated, capsys):
     assert main(["show", str(simulated / "run90.cxi"), "//99"]) == 1
 
 
-def test_render_frame_outlines_the_crop(tmp_path):
-    from sfx_cnn_veto.show import _max_bin, render_frame
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.nonzero(mask)
+    assert rows.size, "no such pixels in the PNG"
+    return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
 
-    frame = np.random.default_rng(0).poisson(1.0, (700, 700)).astype(np.float32)
-    path = render_frame(frame, str(tmp_path / "x.png"), title="t")
+
+@pytest.mark.parametrize("center", [(100.0, 300.0), (300.0, 120.0)])
+def test_render_frame_outlines_the_crop_where_it_is(tmp_path, center):
+    """The cyan outline in the left panel sits on the crop's rows and columns of the frame."""
+    import matplotlib.image
+
+    from sfx_cnn_veto.show import render_frame
+
+    height, width, crop = 400, 400, (100, 120)
+    path = render_frame(np.zeros((height, width), np.float32), str(tmp_path / "x.png"), crop_shape=crop,
+                        crop_center=center, dpi=80)
     assert open(path, "rb").read(8) == PNG_MAGIC
+    rgb = np.round(matplotlib.image.imread(path)[..., :3] * 255).astype(int)
+    left = rgb[:, : rgb.shape[1] // 2]
+    # the frame's image: magma's darkest colour (0, 0, 3 or 4), which no text or axis pixel has (grey: R=G=B)
+    image = (left[..., 0] == 0) & (left[..., 1] == 0) & (left[..., 2] >= 2) & (left[..., 2] <= 6)
+    cyan = (left[..., 0] < 100) & (left[..., 1] > 150) & (left[..., 2] > 150)
+    top, bottom, first, last = _box(image)
+    scale_r, scale_c = (bottom - top + 1) / height, (last - first + 1) / width
+    r0, r1 = center[0] - crop[0] / 2, center[0] + crop[0] / 2
+    c0, c1 = center[1] - crop[1] / 2, center[1] + crop[1] / 2
+    want = (top + r0 * scale_r, top + r1 * scale_r, first + c0 * scale_c, first + c1 * scale_c)
+    got = _box(cyan)
+    assert np.allclose(got, want, atol=3), (got, want)
+
+
+def test_max_bin_keeps_the_brightest_pixel_of_each_block():
+    from sfx_cnn_veto.show import _max_bin
+
     binned = _max_bin(np.arange(25.0).reshape(5, 5), 2)
     assert binned.shape == (3, 3) and binned[0, 0] == 6.0 and binned[2, 2] == 24.0
 

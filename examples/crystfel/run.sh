@@ -64,12 +64,20 @@ print(f"hits.lst keeps {kept} of {len(crystals)} crystal frames and {len(listed)
 PYEOF
 fi
 
-echo "== 3. the indexamajig command you would run now (CrystFEL is not installed here):"
-echo "   indexamajig -i hits.lst -g $GEOM -o hits.stream -j \$(nproc) \\"
-echo "       --peaks=peakfinder8 --min-snr=5 --threshold=100 --indexing=xgandalf,mosflm --int-radius=3,4,5"
+INDEX_ARGS=(-i hits.lst -g "$GEOM" -o hits.stream -j "$(nproc)"
+            --peaks=peakfinder8 --min-snr=5 --threshold=100 --indexing=xgandalf,mosflm --int-radius=3,4,5)
+INDEXAMAJIG=${INDEXAMAJIG:-$(command -v indexamajig || true)}
+rm -f hits.stream
+if [ -n "$INDEXAMAJIG" ]; then
+    echo "== 3. index the hits: $INDEXAMAJIG ${INDEX_ARGS[*]}"
+    "$INDEXAMAJIG" "${INDEX_ARGS[@]}"
+else
+    echo "== 3. the indexamajig command you would run now (CrystFEL is not installed here; INDEXAMAJIG=path runs one):"
+    echo "   indexamajig ${INDEX_ARGS[*]}"
+fi
 
-echo "== 4. tag a stream (here one written in CrystFEL's format 2.3 for the demo) and split it"
-"$PY" - "$GEOM" <<'PYEOF'
+echo "== 4. tag a stream (indexamajig's, else one written in CrystFEL's format 2.3 for the demo) and split it"
+[ -s hits.stream ] || "$PY" - "$GEOM" <<'PYEOF'
 import sys
 from sfx_cnn_veto.io.stream import format_chunk, format_preamble
 lines = [l.rstrip("\n") for l in open("hits.lst")]

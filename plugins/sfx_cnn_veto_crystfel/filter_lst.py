@@ -176,18 +176,50 @@ def write_outputs(blocks: Iterator, n_events: int, *, output: str, misses: str |
 # ---------------------------------------------------------------------------
 # The run.
 
-def _fingerprint(args: argparse.Namespace, model: str) -> dict[str, Any]:
+def _fingerprint(args: argparse.Namespace, model: str, backend: str) -> dict[str, Any]:
+    """What the scores depend on: a resume (or another rank) with any of it different is refused.
+
+    Files that change the scores are recorded by their contents (SHA-256), not
+    only their names: the model, ``--config``, ``--mask`` and ``--geometry``.
+    ``backend`` is the one resolved at load (never ``auto``).
+    """
     return {
         "inputs": [os.path.abspath(i) if i != "-" else "-" for i in args.inputs],
         "prefix": args.prefix,
         "dataset": args.dataset,
         "cwd": os.getcwd(),
         "model_sha256": file_sha256(model),
-        "backend": args.backend,
+        "backend": backend,
         "batch_size": args.batch_size,
         "center": list(args.center) if getattr(args, "center", None) else None,
-        "config": os.path.abspath(args.config) if getattr(args, "config", None) else None,
+        "config": _file_entry(getattr(args, "config", None)),
+        "mask": _file_entry(getattr(args, "mask", None), dataset_suffix=True),
+        "file_masks": not getattr(args, "no_file_mask", False),
+        "geometry": _file_entry(_geometry_file(args)),
     }
+
+
+def _geometry_file(args: argparse.Namespace) -> str | None:
+    """The geometry the veto will use: ``--geometry``, or where the CLI resolves one (config, ``LIST.geom``)."""
+    from sfx_cnn_veto import cli_commands
+
+    resolve = getattr(cli_commands, "geometry_path", None)
+    return resolve(args) if resolve is not None else getattr(args, "geometry", None)
+
+
+def _file_entry(spec: str | None, *, dataset_suffix: bool = False) -> dict[str, str] | None:
+    """``{"path", "sha256"}`` of an option naming a file (``FILE[:DATASET]`` when ``dataset_suffix``)."""
+    if not spec:
+        return None
+    path, _, dataset = spec.partition(":") if dataset_suffix else (spec, "", "")
+    try:
+        digest = file_sha256(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    entry = {"path": os.path.abspath(path), "sha256": digest}
+    if dataset:
+        entry["dataset"] = dataset
+    return entry
 
 
 def _blocks_of(events: Iterator, size: int) -> Iterator[tuple[int, list]]:
@@ -236,7 +268,7 @@ def resolve_settings(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sfx_cnn_veto.cli_commands import check_writable, load_veto, model_path, progress, reader_options
+    from sfx_cnn_veto.cli_commands import check_writable, load_veto, progress, reader_options
     from sfx_cnn_veto.io.store import FrameStore, iter_events
 
     resolve_settings(args)
@@ -263,49 +295,41 @@ def run(args: argparse.Namespace) -> int:
         args.threads = max(1, (os.cpu_count() or 1) // local_size())
     start = time.perf_counter()
 
-    # Rank 0 prepares the journal; the others wait for its verdict.
+    # Rank 0 loads the model (the journal records the backend it resolved to) and prepares the
+    # journal; the others wait for its verdict, which they must hear whatever goes wrong.
     journal = Journal(args.output)
-    setup_error = None
+    setup_error = setup_exc = None
     session = 0
+    backend = None
+    veto = None
     if rank == 0:
         try:
-            model = model_path(args)
-            from sfx_cnn_veto.core.model import VetoModel
-
-            VetoModel.read_metadata(model)  # a missing or foreign model file: its own error, no journal
-            meta = _fingerprint(args, model)
-            if args.resume and journal.exists() and journal.read_meta() is None and not journal.session_files():
-                journal.create(meta)  # killed while creating the journal: nothing was done yet
-            elif args.resume and journal.exists():
-                journal.check_meta(meta)
-            elif args.resume:
-                print(f"filter-lst: no journal at {journal.dir}: nothing to resume, starting from the beginning",
-                      file=sys.stderr)
-                journal.create(meta)
-            else:
-                if journal.exists():
-                    print(f"filter-lst: discarding the journal of an earlier interrupted run ({journal.dir}); "
-                          "use --resume to continue such a run", file=sys.stderr)
-                journal.create(meta)
-            session = journal.next_session()
+            veto, session = _set_up_journal(args, journal)
+            backend = veto.backend_name
         except VetoError as exc:
-            setup_error = str(exc)
-        except OSError as exc:  # every rank must hear of it, or the others wait forever
+            setup_error, setup_exc = str(exc), exc
+        except OSError as exc:
             setup_error = f"cannot set up the journal {journal.dir}: {exc}"
-    setup_error, session = mpi.bcast(comm, (setup_error, session))
+            setup_exc = ConfigError(setup_error)
+        except BaseException as exc:  # noqa: BLE001 - told to every rank, then raised here
+            setup_error, setup_exc = f"internal error: {type(exc).__name__}: {exc}", exc
+    setup_error, session, backend = mpi.bcast(comm, (setup_error, session, backend))
     if setup_error:
         if rank == 0:
-            raise ConfigError(setup_error)
+            raise setup_exc
         return 1
 
-    veto = None
     failure = None
     scored = 0
     counter = _Counter()
     opts_threshold = None
     scoring_time = 0.0
     try:
-        veto = load_veto(args)
+        if veto is None:
+            veto = load_veto(args)
+        if veto.backend_name != backend:
+            raise ConfigError(f"rank {rank} resolved the backend to {veto.backend_name}, rank 0 to {backend} "
+                              "(different installations?); pass --backend to choose one")
         opts_threshold = veto.threshold
         done = journal.done() if args.resume else {}
         t0 = time.perf_counter()
@@ -330,6 +354,31 @@ def run(args: argparse.Namespace) -> int:
         mpi.bcast(comm, 3)  # release the other ranks before raising
         raise
     return mpi.bcast(comm, code)
+
+
+def _set_up_journal(args, journal: Journal):
+    """Rank 0: load the veto, then create the journal or check the one resumed; ``(veto, session)``."""
+    from sfx_cnn_veto.cli_commands import load_veto, model_path
+    from sfx_cnn_veto.core.model import VetoModel
+
+    model = model_path(args)
+    VetoModel.read_metadata(model)  # a missing or foreign model file: its own error, no journal
+    veto = load_veto(args)
+    meta = _fingerprint(args, model, veto.backend_name)
+    if args.resume and journal.exists() and journal.read_meta() is None and not journal.session_files():
+        journal.create(meta)  # killed while creating the journal: nothing was done yet
+    elif args.resume and journal.exists():
+        journal.check_meta(meta)
+    elif args.resume:
+        print(f"filter-lst: no journal at {journal.dir}: nothing to resume, starting from the beginning",
+              file=sys.stderr)
+        journal.create(meta)
+    else:
+        if journal.exists():
+            print(f"filter-lst: discarding the journal of an earlier interrupted run ({journal.dir}); "
+                  "use --resume to continue such a run", file=sys.stderr)
+        journal.create(meta)
+    return veto, journal.next_session()
 
 
 def _score_my_blocks(args, veto, journal, session, rank, size, done, counter,

@@ -9,8 +9,9 @@ in the last bits between batch compositions; fixed blocks make them identical).
 The journal is a directory ``OUTPUT.journal/`` beside the hits list:
 
 ``meta.json``
-    what the scores depend on (inputs, prefix, data set, model file hash,
-    backend, batch size); a resume with other settings is refused.
+    what the scores depend on (inputs, prefix, data set, batch size, the
+    backend ``auto`` resolved to, and the contents of the model, ``--config``,
+    ``--mask`` and ``--geometry`` files); a resume with other settings is refused.
 ``sNNNN-rNNNN.jsonl``
     one file per run session and rank; one JSON line per finished block,
     written with a single ``write`` (fsynced at least once a second), in increasing block order.
@@ -35,7 +36,8 @@ from sfx_cnn_veto.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-JOURNAL_FORMAT = 1
+#: 2: the fingerprint holds the resolved backend and the contents of --config, --mask and --geometry
+JOURNAL_FORMAT = 2
 _SESSION = re.compile(r"s(\d{4,})-r(\d{4,})\.jsonl$")
 
 

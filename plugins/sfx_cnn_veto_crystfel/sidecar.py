@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -108,38 +109,34 @@ def _frame_index(event: str | None) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sfx_cnn_veto import __version__
     from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
+
+    decided, attrs = _decide(args)
+    tags, skipped = _collect(args, decided)
+    written = _write(args, tags, attrs)
+    errors = sum(1 for _, _, (_, _, error) in decided if error)
+    print(f"tag-cxi: {len(decided)} events, {written} files tagged, {errors} errors"
+          + (f", {skipped} events not written (file unreadable or event not a frame index)" if skipped else ""),
+          file=sys.stderr)
+    return EXIT_EVENT_ERRORS if errors or skipped else 0
+
+
+def _decide(args: argparse.Namespace) -> tuple[list, dict[str, Any]]:
+    """``[(ref, event, (score, is_hit, error))]`` from ``--scores`` or the veto, and the sidecars' attributes."""
+    from sfx_cnn_veto import __version__
     from sfx_cnn_veto.cli_commands import list_prefix, load_veto, model_path, progress, reader_options
-    from sfx_cnn_veto.io.hdf5 import HDF5Source
+    from sfx_cnn_veto.io.files import file_sha256
     from sfx_cnn_veto.io.store import FrameStore, iter_events
 
     from sfx_cnn_veto_crystfel.filter_lst import canonical
-    from sfx_cnn_veto.io.files import file_sha256
     from sfx_cnn_veto_crystfel.tag_stream import read_scores_csv
 
-    tags: dict[str, FileTags] = {}
-    skipped = 0
-    errors = 0
-
-    def slot(resolved: str) -> FileTags | None:
-        if resolved not in tags:
-            try:
-                src = HDF5Source(resolved, reader_options(args))
-            except FrameReadError as exc:
-                print(f"sfx-cnn-veto: {exc} (no sidecar)", file=sys.stderr)
-                tags[resolved] = None  # type: ignore[assignment]
-                return None
-            with src:
-                tags[resolved] = FileTags.empty(resolved, src.dataset_path, len(src.events()))
-        return tags[resolved]
-
+    decided = []
     with FrameStore(reader_options(args)) as store:
         events = iter_events(args.inputs, store, prefix=list_prefix(args))
         if args.scores:
             table = read_scores_csv(args.scores, threshold=args.threshold)
-            attrs = {"scores_csv": os.path.abspath(args.scores)}
-            decided = []
+            attrs: dict[str, Any] = {"scores_csv": os.path.abspath(args.scores)}
             for ref, error in events:
                 _line, event = canonical(ref)
                 found = table.get((ref.path, event))
@@ -149,22 +146,40 @@ def run(args: argparse.Namespace) -> int:
             model = model_path(args)
             attrs = {"model": os.path.abspath(model), "model_sha256": file_sha256(model),
                      "threshold": veto.threshold}
-            decided = []
             with progress(desc="tag-cxi") as bar:
                 for ref, decision in veto.stream_events(events, store):
                     decided.append((ref, canonical(ref)[1],
                                     (None if decision.error else decision.score, decision.is_hit, decision.error)))
                     bar.update(1)
     attrs["sfx_cnn_veto_version"] = __version__
+    return decided, attrs
+
+
+def _collect(args: argparse.Namespace, decided: list) -> tuple[dict[str, "FileTags | None"], int]:
+    """The decisions laid out per data file (None for a file that cannot be read), and how many were not."""
+    from sfx_cnn_veto.cli_commands import reader_options
+    from sfx_cnn_veto.io.hdf5 import HDF5Source
+
+    tags: dict[str, FileTags | None] = {}
+    skipped = 0
     for ref, event, (score, is_hit, error) in decided:
-        errors += int(bool(error))
-        index = _frame_index(event)
-        target = slot(ref.file)
+        if ref.file not in tags:
+            try:
+                with HDF5Source(ref.file, reader_options(args)) as src:
+                    tags[ref.file] = FileTags.empty(ref.file, src.dataset_path, len(src.events()))
+            except FrameReadError as exc:
+                print(f"sfx-cnn-veto: {exc} (no sidecar)", file=sys.stderr)
+                tags[ref.file] = None
+        target, index = tags[ref.file], _frame_index(event)
         if target is None or index is None or index >= len(target.score):
             skipped += 1
             continue
         target.set(index, score, is_hit, error)
-    written = 0
+    return tags, skipped
+
+
+def _write(args: argparse.Namespace, tags: dict[str, "FileTags | None"], attrs: dict[str, Any]) -> int:
+    """Write each file's tags, in place or as a sidecar (two files never share one): how many were written."""
     targets: dict[str, str] = {}
     for path, file_tags in tags.items():
         if file_tags is None or args.in_place:
@@ -173,7 +188,10 @@ def run(args: argparse.Namespace) -> int:
         if target in targets:
             raise ConfigError(f"{targets[target]} and {path} would share the sidecar {target}; "
                               "write them to different --output-dir runs")
+        if target == os.path.abspath(path):
+            raise ConfigError(f"{target}: the sidecar would overwrite its data file; use another --suffix")
         targets[target] = path
+    written = 0
     for path, file_tags in tags.items():
         if file_tags is None:
             continue
@@ -182,15 +200,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"tag-cxi: {path}: {RESULT}/{SCORE}, {HIT}, {ERROR} written in place", file=sys.stderr)
         else:
             target = sidecar_path(path, output_dir=args.output_dir, suffix=args.suffix)
-            if os.path.abspath(target) == os.path.abspath(path):
-                raise ConfigError(f"{target}: the sidecar would overwrite its data file; use another --suffix")
             write_sidecar(file_tags, target, attrs)
             print(f"tag-cxi: {target}", file=sys.stderr)
         written += 1
-    print(f"tag-cxi: {len(decided)} events, {written} files tagged, {errors} errors"
-          + (f", {skipped} events not written (file unreadable or event not a frame index)" if skipped else ""),
-          file=sys.stderr)
-    return EXIT_EVENT_ERRORS if errors or skipped else 0
+    return written
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

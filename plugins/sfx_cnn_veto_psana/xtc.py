@@ -35,7 +35,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -152,27 +152,14 @@ def write_xtc2(
         raise ConfigError(f"write_xtc2: dettype: expected one of {', '.join(DETTYPES)}, got {dettype!r}")
     dtype = np.uint16 if dettype == "jungfrau" else dtype
     frames = [None if f is None else np.ascontiguousarray(f, dtype=dtype) for f in frames]
-    if not frames:
-        raise ConfigError("write_xtc2: expected at least one frame, got none")
     present = [f for f in frames if f is not None]
     if not present:
-        raise ConfigError("write_xtc2: every frame is None")
+        raise ConfigError("write_xtc2: expected at least one frame that is not None, got none")
     _check_frames(frames, dettype)
-    if timestamps is None:
-        ts = default_timestamps(len(frames))
-    else:
-        ts = np.asarray(timestamps, dtype=np.uint64)
-        if ts.shape != (len(frames),):
-            raise ConfigError(f"write_xtc2: {len(frames)} frames but {ts.size} timestamps")
-        if len(ts) > 1 and not np.all(np.diff(ts.astype(np.int64)) > 0):
-            raise ConfigError("write_xtc2: timestamps must be strictly increasing")
-    if int(ts[0]) < 8:
-        raise ConfigError("write_xtc2: the first timestamp must leave room for the transitions before it")
-
+    ts = _checked_timestamps(timestamps, len(frames))
     bufsize = max(max(f.nbytes for f in present) + (1 << 16), 1 << 20)
     if bufsize > de.MAXBUFSIZE:
         raise ConfigError(f"write_xtc2: a frame of {bufsize} bytes exceeds psana's buffer ({de.MAXBUFSIZE} bytes)")
-    buf = bytearray(bufsize)
     from psana.psexp import TransitionId
 
     config = de.DgramEdit(transition_id=TransitionId.Configure, ts=int(ts[0]) - 7, bufsize=bufsize)
@@ -184,34 +171,52 @@ def write_xtc2(
             de.AlgDef("runinfo", 0, 0, 1),
             {"expt": (str, 1), "runnum": (np.uint32, 0)},
         )
-
-    def save(out, dgram) -> None:
-        dgram.save(memoryview(buf))
-        out.write(buf[: dgram.size])
-
     path = os.fspath(path)
-    tmp = path + ".part"
-    with open(tmp, "wb") as out:
-        save(out, config)
-        before = [TransitionId.BeginRun, TransitionId.BeginStep, TransitionId.Enable]
-        for k, transition in enumerate(before):
+    with open(path + ".part", "wb") as out:
+        save = _saver(out, bytearray(bufsize))
+        save(config)
+        for k, transition in enumerate([TransitionId.BeginRun, TransitionId.BeginStep, TransitionId.Enable]):
             dg = de.DgramEdit(transition_id=transition, config_dgramedit=config, ts=int(ts[0]) - 6 + k, bufsize=bufsize)
             if transition == TransitionId.BeginRun and runinfo is not None:
                 runinfo.runinfo.expt = exp or ""
                 runinfo.runinfo.runnum = np.uint32(run or 0)
                 dg.adddata(runinfo.runinfo)
-            save(out, dg)
+            save(dg)
         for frame, stamp in zip(frames, ts):
             dg = de.DgramEdit(transition_id=TransitionId.L1Accept, config_dgramedit=config, ts=int(stamp), bufsize=bufsize)
             if frame is not None:  # None: an event without this detector's data
                 fill(dg, frame)
-            save(out, dg)
-        after = [TransitionId.Disable, TransitionId.EndStep, TransitionId.EndRun]
-        for k, transition in enumerate(after):
-            dg = de.DgramEdit(transition_id=transition, config_dgramedit=config, ts=int(ts[-1]) + 1 + k, bufsize=bufsize)
-            save(out, dg)
-    os.replace(tmp, path)
+            save(dg)
+        for k, transition in enumerate([TransitionId.Disable, TransitionId.EndStep, TransitionId.EndRun]):
+            save(de.DgramEdit(transition_id=transition, config_dgramedit=config, ts=int(ts[-1]) + 1 + k,
+                              bufsize=bufsize))
+    os.replace(path + ".part", path)
     return ts
+
+
+def _checked_timestamps(timestamps: Sequence[int] | np.ndarray | None, n: int) -> np.ndarray:
+    """The events' timestamps: given (strictly increasing, one per frame), else 120 Hz from now."""
+    if timestamps is None:
+        ts = default_timestamps(n)
+    else:
+        ts = np.asarray(timestamps, dtype=np.uint64)
+        if ts.shape != (n,):
+            raise ConfigError(f"write_xtc2: {n} frames but {ts.size} timestamps")
+        if len(ts) > 1 and not np.all(np.diff(ts.astype(np.int64)) > 0):
+            raise ConfigError("write_xtc2: timestamps must be strictly increasing")
+    if int(ts[0]) < 8:
+        raise ConfigError("write_xtc2: the first timestamp must leave room for the transitions before it")
+    return ts
+
+
+def _saver(out: Any, buf: bytearray):
+    """``save(dgram)``: serialize a DgramEdit into ``buf`` and append it to ``out``."""
+
+    def save(dgram) -> None:
+        dgram.save(memoryview(buf))
+        out.write(buf[: dgram.size])
+
+    return save
 
 
 #: Detector types :func:`write_xtc2` can declare.

@@ -7,9 +7,10 @@
     Fused compiled kernels built from the same Keras weights
     (:mod:`sfx_cnn_veto.core.fused`); 2-4x faster on the paper's network here.
 ``auto`` (the default)
-    Of the backends in :data:`AUTO_ORDER` that are registered, installed,
-    support the network and match Keras at load, the fastest on a small
-    timed batch; ``keras`` when it is the only one.
+    The first backend of :data:`AUTO_ORDER` that is registered, installed,
+    supports the network and reproduces Keras on a check batch at load: a
+    fixed rule, no timing, so the same installation always resolves ``auto``
+    to the same backend (and the same scores).
 Other backends register through ``sfxveto_backends``.
 """
 
@@ -24,19 +25,20 @@ from sfx_cnn_veto.errors import ConfigError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
-#: Backends ``auto`` loads and times (measured figures: docs/benchmark.md); keras last, the fallback.
+#: Backends ``auto`` tries, in order (numba is 2-4x faster on the paper's network: docs/benchmark.md);
+#: keras last, the fallback.
 AUTO_ORDER = ("numba", "keras")
 
 
 def create_classifier(model: Any, name: str, options: dict[str, Any], pm=None) -> tuple[str, Any]:
-    """``(backend name, classifier)`` for backend ``name``.
+    """``(backend name, classifier)`` for backend ``name``; ``"auto"`` returns the backend it resolved to.
 
-    ``"auto"`` loads every backend of :data:`AUTO_ORDER` that is registered,
-    installed and reproduces Keras on this network, times each on a small
-    batch (best of 3), and keeps the fastest: the fused kernels win by 2-4x
-    on the paper's network, where one wide first convolution dominates, but
-    not on every architecture. A backend that cannot load is skipped; the
-    last one (``keras``) must load.
+    ``"auto"`` takes the first backend of :data:`AUTO_ORDER` that is
+    registered, installed and loads (the numba backend loads only when it
+    reproduces Keras on a check batch, see
+    :meth:`~sfx_cnn_veto.core.fused.FusedClassifier.verify`); the last one
+    (``keras``) must load. Nothing is timed: the choice depends on what is
+    installed and on the network, never on the load of the machine.
     """
     from sfx_cnn_veto import manager
 
@@ -45,43 +47,20 @@ def create_classifier(model: Any, name: str, options: dict[str, Any], pm=None) -
         if name not in specs:
             raise ConfigError(f"backend {name!r} is not registered (have: auto, {', '.join(sorted(specs))})")
         return name, specs[name].create(model, options)
-    loaded: list[tuple[str, Any]] = []
     reasons = []
-    for candidate in AUTO_ORDER:
-        if candidate not in specs:
-            continue
+    candidates = [c for c in AUTO_ORDER if c in specs]
+    for candidate in candidates:
         try:
-            loaded.append((candidate, specs[candidate].create(model, options)))
+            classifier = specs[candidate].create(model, options)
         except (MissingDependencyError, ConfigError) as exc:
-            if candidate == AUTO_ORDER[-1] and not loaded:
+            if candidate == candidates[-1]:
                 raise
             reasons.append(f"{candidate}: {exc}")
             log.info("backend %s not used: %s", candidate, exc)
-    if not loaded:
-        raise ConfigError("no usable classifier backend (" + "; ".join(reasons) + ")")
-    if len(loaded) == 1:
-        return loaded[0]
-    timings = {name: _best_time(clf, model, int(options.get("batch_size") or 16)) for name, clf in loaded}
-    best = min(loaded, key=lambda item: timings[item[0]])
-    log.info("backend auto: %s (seconds a batch: %s)", best[0],
-             ", ".join(f"{k} {v:.4f}" for k, v in timings.items()))
-    best[1].auto_timings = timings
-    return best
-
-
-def _best_time(classifier: Any, model: Any, batch: int, repeats: int = 3) -> float:
-    """Best of ``repeats`` wall times of one call on ``min(batch, 16)`` synthetic frames (after a warm-up)."""
-    import time
-
-    shape = tuple(int(d) for d in model.input_shape[1:])
-    x = np.random.default_rng(0).standard_normal((max(1, min(batch, 16)),) + shape).astype(np.float32)
-    classifier.predict(x)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        classifier.predict(x)
-        best = min(best, time.perf_counter() - start)
-    return best
+            continue
+        log.info("backend auto: %s%s", candidate, f" ({'; '.join(reasons)})" if reasons else "")
+        return candidate, classifier
+    raise ConfigError("no usable classifier backend (none of " + ", ".join(AUTO_ORDER) + " is registered)")
 
 
 class KerasClassifier:

@@ -280,16 +280,18 @@ KNOWN_RAW_SLABS = {
 
 
 def check_single_panel(frame_shape: Sequence[int], *, source: str = "") -> None:
-    """Refuse (a set-up mistake, :class:`ConfigError`), without a geometry, a frame that is a multi-panel raw slab (3-D, or a known slab shape)."""
+    """Refuse (an error decision, the frame kept), without a geometry, a frame that is a multi-panel raw slab (3-D, or a known slab shape)."""
     shape = tuple(int(v) for v in frame_shape)
     where = f"{source}: " if source else ""
+    if len(shape) < 2:
+        raise FrameReadError(f"{where}expected a 2-D frame, got shape {shape}")
     if len(shape) != 2:
-        raise ConfigError(
-            f"{where}frame of shape {shape} is {len(shape)}-D per event, a multi-panel detector's raw data: "
-            "give its CrystFEL geometry (--geometry FILE.geom) so the crop is taken around the beam"
+        raise FrameReadError(
+            f"{where}expected a 2-D frame, got shape {shape}: {len(shape)}-D per event, a multi-panel detector's "
+            "raw data; give its CrystFEL geometry (--geometry FILE.geom) so the crop is taken around the beam"
         )
     if shape in KNOWN_RAW_SLABS:
-        raise ConfigError(
+        raise FrameReadError(
             f"{where}frame of shape {shape} is the raw slab of a {KNOWN_RAW_SLABS[shape]}: its centre is not the "
             "beam; give the detector's CrystFEL geometry (--geometry FILE.geom)"
         )
@@ -307,7 +309,9 @@ def sentinel_good(crop: np.ndarray) -> np.ndarray | None:
     bad = crop == np.iinfo(crop.dtype).max
     if crop.dtype.kind == "i":
         bad |= crop < 0
-    return ~bad if bad.any() else None
+    if not bad.any() or bad.mean() > 0.5:  # most of the crop at the maximum: saturation, scored as data
+        return None
+    return ~bad
 
 
 class CropMapper:

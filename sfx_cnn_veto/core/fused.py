@@ -343,22 +343,6 @@ def _pool_planar(x, ph, pw, sh, sw, average):
                                     ph, pw, sh, sw, hp, wp)
 
 
-def _pool_planar_numpy(x, ph, pw, sh, sw, average):
-    n, c, h, w = x.shape
-    hp, wp = (h - ph) // sh + 1, (w - pw) // sw + 1
-    out = None
-    for i in range(ph):
-        for j in range(pw):
-            part = x[:, :, i:i + (hp - 1) * sh + 1:sh, j:j + (wp - 1) * sw + 1:sw]
-            if out is None:
-                out = part.astype(np.float32, copy=True)
-            elif average:
-                out += part
-            else:
-                np.maximum(out, part, out=out)
-    return out / np.float32(ph * pw) if average else out
-
-
 _IDENTITY = {
     "InputLayer", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
     "GaussianDropout", "AlphaDropout", "ActivityRegularization",
@@ -404,193 +388,249 @@ def build_plan(model: Any) -> tuple[list[Any], int]:
     shape = tuple(int(d) for d in model.input_shape[1:])
     if len(shape) != 3 or len(_as_list(model.input)) != 1 or len(_as_list(model.output)) != 1:
         raise UnsupportedModelError(f"expected one (H, W, C) input and one output, got input {shape}")
-    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
-    # tensors seen through identity layers, and how many layers consume each
-    root: dict[int, int] = {}
+    planner = _Planner(model, shape)
+    for layer in planner.layers:
+        if type(layer).__name__ not in _IDENTITY:
+            planner.add_layer(layer)
+    return planner.finish()
 
-    def resolve(tensor: Any) -> int:
+
+class _Planner:
+    """The state of :func:`build_plan`: the steps so far, which slot holds which tensor, and its shape."""
+
+    def __init__(self, model: Any, shape: tuple[int, ...]) -> None:
+        self.model = model
+        self.layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+        self.root: dict[int, int] = {}  # tensors seen through identity layers
+        for layer in self.layers:
+            if type(layer).__name__ in _IDENTITY:
+                self.root[id(layer.output)] = self.resolve(_inputs_of(layer)[0])
+        self.consumers: dict[int, int] = {}  # how many layers read each tensor
+        for layer in self.layers:
+            if type(layer).__name__ not in _IDENTITY:
+                for tensor in _inputs_of(layer):
+                    key = self.resolve(tensor)
+                    self.consumers[key] = self.consumers.get(key, 0) + 1
+        self.out_key = self.resolve(_as_list(model.output)[0])
+        self.consumers[self.out_key] = self.consumers.get(self.out_key, 0) + 1
+        self.steps: list[Any] = []
+        self.slot_of: dict[int, int] = {self.resolve(_as_list(model.input)[0]): 0}
+        self.meta: dict[int, tuple[str, int, int]] = {0: ("spatial", shape[0], shape[1])}
+        self.counter = 1
+
+    def resolve(self, tensor: Any) -> int:
         key = id(tensor)
-        while key in root:
-            key = root[key]
+        while key in self.root:
+            key = self.root[key]
         return key
 
-    for layer in layers:
-        if type(layer).__name__ in _IDENTITY:
-            root[id(layer.output)] = resolve(_inputs_of(layer)[0])
-    consumers: dict[int, int] = {}
-    for layer in layers:
-        if type(layer).__name__ not in _IDENTITY:
-            for tensor in _inputs_of(layer):
-                consumers[resolve(tensor)] = consumers.get(resolve(tensor), 0) + 1
-    out_key = resolve(_as_list(model.output)[0])
-    consumers[out_key] = consumers.get(out_key, 0) + 1
-
-    steps: list[Any] = []
-    slot_of: dict[int, int] = {resolve(_as_list(model.input)[0]): 0}
-    meta: dict[int, tuple[str, int, int]] = {0: ("spatial", shape[0], shape[1])}
-    counter = [1]
-
-    def append(step: Any, src: int, srcs: tuple[int, ...] = ()) -> Any:
-        step.src, step.srcs, step.dst = src, srcs, counter[0]
-        counter[0] += 1
-        steps.append(step)
+    def append(self, step: Any, src: int, srcs: tuple[int, ...] = ()) -> Any:
+        step.src, step.srcs, step.dst = src, srcs, self.counter
+        self.counter += 1
+        self.steps.append(step)
         return step
 
-    for layer in layers:
+    def finish(self) -> tuple[list[Any], int]:
+        if self.out_key not in self.slot_of or self.meta[self.slot_of[self.out_key]][0] != "flat":
+            raise UnsupportedModelError("the network does not end in flat class scores")
+        return self.steps, self.slot_of[self.out_key]
+
+    # -- one layer -------------------------------------------------------------
+    def add_layer(self, layer: Any) -> None:
         kind = type(layer).__name__
-        cfg = layer.get_config()
-        if kind in _IDENTITY:
-            continue
         ins = _inputs_of(layer)
-        keys = [resolve(t) for t in ins]
-        if any(k not in slot_of for k in keys):
+        keys = [self.resolve(t) for t in ins]
+        if any(k not in self.slot_of for k in keys):
             raise UnsupportedModelError(f"layer {layer.name!r}: its input is not computed before it")
         if kind == "Concatenate":
-            states = {meta[slot_of[k]][0] for k in keys}
-            axis = cfg.get("axis", -1)
-            if len(states) != 1 or axis not in (-1, 3 if "spatial" in states else 1):
-                raise UnsupportedModelError(f"layer {layer.name!r}: only concatenation along the last axis")
-            state = states.pop()
-            _, h, w = meta[slot_of[keys[0]]]
-            step = append(_Numpy("concatenate", _concatenate), -1, tuple(slot_of[k] for k in keys))
-            step.kwargs = {"axis": 1 if state == "spatial" else -1}
-            step.layer_name = layer.name
-            slot_of[resolve(layer.output)] = step.dst
-            meta[step.dst] = (state, h, w)
-            continue
+            self._concatenate(layer, keys)
+            return
         if len(ins) != 1:
             raise UnsupportedModelError(f"layer {layer.name!r} ({kind}) takes several inputs")
-        src = slot_of[keys[0]]
-        state, h, w = meta[src]
-        # the step before may absorb this layer if it produced the input and nothing else reads it
-        foldable = bool(steps) and steps[-1].dst == src and consumers.get(keys[0], 0) == 1
-        cur = [src]
-        noop = False
-
-        def last_stage() -> _ConvStage | None:
-            if steps and steps[-1].dst == cur[0] and isinstance(steps[-1], _ConvStage) and (foldable or steps[-1].fresh):
-                return steps[-1]
-            return None
-
-        def add(step: Any) -> Any:
-            step = append(step, cur[0])
-            cur[0] = step.dst
-            return step
-
-        def apply_activation(act: str) -> None:
-            if act == "linear":
-                return
-            stage = last_stage()
-            if act == "relu" and stage is not None and not stage.relu and not (stage.pool and stage.average):
-                stage.relu = True  # max-pooling and ReLU commute
-                return
-            add(_Numpy(act, {"relu": _relu, "softmax": _softmax, "sigmoid": _sigmoid}[act]))
-
-        if kind == "Conv2D":
-            if state != "spatial":
-                raise UnsupportedModelError(f"layer {layer.name!r}: Conv2D after Flatten")
-            if tuple(cfg["strides"]) != (1, 1) or tuple(cfg.get("dilation_rate", (1, 1))) != (1, 1) \
-                    or cfg.get("groups", 1) != 1 or cfg.get("data_format", "channels_last") != "channels_last":
-                raise UnsupportedModelError(
-                    f"layer {layer.name!r}: only stride 1, no dilation, one group, channels_last is supported"
-                )
-            weights = [np.asarray(v, dtype=np.float32) for v in layer.get_weights()]
-            kernel = np.ascontiguousarray(weights[0])
-            kh, kw, cin, cout = kernel.shape
-            bias = weights[1] if cfg.get("use_bias", True) else np.zeros(cout, np.float32)
-            if cfg["padding"] == "valid":
-                pad = (0, 0, 0, 0)
-            elif cfg["padding"] == "same":
-                pad = ((kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2)
-            else:
-                raise UnsupportedModelError(f"layer {layer.name!r}: padding {cfg['padding']!r}")
-            h, w = h + pad[0] + pad[1] - kh + 1, w + pad[2] + pad[3] - kw + 1
-            stage = add(_ConvStage(kernel, pad, h, w, np.ones((h, cout), np.float32),
-                                   np.tile(bias.astype(np.float32), (h, 1))))
-            stage.fresh = True
-            apply_activation(_activation(_activation_name(layer.activation), layer))
-            stage.fresh = False
-        elif kind == "BatchNormalization":
-            gamma, beta, mean, var = _bn_params(layer)
-            a = (gamma / np.sqrt(var + np.float32(cfg["epsilon"]))).astype(np.float32)
-            b = (beta - mean * a).astype(np.float32)
-            axis = cfg["axis"]
-            axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
-            if state == "flat":
-                if axis not in (-1, 1):
-                    raise UnsupportedModelError(f"layer {layer.name!r}: axis {axis} on flat features")
-                add(_Numpy("batchnorm", _affine, (a, b)))
-            else:
-                axis = {-1: 3, -2: 2, -3: 1}.get(axis, axis)
-                stage = last_stage()
-                if stage is not None and not stage.frozen() and axis in (1, 3):
-                    if axis == 1:
-                        stage.scale *= a[:, None]
-                        stage.shift = stage.shift * a[:, None] + b[:, None]
-                    else:
-                        stage.scale *= a[None, :]
-                        stage.shift = stage.shift * a[None, :] + b[None, :]
-                else:
-                    shape4 = {1: (1, 1, -1, 1), 2: (1, 1, 1, -1), 3: (1, -1, 1, 1)}.get(axis)
-                    if shape4 is None:
-                        raise UnsupportedModelError(f"layer {layer.name!r}: batch-norm axis {cfg['axis']}")
-                    add(_Numpy("batchnorm", _affine, (a.reshape(shape4), b.reshape(shape4))))
-        elif kind == "ReLU":
-            if cfg.get("max_value") is not None or float(cfg.get("negative_slope", 0.0)) != 0.0 \
-                    or float(cfg.get("threshold", 0.0)) != 0.0:
-                raise UnsupportedModelError(f"layer {layer.name!r}: only a plain ReLU is supported")
-            apply_activation("relu")
-        elif kind == "Activation":
-            apply_activation(_activation(_activation_name(layer.activation), layer))
-        elif kind == "Softmax":
-            if cfg.get("axis", -1) not in (-1, 1) or state != "flat":
-                raise UnsupportedModelError(f"layer {layer.name!r}: softmax only over the last axis of flat features")
-            add(_Numpy("softmax", _softmax))
-        elif kind in ("MaxPooling2D", "AveragePooling2D"):
-            if cfg["padding"] != "valid" or cfg.get("data_format", "channels_last") != "channels_last" \
-                    or state != "spatial":
-                raise UnsupportedModelError(f"layer {layer.name!r}: only valid, channels_last pooling of a map")
-            ph, pw = cfg["pool_size"]
-            sh, sw = cfg["strides"] or cfg["pool_size"]
-            average = kind == "AveragePooling2D"
-            stage = last_stage()
-            if stage is not None and stage.pool is None and not (average and stage.relu):
-                stage.pool = (ph, pw, sh, sw)
-                stage.average = average
-                h, w = stage.out_hw()
-            else:
-                add(_Numpy("pool", _pool_planar, (ph, pw, sh, sw, average)))
-                h, w = (h - ph) // sh + 1, (w - pw) // sw + 1
-        elif kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
-            if cfg.get("keepdims") or state != "spatial":
-                raise UnsupportedModelError(f"layer {layer.name!r}: keepdims=True or not on a map")
-            add(_Numpy(kind, _global_mean if kind.startswith("GlobalAverage") else _global_max))
-            state = "flat"
-        elif kind == "Flatten":
-            if state == "spatial":
-                add(_Numpy("flatten", _flatten_planar))
-            else:
-                noop = True
-            state = "flat"
-        elif kind == "Dense":
-            if state != "flat":
-                raise UnsupportedModelError(f"layer {layer.name!r}: Dense on a spatial map")
-            weights = [np.asarray(v, dtype=np.float32) for v in layer.get_weights()]
-            bias = weights[1] if cfg.get("use_bias", True) else np.zeros(weights[0].shape[1], np.float32)
-            add(_Numpy("dense", _dense, (np.ascontiguousarray(weights[0]), bias)))
-            apply_activation(_activation(_activation_name(layer.activation), layer))
-        else:
+        step = _LayerStep(self, layer, keys[0])
+        handler = _HANDLERS.get(kind)
+        if handler is None:
             raise UnsupportedModelError(f"layer {layer.name!r} ({kind}) is not supported by the numba backend")
-        if noop:  # Flatten of flat features: the output is the input
-            slot_of[resolve(layer.output)] = src
-            continue
+        handler(step, layer.get_config())
+        if step.noop:  # Flatten of flat features: the output is the input
+            self.slot_of[self.resolve(layer.output)] = step.src
+            return
         # a step was added, or the layer folded into the step that made its input
-        steps[-1].layer_name = layer.name  # the last step's output is now this layer's output
-        slot_of[resolve(layer.output)] = cur[0]
-        meta[cur[0]] = (state, h, w)
-    if out_key not in slot_of or meta[slot_of[out_key]][0] != "flat":
-        raise UnsupportedModelError("the network does not end in flat class scores")
-    return steps, slot_of[out_key]
+        self.steps[-1].layer_name = layer.name  # the last step's output is now this layer's output
+        self.slot_of[self.resolve(layer.output)] = step.cur
+        self.meta[step.cur] = (step.state, step.h, step.w)
+
+    def _concatenate(self, layer: Any, keys: list[int]) -> None:
+        states = {self.meta[self.slot_of[k]][0] for k in keys}
+        axis = layer.get_config().get("axis", -1)
+        if len(states) != 1 or axis not in (-1, 3 if "spatial" in states else 1):
+            raise UnsupportedModelError(f"layer {layer.name!r}: only concatenation along the last axis")
+        state = states.pop()
+        _, h, w = self.meta[self.slot_of[keys[0]]]
+        step = self.append(_Numpy("concatenate", _concatenate), -1, tuple(self.slot_of[k] for k in keys))
+        step.kwargs = {"axis": 1 if state == "spatial" else -1}
+        step.layer_name = layer.name
+        self.slot_of[self.resolve(layer.output)] = step.dst
+        self.meta[step.dst] = (state, h, w)
+
+
+class _LayerStep:
+    """One single-input layer being planned: where its input is, its shape, and whether it folds."""
+
+    def __init__(self, planner: _Planner, layer: Any, key: int) -> None:
+        self.planner, self.layer = planner, layer
+        self.src = planner.slot_of[key]
+        self.state, self.h, self.w = planner.meta[self.src]
+        steps = planner.steps
+        # the step before may absorb this layer if it produced the input and nothing else reads it
+        self.foldable = bool(steps) and steps[-1].dst == self.src and planner.consumers.get(key, 0) == 1
+        self.cur = self.src
+        self.noop = False
+
+    def last_stage(self) -> _ConvStage | None:
+        steps = self.planner.steps
+        if steps and steps[-1].dst == self.cur and isinstance(steps[-1], _ConvStage) \
+                and (self.foldable or steps[-1].fresh):
+            return steps[-1]
+        return None
+
+    def add(self, step: Any) -> Any:
+        step = self.planner.append(step, self.cur)
+        self.cur = step.dst
+        return step
+
+    def activation(self, act: str) -> None:
+        if act == "linear":
+            return
+        stage = self.last_stage()
+        if act == "relu" and stage is not None and not stage.relu and not (stage.pool and stage.average):
+            stage.relu = True  # max-pooling and ReLU commute
+            return
+        self.add(_Numpy(act, {"relu": _relu, "softmax": _softmax, "sigmoid": _sigmoid}[act]))
+
+    def fail(self, why: str) -> None:
+        raise UnsupportedModelError(f"layer {self.layer.name!r}: {why}")
+
+
+def _plan_conv2d(step: _LayerStep, cfg: dict[str, Any]) -> None:
+    layer = step.layer
+    if step.state != "spatial":
+        step.fail("Conv2D after Flatten")
+    if tuple(cfg["strides"]) != (1, 1) or tuple(cfg.get("dilation_rate", (1, 1))) != (1, 1) \
+            or cfg.get("groups", 1) != 1 or cfg.get("data_format", "channels_last") != "channels_last":
+        step.fail("only stride 1, no dilation, one group, channels_last is supported")
+    weights = [np.asarray(v, dtype=np.float32) for v in layer.get_weights()]
+    kernel = np.ascontiguousarray(weights[0])
+    kh, kw, cin, cout = kernel.shape
+    bias = weights[1] if cfg.get("use_bias", True) else np.zeros(cout, np.float32)
+    if cfg["padding"] == "valid":
+        pad = (0, 0, 0, 0)
+    elif cfg["padding"] == "same":
+        pad = ((kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2)
+    else:
+        step.fail(f"padding {cfg['padding']!r}")
+    h, w = step.h + pad[0] + pad[1] - kh + 1, step.w + pad[2] + pad[3] - kw + 1
+    stage = step.add(_ConvStage(kernel, pad, h, w, np.ones((h, cout), np.float32),
+                                np.tile(bias.astype(np.float32), (h, 1))))
+    step.h, step.w = h, w
+    stage.fresh = True
+    step.activation(_activation(_activation_name(layer.activation), layer))
+    stage.fresh = False
+
+
+def _plan_batchnorm(step: _LayerStep, cfg: dict[str, Any]) -> None:
+    gamma, beta, mean, var = _bn_params(step.layer)
+    a = (gamma / np.sqrt(var + np.float32(cfg["epsilon"]))).astype(np.float32)
+    b = (beta - mean * a).astype(np.float32)
+    axis = cfg["axis"]
+    axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+    if step.state == "flat":
+        if axis not in (-1, 1):
+            step.fail(f"axis {axis} on flat features")
+        step.add(_Numpy("batchnorm", _affine, (a, b)))
+        return
+    axis = {-1: 3, -2: 2, -3: 1}.get(axis, axis)
+    stage = step.last_stage()
+    if stage is not None and not stage.frozen() and axis in (1, 3):
+        if axis == 1:
+            stage.scale *= a[:, None]
+            stage.shift = stage.shift * a[:, None] + b[:, None]
+        else:
+            stage.scale *= a[None, :]
+            stage.shift = stage.shift * a[None, :] + b[None, :]
+        return
+    shape4 = {1: (1, 1, -1, 1), 2: (1, 1, 1, -1), 3: (1, -1, 1, 1)}.get(axis)
+    if shape4 is None:
+        step.fail(f"batch-norm axis {cfg['axis']}")
+    step.add(_Numpy("batchnorm", _affine, (a.reshape(shape4), b.reshape(shape4))))
+
+
+def _plan_relu(step: _LayerStep, cfg: dict[str, Any]) -> None:
+    if cfg.get("max_value") is not None or float(cfg.get("negative_slope", 0.0)) != 0.0 \
+            or float(cfg.get("threshold", 0.0)) != 0.0:
+        step.fail("only a plain ReLU is supported")
+    step.activation("relu")
+
+
+def _plan_activation(step: _LayerStep, cfg: dict[str, Any]) -> None:
+    step.activation(_activation(_activation_name(step.layer.activation), step.layer))
+
+
+def _plan_softmax(step: _LayerStep, cfg: dict[str, Any]) -> None:
+    if cfg.get("axis", -1) not in (-1, 1) or step.state != "flat":
+        step.fail("softmax only over the last axis of flat features")
+    step.add(_Numpy("softmax", _softmax))
+
+
+def _plan_pooling(step: _LayerStep, cfg: dict[str, Any]) -> None:
+    if cfg["padding"] != "valid" or cfg.get("data_format", "channels_last") != "channels_last" \
+            or step.state != "spatial":
+        step.fail("only valid, channels_last pooling of a map")
+    ph, pw = cfg["pool_size"]
+    sh, sw = cfg["strides"] or cfg["pool_size"]
+    average = type(step.layer).__name__ == "AveragePooling2D"
+    stage = step.last_stage()
+    if stage is not None and stage.pool is None and not (average and stage.relu):
+        stage.pool = (ph, pw, sh, sw)
+        stage.average = average
+        step.h, step.w = stage.out_hw()
+    else:
+        step.add(_Numpy("pool", _pool_planar, (ph, pw, sh, sw, average)))
+        step.h, step.w = (step.h - ph) // sh + 1, (step.w - pw) // sw + 1
+
+
+def _plan_global_pooling(step: _LayerStep, cfg: dict[str, Any]) -> None:
+    kind = type(step.layer).__name__
+    if cfg.get("keepdims") or step.state != "spatial":
+        step.fail("keepdims=True or not on a map")
+    step.add(_Numpy(kind, _global_mean if kind.startswith("GlobalAverage") else _global_max))
+    step.state = "flat"
+
+
+def _plan_flatten(step: _LayerStep, cfg: dict[str, Any]) -> None:
+    if step.state == "spatial":
+        step.add(_Numpy("flatten", _flatten_planar))
+    else:
+        step.noop = True
+    step.state = "flat"
+
+
+def _plan_dense(step: _LayerStep, cfg: dict[str, Any]) -> None:
+    if step.state != "flat":
+        step.fail("Dense on a spatial map")
+    weights = [np.asarray(v, dtype=np.float32) for v in step.layer.get_weights()]
+    bias = weights[1] if cfg.get("use_bias", True) else np.zeros(weights[0].shape[1], np.float32)
+    step.add(_Numpy("dense", _dense, (np.ascontiguousarray(weights[0]), bias)))
+    step.activation(_activation(_activation_name(step.layer.activation), step.layer))
+
+
+_HANDLERS = {
+    "Conv2D": _plan_conv2d, "BatchNormalization": _plan_batchnorm, "ReLU": _plan_relu,
+    "Activation": _plan_activation, "Softmax": _plan_softmax,
+    "MaxPooling2D": _plan_pooling, "AveragePooling2D": _plan_pooling,
+    "GlobalAveragePooling2D": _plan_global_pooling, "GlobalMaxPooling2D": _plan_global_pooling,
+    "Flatten": _plan_flatten, "Dense": _plan_dense,
+}
 
 
 def _global_mean(x):

@@ -187,7 +187,7 @@ def check_trained_shape(metadata: ModelMetadata, frame_shape: tuple[int, ...]) -
     if not shapes or tuple(frame_shape) in shapes or len(frame_shape) != 2:
         return
     trained = " or ".join(str(shape) for shape in shapes)
-    raise ConfigError(
+    raise FrameReadError(
         f"frame of shape {tuple(frame_shape)}, but this model was trained on {trained} frames: a raw "
         "multi-panel slab needs its geometry (--geometry FILE.geom); a single-panel frame of another detector needs "
         "its beam centre (--center ROW COL)"
@@ -238,9 +238,9 @@ class Veto:
         Overrides the model's decision threshold.
     backend : str
         Classifier backend name (``sfx-cnn-veto plugins`` lists them); ``"auto"``
-        (default) loads the installed ones that reproduce Keras
-        (:data:`sfx_cnn_veto.core.backends.AUTO_ORDER`) and keeps the fastest
-        on this network and machine, measured at load.
+        (default) takes the first of :data:`sfx_cnn_veto.core.backends.AUTO_ORDER`
+        that is installed and reproduces Keras on a check batch (a fixed rule,
+        no timing: every rank and every resumed run gets the same backend).
     batch_size : int
         Frames per network call in :meth:`stream`.
     threads : int, optional
@@ -304,6 +304,9 @@ class Veto:
     @classmethod
     def load(cls, path: str, **kwargs: Any) -> "Veto":
         """Load a ``.keras`` model file with its metadata (see :class:`Veto` for options)."""
+        from sfx_cnn_veto.core.tf import import_tensorflow
+
+        import_tensorflow(kwargs.get("threads"))  # before the model's first op: TensorFlow fixes its threads then
         return cls(VetoModel.load(path), **kwargs)
 
     @property
@@ -497,39 +500,49 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-_DONE = object()
+_DONE = object()  # the reader's end marker: always delivered (or the consumer has gone)
 
 
 def _background(iterable: Iterable[Any], *, maxsize: int) -> Iterator[Any]:
-    """Run ``iterable`` in a daemon thread, ``maxsize`` items ahead (h5py releases the GIL on reads)."""
+    """Run ``iterable`` in a daemon thread, ``maxsize`` items ahead (h5py releases the GIL on reads).
+
+    Every hand-off waits for room as long as the consumer is there, the end
+    marker included: a consumer slower than any timeout still gets every item
+    and then the end (a dropped marker left it waiting forever).
+    """
     q: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
     failure: list[BaseException] = []
     stop = threading.Event()
 
+    def hand_over(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer has gone
+
     def work():
         try:
             for item in iterable:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(item):
                     return
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
             failure.append(exc)
         finally:
-            try:
-                q.put(_DONE, timeout=1.0)
-            except queue.Full:
-                pass  # the consumer has gone
+            hand_over(_DONE)
 
     thread = threading.Thread(target=work, name="sfx-cnn-veto-reader", daemon=True)
     thread.start()
     try:
         while True:
-            item = q.get()
+            try:
+                item = q.get(timeout=0.5)
+            except queue.Empty:
+                if thread.is_alive() or not q.empty():
+                    continue
+                raise RuntimeError("internal: the reader thread ended without its end marker") from None
             if item is _DONE:
                 break
             yield item

@@ -216,7 +216,3 @@ class HDF5Source(FrameSource):
             self._file.close()
         except Exception:  # noqa: BLE001
             pass
-
-
-def open_hdf5(path: str, options: dict[str, Any] | None = None) -> HDF5Source:
-    return HDF5Source(os.fspath(path), options)

@@ -120,6 +120,10 @@ class _FrameCounter:
         if key in self._counters:
             return self._counters[key]
         geom = self._geom(list_path)
+        if geom is None:
+            from sfx_cnn_veto.core.crop import check_single_panel
+
+            check_single_panel(shape)  # a raw multi-panel slab needs its geometry to place the beam
         if geom is not None and geom.beam_center() is None:
             placed = self._panel_options(geom, data_file, shape)
         else:
