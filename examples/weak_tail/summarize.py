@@ -49,7 +49,9 @@ def _ms(values, scale=100.0, digits=1):
     v = np.array([x for x in values if x == x], dtype=float) * scale
     if v.size == 0:
         return "n/a"
-    return f"{v.mean():.{digits}f} ± {v.std(ddof=1) if v.size > 1 else 0:.{digits}f}"
+    if v.size == 1:
+        return f"{v[0]:.{digits}f}"  # one seed: no spread to show
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
 
 
 def methods_of(results):
@@ -117,9 +119,9 @@ def figures(results, out: Path) -> None:
             ax.bar(np.arange(len(runs)) - 0.4 + width * (k + 0.5), mean, width, yerr=sd, capsize=2, label=m)
         ax.set_xticks(np.arange(len(runs)), runs)
         ax.set_ylabel(f"{key} (held-out frames)")
-        ax.set_ylim(0.8 if key == "sensitivity" else 0.5, 1.005)
+        ax.set_ylim(0.8 if key == "sensitivity" else 0.0, 1.005)
         ax.grid(alpha=0.3, axis="y")
-    axes[0].legend(fontsize=7, loc="lower left")
+    axes[1].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"mean ± sd over seeds {', '.join(results['seeds'])}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "methods.png", dpi=90)
