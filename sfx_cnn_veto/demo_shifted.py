@@ -88,7 +88,8 @@ def shifted_run_story(step: Callable, out: Path, data: Path, labels: Path, model
     after = json.loads((report / "metrics.json").read_text())["overall"]
     before = json.loads((report / "compare" / Path(model).stem / "metrics.json").read_text())["overall"]
     old, new = VetoModel.read_metadata(str(model)).threshold, VetoModel.read_metadata(str(calibrated)).threshold
-    lines.append(f"  on the other {n - first} frames: uncalibrated (threshold {old:.3g}) {_row(before)}")
-    lines.append(f"  {'':>{len(str(n - first)) + 20}}calibrated (threshold {new:.3g}) {_row(after)}")
+    head = f"on the other {n - first} frames: "
+    lines.append(f"  {head}uncalibrated (threshold {old:.3g}) {_row(before)}")
+    lines.append(f"  {'':>{len(head) + 2}}calibrated (threshold {new:.3g}) {_row(after)}")
     lines.append(f"  ({report / 'report.md'}; the calibrated model: {calibrated})")
     return lines
