@@ -46,6 +46,13 @@ def test_quick_demo_runs_every_step(tmp_path):
                                     if ",run100," in r and not r.endswith(",")]) - (26 - calibration["ambiguous"])
     assert "A shifted run (run100)" in result.stdout and "calibrated (threshold" in result.stdout
     assert "sfx-cnn-veto calibrate" in commands
+    import importlib.util
+
+    if importlib.util.find_spec("sfx_cnn_veto.core.audit") is not None:  # the live audit (issue 14, item 1)
+        assert "live audit of the uncalibrated veto: sensitivity" in result.stdout
+        assert json.loads((out / "filter" / "run100" / "audit.json").read_text())["audit_fraction"] == 0.25
+    else:
+        assert "live audit: not available" in result.stdout
 
 
 def _rows(path):
