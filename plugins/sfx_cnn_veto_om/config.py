@@ -6,7 +6,9 @@ Example
 
     cnn_veto:
       model: /path/model.keras   # null = the model shipped with sfx-cnn-veto
-      mode: veto                 # veto | tag | off
+      mode: veto                 # veto | tag | calibrate | off
+      calibration_frames: 200    # calibrate: peakfinder8 on every frame of the first N, then veto
+      calibration_target: 0.99   # calibrate: the sensitivity the threshold is set for
       threshold: null            # null = the model's own threshold
       mask: null                 # null = peakfinder8's bad_pixel_map; false = none; or FILE.h5:/DATASET
       geometry: null             # null = OM's crystallography.geometry_file; or a CrystFEL .geom
@@ -28,7 +30,7 @@ from typing import Any, Mapping
 from sfx_cnn_veto.errors import ConfigError
 
 GROUP = "cnn_veto"
-MODES = ("veto", "tag", "off")
+MODES = ("veto", "tag", "off", "calibrate")
 
 _DEFAULTS: dict[str, Any] = {
     "model": None,
@@ -44,6 +46,8 @@ _DEFAULTS: dict[str, Any] = {
     "geometry": None,
     "audit_fraction": 0.02,
     "target_sensitivity": 0.98,
+    "calibration_frames": 200,
+    "calibration_target": 0.99,
 }
 
 
@@ -57,10 +61,13 @@ class CnnVetoConfig:
         Path of the ``.keras`` model (relative paths resolve against the
         directory OM is started from, like OM's ``geometry_file``). None in
         ``off`` mode.
-    mode : {"veto", "tag", "off"}
+    mode : {"veto", "tag", "calibrate", "off"}
         ``veto``: frames the CNN calls misses skip peakfinder8 and are
         reported as non-hits. ``tag``: the CNN and peakfinder8 both run; the
-        collector reports their agreement. ``off``: stock OM behaviour.
+        collector reports their agreement. ``calibrate``: as ``tag`` for the
+        run's first ``calibration_frames`` frames, then the threshold is set
+        from them (peakfinder8's labels) and the ranks switch to ``veto``.
+        ``off``: stock OM behaviour.
     threshold : float or None
         Decision threshold in [0, 1]; None keeps the model's.
     backend : str
@@ -92,6 +99,12 @@ class CnnVetoConfig:
     target_sensitivity : float
         The summary prints an ALARM line when the audit's 95% upper bound on
         the veto's sensitivity is below this.
+    calibration_frames : int
+        ``calibrate`` mode: frames (as the collector receives them) whose
+        peakfinder8 labels set the threshold.
+    calibration_target : float
+        ``calibrate`` mode: the sensitivity on those frames' hits the
+        threshold is chosen for (``sfx-cnn-veto calibrate``'s rule).
     """
 
     model: str | None
@@ -107,6 +120,8 @@ class CnnVetoConfig:
     geometry: str | None = None
     audit_fraction: float = 0.02
     target_sensitivity: float = 0.98
+    calibration_frames: int = 200
+    calibration_target: float = 0.99
 
     @property
     def enabled(self) -> bool:
@@ -158,6 +173,10 @@ class CnnVetoConfig:
             return value
 
         threads = positive_int("threads", allow_none=True)
+        calibration_frames = positive_int("calibration_frames")
+        target = values["calibration_target"]
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.0 < float(target) <= 1.0:
+            raise ConfigError(f"{GROUP}.calibration_target: expected a sensitivity in (0, 1], got {target!r}")
         summary_interval = positive_int("summary_interval", allow_zero=True)
         broadcast_interval = positive_int("broadcast_interval")
 
@@ -219,4 +238,6 @@ class CnnVetoConfig:
             mask=mask,
             geometry=None if geometry is None else os.path.abspath(geometry),
             **fractions,
+            calibration_frames=calibration_frames,
+            calibration_target=float(target),
         )
