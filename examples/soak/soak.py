@@ -231,7 +231,8 @@ def compare(ref: Path, out: Path) -> dict:
 
 def machine() -> dict:
     """The machine and its load."""
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    with open("/proc/cpuinfo") as handle:
+        cpu = next((l.split(":", 1)[1].strip() for l in handle if l.startswith("model name")), "?")
     return {"cpu": cpu, "cores": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
             "python": platform.python_version(), "platform": platform.platform()}
 
