@@ -205,7 +205,8 @@ def run_sampled(argv: list[str], cwd: Path, journal: Path, every: float, kill_at
     tail = err_path.read_text(errors="replace")[-2000:]
     err_path.unlink()
     return {"seconds": round(time.monotonic() - start, 2), "exit_code": code, "killed_at_block": killed_at,
-            "journal_blocks_before": before, "rss": rss_summary(samples, before), "samples": samples, "stderr_tail": tail}
+            "journal_blocks_before": before, "rss": rss_summary(samples, before), "samples": samples,
+            "stderr_tail": tail}
 
 
 def rss_summary(samples: list[list[float]], before: int = 0) -> dict:
