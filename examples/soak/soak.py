@@ -211,13 +211,16 @@ def run_sampled(argv: list[str], cwd: Path, journal: Path, every: float, kill_at
 
 def rss_summary(samples: list[list[float]], before: int = 0) -> dict:
     """RSS in MB: start (first sample once the run journaled a block of its own: model loaded, events
-    streaming), middle and end of those samples, max of them and of all."""
+    streaming), after a tenth of those samples (warmed up), middle and end of them, max of them and of
+    all, and the growth from the tenth to the end (what a per-event or per-file leak would show)."""
     if not samples:
         return {}
     streaming = [s for s in samples if s[2] > before] or samples
-    return {"start_mb": streaming[0][1], "middle_mb": streaming[len(streaming) // 2][1],
+    warm = streaming[len(streaming) // 10][1]
+    return {"start_mb": streaming[0][1], "warm_mb": warm, "middle_mb": streaming[len(streaming) // 2][1],
             "end_mb": streaming[-1][1], "max_mb": max(s[1] for s in samples),
-            "max_streaming_mb": max(s[1] for s in streaming), "n_samples": len(samples)}
+            "max_streaming_mb": max(s[1] for s in streaming), "growth_after_warm_mb": round(streaming[-1][1] - warm, 1),
+            "n_samples": len(samples)}
 
 
 def compare(ref: Path, out: Path) -> dict:
@@ -313,8 +316,8 @@ def report(result: dict) -> str:
     for name, run in result["runs"].items():
         r = run["rss"]
         killed = f", SIGKILL at block {run['killed_at_block']} of {result['blocks']}" if run["killed_at_block"] else ""
-        rss = (f"RSS start {r['start_mb']:.1f} / middle {r['middle_mb']:.1f} / end {r['end_mb']:.1f} / max "
-               f"{r['max_mb']:.1f} MB ({r['n_samples']} samples)") if r else "no RSS sample"
+        rss = (f"RSS start {r['start_mb']:.1f} / a tenth in {r['warm_mb']:.1f} / middle {r['middle_mb']:.1f} / "
+               f"end {r['end_mb']:.1f} / max {r['max_mb']:.1f} MB ({r['n_samples']} samples)") if r else "no RSS sample"
         lines.append(f"  {name:9s} {run['seconds']:9.1f} s, exit {run['exit_code']}{killed}; {rss}")
     lab = result["labels"]
     lines.append(f"  labels: {lab['hits']:,} hits, {lab['misses']:,} misses, {lab['errors']:,} errors; "
