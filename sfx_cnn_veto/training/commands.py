@@ -228,96 +228,114 @@ def _countable(frame):
 
 def run_label(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
-    from sfx_cnn_veto.cli_commands import progress
-    from sfx_cnn_veto.event_errors import EventErrors
-    from sfx_cnn_veto.io.store import FrameStore, iter_events
-    from sfx_cnn_veto.training import labels as L
-
     from sfx_cnn_veto.cli_commands import check_writable
+    from sfx_cnn_veto.event_errors import EventErrors
+    from sfx_cnn_veto.io.store import FrameStore
+    from sfx_cnn_veto.training import labels as L
 
     check_writable(args.output)  # now, not after every frame was counted
     if args.run is not None and len(args.run) != len(args.inputs):
         raise ConfigError(f"--run given {len(args.run)} times for {len(args.inputs)} inputs; give one per input")
-    external = None
-    if args.stream or args.hitlist:
-        sources = [L.read_stream_counts(p) for p in args.stream or ()] + \
-                  [L.read_hitlist_counts(p) for p in args.hitlist or ()]
-        external = sources
-    frame_counter = None if (external or args.cxi_npeaks) else _FrameCounter(args)
-    options = {"dataset": args.dataset} if args.dataset else {}
-    prefix = args.prefix or ""
-    all_rows: list[L.LabelRow] = []
-    unreadable = 0
+    counts = _PeakCounts(args)
     errors = EventErrors(" (written with no count and no label)", prefix="sfx-cnn-veto: warning: ")
-    cxi_cache: dict[str, list[int] | str] = {}
-    with FrameStore(options) as store:
+    all_rows: list[L.LabelRow] = []
+    with FrameStore({"dataset": args.dataset} if args.dataset else {}) as store:
         for n_input, item in enumerate(args.inputs):
             run = args.run[n_input] if args.run else os.path.splitext(os.path.basename(item))[0]
-            list_path = item if item.endswith(".lst") else None
-            try:
-                events = list(iter_events([item], store, prefix=args.prefix))
-            except VetoError as exc:
-                raise ConfigError(f"{item}: {exc}") from exc
-            counts: list[int | None] = []
-            refs = []
-            with progress(total=len(events), desc=f"label {run}") as bar:
-                for ref, error in events:
-                    count, why = None, error
-                    if why is None:
-                        try:
-                            if external is not None:
-                                # as indexamajig wrote the name (-x prefix + list line), then the path read
-                                count = next((c for src in external
-                                              for name in (prefix + ref.path, ref.file, ref.path)
-                                              if (c := src.get(name, ref.event)) is not None), None)
-                                if count is None:
-                                    why = "no peak count for this event in " + ", ".join(s.source for s in external)
-                            elif args.cxi_npeaks:
-                                got = cxi_cache.get(ref.file)
-                                if got is None:
-                                    try:
-                                        got = L.read_cxi_counts(ref.file)
-                                    except (VetoError, OSError) as exc:
-                                        got = str(exc)
-                                    cxi_cache[ref.file] = got
-                                if isinstance(got, str):
-                                    why = got
-                                else:
-                                    index = ref.index or 0
-                                    if index < len(got):
-                                        count = got[index]
-                                    else:
-                                        why = f"{L.CXI_NPEAKS} has {len(got)} entries, no event {index}"
-                            else:
-                                frame = _countable(store.read(ref))
-                                counter = frame_counter.counter(ref.file, tuple(frame.shape), list_path)
-                                # a slab of panel planes (P, ss, fs) is counted as the planes stacked
-                                count = int(counter(frame.reshape(-1, frame.shape[-1]) if frame.ndim > 2 else frame))
-                        except VetoError as exc:
-                            why = str(exc)
-                        except Exception as exc:  # noqa: BLE001 - never drop an event
-                            why = f"{type(exc).__name__}: {exc}"
-                    if why is not None:
-                        unreadable += 1
-                        errors.report(ref, why)
-                    else:
-                        errors.ok()
-                    counts.append(count)
-                    refs.append(ref)
-                    bar.update(1, hits=(count or 0) > args.hit_above if args.rule == "paper" else None)
-            if args.rule == "paper":
-                labels = L.paper_rule(counts, miss_below=args.miss_below, hit_above=args.hit_above)
-            else:
-                labels = L.percentile_rule(counts, percentile=args.percentile)
-            for ref, count, label in zip(refs, counts, labels):
-                all_rows.append(L.LabelRow(ref.file, ref.event, run, count, label))
+            all_rows += _label_input(args, store, item, run, counts, errors)
     errors.finish()
     L.write_labels(args.output, all_rows)
     print(f"{'run':<16} {'events':>7} {'hits':>6} {'misses':>7} {'ambig.':>7} {'no count':>9}", file=sys.stderr)
     for run, n, hits, misses, amb, bad in L.summarize(all_rows):
         print(f"{run:<16} {n:>7} {hits:>6} {misses:>7} {amb:>7} {bad:>9}", file=sys.stderr)
     print(f"wrote {args.output}", file=sys.stderr)
-    return EXIT_EVENT_ERRORS if unreadable else 0
+    return EXIT_EVENT_ERRORS if any(r.num_peaks is None for r in all_rows) else 0
+
+
+def _label_input(args: argparse.Namespace, store, item: str, run: str, peaks: "_PeakCounts", errors) -> list:
+    """The label rows of one input (a list or a frame file): every event, with its count or why it has none."""
+    from sfx_cnn_veto.cli_commands import progress
+    from sfx_cnn_veto.io.store import iter_events
+    from sfx_cnn_veto.training import labels as L
+
+    list_path = item if item.endswith(".lst") else None
+    try:
+        events = list(iter_events([item], store, prefix=args.prefix))
+    except VetoError as exc:
+        raise ConfigError(f"{item}: {exc}") from exc
+    counts: list[int | None] = []
+    with progress(total=len(events), desc=f"label {run}") as bar:
+        for ref, error in events:
+            count, why = (None, error) if error is not None else peaks.count(store, ref, list_path)
+            if why is not None:
+                errors.report(ref, why)
+            else:
+                errors.ok()
+            counts.append(count)
+            bar.update(1, hits=(count or 0) > args.hit_above if args.rule == "paper" else None)
+    if args.rule == "paper":
+        labels = L.paper_rule(counts, miss_below=args.miss_below, hit_above=args.hit_above)
+    else:
+        labels = L.percentile_rule(counts, percentile=args.percentile)
+    return [L.LabelRow(ref.file, ref.event, run, count, label)
+            for (ref, _), count, label in zip(events, counts, labels)]
+
+
+class _PeakCounts:
+    """Where ``label`` gets an event's peak count: streams/hit lists, the CXI files' nPeaks, or peakfinder8."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from sfx_cnn_veto.training import labels as L
+
+        self.args = args
+        self.prefix = args.prefix or ""
+        self.external = None
+        if args.stream or args.hitlist:
+            self.external = [L.read_stream_counts(p) for p in args.stream or ()] + \
+                            [L.read_hitlist_counts(p) for p in args.hitlist or ()]
+        self.frames = None if (self.external or args.cxi_npeaks) else _FrameCounter(args)
+        self._cxi: dict[str, list[int] | str] = {}
+
+    def count(self, store, ref, list_path: str | None) -> tuple[int | None, str | None]:
+        """``(count, None)`` or ``(None, why)``: never raises for one event's trouble."""
+        try:
+            if self.external is not None:
+                return self._external(ref)
+            if self.args.cxi_npeaks:
+                return self._cxi_npeaks(ref)
+            frame = _countable(store.read(ref))
+            counter = self.frames.counter(ref.file, tuple(frame.shape), list_path)
+            # a slab of panel planes (P, ss, fs) is counted as the planes stacked
+            return int(counter(frame.reshape(-1, frame.shape[-1]) if frame.ndim > 2 else frame)), None
+        except VetoError as exc:
+            return None, str(exc)
+        except Exception as exc:  # noqa: BLE001 - never drop an event
+            return None, f"{type(exc).__name__}: {exc}"
+
+    def _external(self, ref) -> tuple[int | None, str | None]:
+        # as indexamajig wrote the name (-x prefix + list line), then the path read
+        count = next((c for src in self.external for name in (self.prefix + ref.path, ref.file, ref.path)
+                      if (c := src.get(name, ref.event)) is not None), None)
+        if count is None:
+            return None, "no peak count for this event in " + ", ".join(s.source for s in self.external)
+        return count, None
+
+    def _cxi_npeaks(self, ref) -> tuple[int | None, str | None]:
+        from sfx_cnn_veto.training import labels as L
+
+        got = self._cxi.get(ref.file)
+        if got is None:
+            try:
+                got = L.read_cxi_counts(ref.file)
+            except (VetoError, OSError) as exc:
+                got = str(exc)
+            self._cxi[ref.file] = got
+        if isinstance(got, str):
+            return None, got
+        index = ref.index or 0
+        if index < len(got):
+            return got[index], None
+        return None, f"{L.CXI_NPEAKS} has {len(got)} entries, no event {index}"
 
 
 # ---------------------------------------------------------------------------
