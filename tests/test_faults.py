@@ -157,3 +157,24 @@ def test_unreadable_permissions(paper_model_file):
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
     assert rows[0]["is_hit"] == "1" and "permission denied" in rows[0]["error"].lower()
     shutil.rmtree(tmp_path)
+
+
+def test_an_output_that_is_a_fifo_is_written_in_place_never_renamed_over(tmp_path):
+    """``--misses /dev/null`` as root once renamed a regular file over /dev/null; a FIFO stands in for it here."""
+    import stat
+    import threading
+
+    from sfx_cnn_veto.io.files import writing
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo).read()))
+    reader.start()
+    with writing([str(fifo), str(tmp_path / "plain.txt")]) as handles:
+        handles[str(fifo)].write("through the pipe\n")
+        handles[str(tmp_path / "plain.txt")].write("a file\n")
+    reader.join(timeout=10)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still a FIFO, not a file renamed over it
+    assert got == ["through the pipe\n"] and (tmp_path / "plain.txt").read_text() == "a file\n"
+    assert not (tmp_path / "pipe.part").exists()

@@ -246,7 +246,7 @@ def agreement(scores_csv: Path, truth: np.ndarray) -> dict:
     import csv
 
     with open(scores_csv, newline="") as handle:
-        labels = [row["label"] for row in csv.DictReader(handle)]
+        labels = [row["decision"] for row in csv.DictReader(handle)]
     hit = np.array([lab == "hit" for lab in labels])
     return {"events_in_scores": len(labels), "hits": int(hit.sum()), "misses": labels.count("miss"),
             "errors": labels.count("error"), "frames_with_spots": int(truth.sum()),

@@ -3,6 +3,11 @@
 A crash leaves either the old ``PATH`` (or none) and a stray ``PATH.part``,
 never a half-written ``PATH``. Used by the built-in sinks and the CrystFEL
 adapter's outputs.
+
+An output that exists and is not a regular file (``/dev/null``, a FIFO, a
+terminal) is written in place: renaming a file over it would replace the
+device itself, which a root process can do (``--misses /dev/null`` once
+turned the machine's ``/dev/null`` into a regular file).
 """
 
 from __future__ import annotations
@@ -10,11 +15,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 from typing import IO, Iterator
 
 
+def in_place(path: str) -> bool:
+    """Whether ``path`` exists and is not a regular file (a device, a FIFO): written directly, never renamed over."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def part_path(path: str) -> str:
-    return path + ".part"
+    return path if in_place(path) else path + ".part"
 
 
 def open_part(path: str, *, newline: str = "") -> IO[str]:
@@ -26,7 +40,10 @@ def open_part(path: str, *, newline: str = "") -> IO[str]:
 
 def sync_close(handle: IO[str]) -> None:
     handle.flush()
-    os.fsync(handle.fileno())
+    try:
+        os.fsync(handle.fileno())
+    except OSError:  # a device or a FIFO cannot be synced
+        pass
     handle.close()
 
 
@@ -47,13 +64,16 @@ def fsync_dir(path: str) -> None:
 def commit(paths: list[str]) -> None:
     """Rename each ``PATH.part`` over ``PATH`` (each rename is atomic), then sync the directories."""
     for path in paths:
-        os.replace(part_path(path), path)
+        if not in_place(path):
+            os.replace(part_path(path), path)
     for directory in {os.path.dirname(os.path.abspath(p)) for p in paths}:
         fsync_dir(os.path.join(directory, "x"))
 
 
 def discard(paths: list[str]) -> None:
     for path in paths:
+        if in_place(path):
+            continue
         try:
             os.unlink(part_path(path))
         except FileNotFoundError:

@@ -516,7 +516,7 @@ def configure_calibrate(parser: argparse.ArgumentParser) -> None:
                         help="let the threshold go above the model's when the labelled hits allow it (fewer misses "
                              "kept; default: calibration only ever lowers it, since a few dozen labelled hits are no "
                              "safe lower bound for the rest of the run)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="frames per network call (default 64)")
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
     from sfx_cnn_veto.cli_commands import add_geometry_argument, add_mask_arguments
 

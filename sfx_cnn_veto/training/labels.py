@@ -99,14 +99,13 @@ def percentile_rule(counts: Sequence[int | None], *, percentile: float = 25.0) -
 # CSV
 
 def write_labels(path: str, rows: Iterable[LabelRow]) -> int:
-    """Write the labels CSV atomically; returns the number of rows."""
-    tmp = path + ".part"
+    """Write the labels CSV atomically (:func:`sfx_cnn_veto.io.files.writing`); returns the number of rows."""
+    from sfx_cnn_veto.io.files import writing
+
     n = 0
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     # file names are kept byte for byte (undecodable bytes of a list pass through, as in filter-lst)
-    with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+    with writing([path]) as handles:
+        writer = csv.writer(handles[path], lineterminator="\n")
         writer.writerow(COLUMNS)
         for row in rows:
             writer.writerow([
@@ -117,7 +116,6 @@ def write_labels(path: str, rows: Iterable[LabelRow]) -> int:
                 "" if row.label is None else int(row.label),
             ])
             n += 1
-    os.replace(tmp, path)
     return n
 
 
