@@ -29,6 +29,7 @@ __all__ = [
     "hookimpl",
     "Veto",
     "Decision",
+    "Audit",
     "VetoError",
     "ConfigError",
     "PluginError",
@@ -44,4 +45,8 @@ def __getattr__(name: str):
         from sfx_cnn_veto.core import pipeline
 
         return getattr(pipeline, name)
+    if name == "Audit":
+        from sfx_cnn_veto.core.audit import Audit
+
+        return Audit
     raise AttributeError(f"module 'sfx_cnn_veto' has no attribute {name!r}")

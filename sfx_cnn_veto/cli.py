@@ -7,7 +7,9 @@ Exit codes (documented in the README):
   written): one line on stderr;
 * 2: the run finished but some events could not be decided (they are in the
   error list or scores CSV with a reason, and kept as hits unless told otherwise);
-* 3: an unexpected internal error (a bug: please report it with ``--verbose`` output).
+* 3: an unexpected internal error (a bug: please report it with ``--verbose`` output);
+* 4: ``train`` failed: the model's held-out sensitivity or specificity is below 50%; it is
+  written as ``NAME.failed.keras`` (marked failed in its metadata), not to ``NAME.keras``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from typing import Sequence
 
 from sfx_cnn_veto import __version__
@@ -24,6 +27,7 @@ EXIT_OK = 0
 EXIT_USER_ERROR = 1
 EXIT_EVENT_ERRORS = 2
 EXIT_INTERNAL = 3
+EXIT_TRAINING_FAILED = 4
 
 PROG = "sfx-cnn-veto"
 
@@ -40,7 +44,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="A CNN hit/miss veto for serial crystallography frames (OM, psana, CrystFEL).",
-        epilog="Exit codes: 0 ok, 1 user error, 2 some events could not be decided, 3 internal error.",
+        epilog="Exit codes: 0 ok, 1 user error, 2 some events could not be decided, 3 internal error, "
+               "4 training failed (a useless model, written as NAME.failed.keras).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
@@ -54,16 +59,25 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one line, like the errors (``--verbose`` keeps Python's form, with the source line)."""
+    return f"{PROG}: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv or "--verbose" in argv
+    if not verbose:
+        warnings.formatwarning = _one_line_warning
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        from sfx_cnn_veto.cli_commands import join_pair_arguments
+
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parser.parse_args(join_pair_arguments(argv))
         if not getattr(args, "_run", None):
             parser.print_help()
             return EXIT_USER_ERROR

@@ -13,6 +13,68 @@ from sfx_cnn_veto.types import CommandSpec
 
 
 # ---------------------------------------------------------------------------
+# One form per option: ``--center ROW,COL`` and ``--crop HxW`` on every command.
+
+PAIR_OPTIONS = ("--center", "--crop")
+
+
+def _numbers(text: str, separators: str) -> list[str]:
+    for sep in separators:
+        text = text.replace(sep, " ")
+    return text.split()
+
+
+def pixel_pair(text: str) -> tuple[float, float]:
+    """``ROW,COL`` in pixels (``'ROW COL'`` accepted too), as an argparse type."""
+    try:
+        row, col = (float(v) for v in _numbers(str(text), ","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ROW,COL in pixels such as 512.5,480, got {text!r}") from None
+    return row, col
+
+
+def shape_pair(text: str) -> tuple[int, int]:
+    """``HxW`` in pixels (``H,W`` and ``'H W'`` accepted too), as an argparse type."""
+    try:
+        height, width = (int(v) for v in _numbers(str(text).lower(), "x,"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW in pixels such as 350x350, got {text!r}") from None
+    if min(height, width) < 1:
+        raise argparse.ArgumentTypeError(f"expected HxW with positive sides, got {text!r}")
+    return height, width
+
+
+def join_pair_arguments(argv: list[str]) -> list[str]:
+    """``--center ROW COL`` (two words, the old form of score and filter-lst) becomes ``--center=ROW,COL``."""
+
+    def number(word: str) -> bool:
+        try:
+            float(word)
+        except ValueError:
+            return False
+        return True
+
+    out, i = [], 0
+    while i < len(argv):
+        word = argv[i]
+        if word in PAIR_OPTIONS and i + 2 < len(argv) and number(argv[i + 1]) and number(argv[i + 2]):
+            out.append(f"{word}={argv[i + 1]},{argv[i + 2]}")
+            i += 3
+            continue
+        out.append(word)
+        i += 1
+    return out
+
+
+def add_center_argument(parser: argparse.ArgumentParser, help: str) -> None:  # noqa: A002 - argparse's word
+    parser.add_argument("--center", type=pixel_pair, default=None, metavar="ROW,COL", help=help)
+
+
+def add_crop_argument(parser: argparse.ArgumentParser, help: str, default: str | None = None) -> None:  # noqa: A002
+    parser.add_argument("--crop", type=shape_pair, default=default, metavar="HxW", help=help)
+
+
+# ---------------------------------------------------------------------------
 # Argument groups shared by sub-commands (also used by the plugins).
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +97,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="frames per network call (default 64)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for the network (default: the cores available, or SFX_CNN_VETO_THREADS)")
-    parser.add_argument("--center", type=float, nargs=2, default=None, metavar=("ROW", "COL"),
-                        help="beam centre in pixels for the crop (default: the model's, else the frame centre)")
+    add_center_argument(parser, "beam center in pixels for the crop (default: the model's, else the frame center)")
     add_geometry_argument(parser)
     add_mask_arguments(parser)
     parser.add_argument("--config", default=None,
@@ -144,12 +205,10 @@ def check_writable(*paths: str | None) -> None:
 
 
 def progress(total=None, desc="", unit="frame"):
-    """A tqdm bar on stderr (hidden when stderr is not a terminal, unless SFX_CNN_VETO_PROGRESS=1)."""
-    from tqdm import tqdm
+    """A bar on a terminal, plain status lines every few seconds in a log (see :mod:`sfx_cnn_veto.progress`)."""
+    from sfx_cnn_veto.progress import Progress
 
-    force = os.environ.get("SFX_CNN_VETO_PROGRESS") == "1"
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
-                disable=False if force else None, mininterval=0.5)
+    return Progress(total=total, desc=desc, unit=unit)
 
 
 # ---------------------------------------------------------------------------
@@ -191,11 +250,14 @@ def _run_plugins(args: argparse.Namespace) -> int:
 
 def _configure_models(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary", metavar="NAME", help="print the Keras summary of one architecture")
+    parser.add_argument("--parameters", action="store_true",
+                        help="also count each architecture's trainable parameters (builds the networks: "
+                             "imports TensorFlow, a few seconds)")
 
 
 def _run_models(args: argparse.Namespace) -> int:
+    """List architectures from their records; TensorFlow is imported only to build one (--summary, --parameters)."""
     from sfx_cnn_veto import manager
-    from sfx_cnn_veto.core.architectures import trainable_parameters
     from sfx_cnn_veto.errors import ConfigError
 
     specs = manager.architectures()
@@ -204,11 +266,14 @@ def _run_models(args: argparse.Namespace) -> int:
             raise ConfigError(f"no architecture {args.summary!r} (have: {', '.join(sorted(specs))})")
         specs[args.summary].build(specs[args.summary].input_shape).summary(print_fn=print)
         return 0
-    print(f"{'name':<12} {'input':<12} {'trainable':>10}  description")
+    count = None
+    if args.parameters:
+        from sfx_cnn_veto.core.architectures import trainable_parameters as count
+    print(f"{'name':<12} {'input':<12} {'trainable' if count else '':>10}  description")
     for name, spec in sorted(specs.items()):
-        model = spec.build(spec.input_shape)
         shape = "x".join(str(d) for d in spec.input_shape)
-        print(f"{name:<12} {shape:<12} {trainable_parameters(model):>10,}  {spec.description}")
+        params = f"{count(spec.build(spec.input_shape)):,}" if count else ""
+        print(f"{name:<12} {shape:<12} {params:>10}  {spec.description}")
     return 0
 
 
@@ -242,6 +307,7 @@ def open_sinks(specs: list[str]) -> list[Any]:
 def _run_score(args: argparse.Namespace) -> int:
     from sfx_cnn_veto import manager
     from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
+    from sfx_cnn_veto.event_errors import EventErrors
     from sfx_cnn_veto.io.sinks import CsvSink
     from sfx_cnn_veto.io.store import FrameStore, iter_events
 
@@ -250,24 +316,40 @@ def _run_score(args: argparse.Namespace) -> int:
     sinks = open_sinks(args.sink)
     main_sink = CsvSink(handle=sys.stdout) if args.output == "-" else CsvSink(args.output)
     counts = {"hit": 0, "miss": 0, "error": 0}
+    errors = EventErrors(" (kept as a hit)")
     start = time.perf_counter()
     with FrameStore(reader_options(args)) as store, progress(desc="score") as bar:
         events = iter_events(args.inputs, store, prefix=list_prefix(args))
         for ref, decision in veto.stream_events(events, store):
             counts[decision.label] += 1
             if decision.error:
-                print(f"sfx-cnn-veto: {ref}: {decision.error} (kept as a hit)", file=sys.stderr)
+                errors.report(ref, decision.error)
+            else:
+                errors.ok()
             for sink in (main_sink, *sinks):
                 sink.write(ref, decision)
             manager.notify_decision(ref, decision)
-            bar.update(1)
+            bar.update(1, hits=decision.is_hit and not decision.error)
     for sink in (main_sink, *sinks):
         sink.close()
+    errors.finish()
     total = sum(counts.values())
     elapsed = time.perf_counter() - start
     print(f"{total} events: {counts['hit']} hits, {counts['miss']} misses, {counts['error']} errors "
-          f"({total / elapsed if elapsed else 0:.0f} frames/s)", file=sys.stderr)
+          f"(threshold {veto.threshold:g}; {total / elapsed if elapsed else 0:.0f} frames/s)", file=sys.stderr)
     return EXIT_EVENT_ERRORS if counts["error"] else 0
+
+
+def _configure_inspect(parser: argparse.ArgumentParser) -> None:
+    from sfx_cnn_veto.inspect_model import configure
+
+    configure(parser)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from sfx_cnn_veto.inspect_model import run
+
+    return run(args)
 
 
 @hookimpl(trylast=True)
@@ -275,8 +357,10 @@ def sfxveto_commands():
     return [
         CommandSpec("plugins", "list loaded plugins, what each provides, and from where",
                     _configure_plugins, _run_plugins),
-        CommandSpec("models", "list registered architectures with input shape and trainable parameters",
+        CommandSpec("models", "list registered architectures with input shape (--parameters: trainable parameters)",
                     _configure_models, _run_models),
+        CommandSpec("inspect", "what a model file says: threshold, crop and center, mask use, training runs, metrics, "
+                    "calibration, package version (no TensorFlow)", _configure_inspect, _run_inspect),
         CommandSpec("score", "score events of .lst lists or frame files; writes file,event,score,is_hit CSV",
                     _configure_score, _run_score),
     ]

@@ -9,7 +9,7 @@ Example ``veto.yaml``::
     decision:
       threshold: null        # null: the model's own
     crop:
-      center: [880.5, 875.0] # beam centre (row, col) in pixels; null: frame centre
+      center: [880.5, 875.0] # beam center (row, col) in pixels; null: frame center
     reader:
       dataset: /entry_1/data_1/data
       prefix: ""

@@ -43,7 +43,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-paper", action="store_true", help="no comparison with the paper's network")
     parser.add_argument("--filter-run", default="run98", help="run whose .lst is filtered into hits and misses (default run98)")
     parser.add_argument("--quick", action="store_true",
-                        help="a tiny smoke run (3 runs, few frames, 2 epochs): checks the plumbing, not the science")
+                        help="a tiny smoke run (3 runs, few frames, 2 epochs fine-tuning the shipped models): checks the "
+                             "plumbing, not the science")
 
 
 def _runner(out: Path, log: list[str]):
@@ -67,6 +68,7 @@ def _runner(out: Path, log: list[str]):
 
 def run(args: argparse.Namespace) -> int:
     from sfx_cnn_veto import manager
+    from sfx_cnn_veto.core.model import default_model_path
 
     out = Path(args.outdir).resolve()
     data, models, report, pictures = out / "data", out / "models", out / "report", out / "pictures"
@@ -92,16 +94,19 @@ def run(args: argparse.Namespace) -> int:
     epochs_default = 2 if args.quick else (args.epochs or 40)
     epochs_paper = 2 if args.quick else (args.epochs or 25)
     train = ["train", "--labels", labels, "--train-runs", ",".join(train_runs), "--seed", args.seed]
-    timings["train default"] = step("3/7 train the default network",
-                                    train + ["-o", default_model, "--epochs", epochs_default, "--lr", 0.01])
-    compare: list[Any] = []
     shipped_paper = reference_paper_model()
+    # --quick: 2 epochs on 80 frames teach a fresh network nothing (train refuses such a model: exit 4),
+    # so the smoke run fine-tunes the shipped models instead
+    init_default = _init_model(args.quick, default_model_path())
+    timings["train default"] = step("3/7 train the default network" + (" (fine-tuning the shipped one)" if init_default else ""),
+                                    train + ["-o", default_model, "--epochs", epochs_default, "--lr", 0.01, *init_default])
+    compare: list[Any] = []
     same_data = args.seed == 1 and frames == 300 and not args.quick
     if args.train_paper or (not args.no_paper and not (shipped_paper and same_data)):
         if not args.no_paper:
             timings["train paper"] = step("4/7 train the paper's network with the paper's preprocessing",
                                           train + ["-o", paper_model, "--arch", "paper", "--augment", "none",
-                                                  "--epochs", epochs_paper])
+                                                  "--epochs", epochs_paper, *_init_model(args.quick, shipped_paper)])
             compare = ["--compare-model", paper_model]
     elif not args.no_paper:
         print(f"\n=== 4/7 the paper's network: the reference model shipped with the package\n"
@@ -135,6 +140,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init_model(quick: bool, path: str | None) -> list[str]:
+    """``["--init-model", path]`` for a --quick run when the shipped model exists, else nothing."""
+    return ["--init-model", path] if quick and path else []
+
+
 def reference_paper_model() -> str | None:
     """The paper-network model shipped for the demo's comparison (``sfx_cnn_veto/data/paper.keras``)."""
     path = Path(__file__).resolve().parent / "data" / "paper.keras"
@@ -143,12 +153,10 @@ def reference_paper_model() -> str | None:
 
 def _pictures(report: Path, labels: Path, pictures: Path, model: Path) -> list[Path]:
     """One hit, one miss, and up to two mistakes (a missed hit first: the costly kind)."""
-    import numpy as np
-
     from sfx_cnn_veto.core.pipeline import Veto
     from sfx_cnn_veto.io.events import EventRef
     from sfx_cnn_veto.io.store import FrameStore
-    from sfx_cnn_veto.show import render_frame
+    from sfx_cnn_veto.show import show_event
 
     scores_csv = report / "scores.csv"
     if not scores_csv.exists():
@@ -170,13 +178,11 @@ def _pictures(report: Path, labels: Path, pictures: Path, model: Path) -> list[P
     with FrameStore() as store:
         for kind, row in picks.items():
             ref = EventRef(row["file"], row["event"] or None, row["file"])
-            frame = np.asarray(store.read(ref), dtype=np.float32)
-            (decision,) = veto.decide([frame])
             name = pictures / f"{kind}_{row.get('run', 'run')}_{(row['event'] or '').strip('/')}.png"
-            render_frame(frame, str(name), crop_shape=veto.crop_shape, crop_center=veto.preprocess.center,
-                         title=f"{row.get('run', '')} {ref.event or ''}: labelled {'hit' if row['label'] == '1' else 'miss'} "
-                               f"({peaks.get((row['file'], row['event']), '?')} peaks), CNN says {decision.label}",
-                         decision=decision)
+            # decided as `evaluate` decided it (the file's own mask), the network's input drawn beside the frame
+            show_event(veto, store, ref, str(name),
+                       title=f"{row.get('run', '')} {ref.event or ''}: labelled {'hit' if row['label'] == '1' else 'miss'} "
+                             f"({peaks.get((row['file'], row['event']), '?')} peaks)")
             written.append(name)
     return written
 

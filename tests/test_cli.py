@@ -26,7 +26,7 @@ def test_version():
 
 
 def test_models_lists_the_paper_network(capsys):
-    assert main(["models"]) == 0
+    assert main(["models", "--parameters"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(line.split()[:3] == ["paper", "350x350x1", "11,098"] for line in lines)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -90,11 +91,11 @@ def test_every_event_is_accounted_for_once(world, tmp_path, capsys):
     lines = [r["file"] + (" " + r["event"] if r["event"] else "") for r in rows]
     # in = hits + misses + errors, in input order, each once
     assert len(rows) == len(world["expected"]) == 85
-    labels = {r["label"] for r in rows}
+    labels = {r["decision"] for r in rows}
     assert labels == {"hit", "miss", "error"}
-    hits = [l for l, r in zip(lines, rows) if r["label"] == "hit"]
-    misses = [l for l, r in zip(lines, rows) if r["label"] == "miss"]
-    errors = [l for l, r in zip(lines, rows) if r["label"] == "error"]
+    hits = [l for l, r in zip(lines, rows) if r["decision"] == "hit"]
+    misses = [l for l, r in zip(lines, rows) if r["decision"] == "miss"]
+    errors = [l for l, r in zip(lines, rows) if r["decision"] == "error"]
     assert len(hits) + len(misses) + len(errors) == len(rows)
     assert set(errors) == world["errors"]
     assert data.read_lines(tmp_path / "misses.lst") == misses
@@ -109,7 +110,7 @@ def test_every_event_is_accounted_for_once(world, tmp_path, capsys):
     assert all(l.count(" //") == 1 and not l.endswith(" ") and "\t" not in l for l in good)
     assert 10 < len(hits) < 70  # the tiny model's threshold is the median score
     # each error carries its reason, naming the file
-    reason = {l: r["error"] for l, r in zip(lines, rows) if r["label"] == "error"}
+    reason = {l: r["error"] for l, r in zip(lines, rows) if r["decision"] == "error"}
     assert "file not found" in reason["missing.cxi //1"]
     assert "corrupt.cxi" in reason["corrupt.cxi //0"] and "HDF5" in reason["corrupt.cxi //0"]
     assert "truncated.cxi" in reason["truncated.cxi"]
@@ -120,8 +121,8 @@ def test_every_event_is_accounted_for_once(world, tmp_path, capsys):
     assert "trailing whitespace" in reason["run_a.cxi //6 "]
     assert "tab" in reason["run_a.cxi\t//7"]
     assert "not comments" in reason["# a comment"]
-    assert all(r["score"] == "" and r["is_hit"] == "1" for r in rows if r["label"] == "error")
-    assert all(r["score"] != "" for r in rows if r["label"] != "error")
+    assert all(r["score"] == "" and r["is_hit"] == "1" for r in rows if r["decision"] == "error")
+    assert all(r["score"] != "" for r in rows if r["decision"] != "error")
     assert "85 events in" in err and f"{len(errors)} errors" in err and "frames/s" in err
     assert not os.path.exists(str(tmp_path / "hits.lst.journal"))
     assert not any(p.name.endswith(".part") for p in tmp_path.iterdir())
@@ -138,8 +139,8 @@ def test_errors_as_misses_and_threshold(world, tmp_path):
 def test_keep_misses_fraction_is_reproducible_and_order_independent(world, tmp_path):
     assert run_filter(world, tmp_path / "one", "--keep-misses-fraction", "0.5") == 2
     rows = data.read_csv(tmp_path / "one" / "scores.csv")
-    kept = {(r["file"], r["event"]) for r in rows if r["label"] == "miss" and r["in_hits_lst"] == "1"}
-    misses = [r for r in rows if r["label"] == "miss"]
+    kept = {(r["file"], r["event"]) for r in rows if r["decision"] == "miss" and r["in_hits_lst"] == "1"}
+    misses = [r for r in rows if r["decision"] == "miss"]
     assert 0.2 * len(misses) < len(kept) < 0.8 * len(misses)
     listed = data.read_lines(tmp_path / "one" / "hits.lst")
     assert all(f"{f} {e}" in listed for f, e in kept)
@@ -149,7 +150,7 @@ def test_keep_misses_fraction_is_reproducible_and_order_independent(world, tmp_p
     (world["dir"] / "reversed.lst").write_text("".join(reversed([l for l in lines if l.startswith("run_a.cxi //")])))
     assert run_filter(world, tmp_path / "two", "--keep-misses-fraction", "0.5", inputs=["reversed.lst"]) in (0, 2)
     rows2 = data.read_csv(tmp_path / "two" / "scores.csv")
-    kept2 = {(r["file"], r["event"]) for r in rows2 if r["label"] == "miss" and r["in_hits_lst"] == "1"}
+    kept2 = {(r["file"], r["event"]) for r in rows2 if r["decision"] == "miss" and r["in_hits_lst"] == "1"}
     assert kept2 == {k for k in kept if k[0] == "run_a.cxi"}
     assert kept2  # (the draw kept some of run_a's misses)
 
@@ -202,13 +203,14 @@ def run_mpi(cmd, *, cwd=None, timeout=360) -> tuple[int, str]:
 
 
 
-OUTS = ["hits.lst", "misses.lst", "errors.lst", "scores.csv"]
+OUTS = ["hits.lst", "misses.lst", "errors.lst", "scores.csv", "audit.json"]
 
 
 def big_args(world, big, out, *extra):
     return ["filter-lst", str(big / "big.lst"), "-m", world["model"], "-o", str(out / "hits.lst"),
             "--misses", str(out / "misses.lst"), "--errors", str(out / "errors.lst"),
-            "--scores", str(out / "scores.csv"), "--batch-size", "4", "--keep-misses-fraction", "0.1", *extra]
+            "--scores", str(out / "scores.csv"), "--batch-size", "4", "--keep-misses-fraction", "0.1",
+            "--audit-fraction", "0.2", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +250,7 @@ def test_sigkill_then_resume_gives_the_same_bytes(world, big, big_ref, tmp_path)
     assert "replayed from the journal" in final.stderr
     scored = int(final.stderr.split("scored ")[1].split()[0])
     assert scored <= 902 - 4 * (done_before - 1)  # finished blocks were not scored again
-    for name in OUTS:
+    for name in OUTS:  # audit.json included (tests/test_audit.py resumes a run whose frames are audited)
         assert (work / name).read_bytes() == (big_ref / name).read_bytes(), name
     assert not os.path.exists(journal)
 
@@ -264,18 +266,20 @@ def test_mpirun_three_ranks_identical_to_serial(world, tmp_path):
         pytest.skip("mpirun is not installed (Debian: openmpi-bin)")
     pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install mpi4py)")
     serial = tmp_path / "serial"
-    assert run_filter(world, serial, "--keep-misses-fraction", "0.3") == 2
+    assert run_filter(world, serial, "--keep-misses-fraction", "0.3", "--audit-fraction", "0.5") == 2
     par = tmp_path / "mpi"
     par.mkdir()
     cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", "3", sys.executable, "-m", "sfx_cnn_veto.cli",
            "filter-lst", "in.lst", "-m", world["model"], "-o", str(par / "hits.lst"),
            "--misses", str(par / "misses.lst"), "--errors", str(par / "errors.lst"),
-           "--scores", str(par / "scores.csv"), "--batch-size", "8", "--keep-misses-fraction", "0.3"]
+           "--scores", str(par / "scores.csv"), "--batch-size", "8", "--keep-misses-fraction", "0.3",
+           "--audit-fraction", "0.5"]
     code, out = run_mpi(cmd, cwd=world["dir"])
     assert code == 2, out
     assert "on 3 ranks" in out
-    for name in ("hits.lst", "misses.lst", "errors.lst", "scores.csv"):
+    for name in ("hits.lst", "misses.lst", "errors.lst", "scores.csv", "audit.json"):
         assert (par / name).read_bytes() == (serial / name).read_bytes(), name
+    assert json.loads((par / "audit.json").read_text())["audited_kept"] > 0  # the same events audited
 
 
 def test_non_utf8_file_names_pass_through_byte_for_byte(world, tmp_path):

@@ -139,6 +139,29 @@ def test_convert_hitlist_cli(tmp_path):
     assert not (tmp_path / "hits.lst.part").exists()
 
 
+def test_convert_hitlist_of_a_scores_csv_keeps_its_hits_and_refuses_a_header_without_files(tmp_path, capsys):
+    """`score`'s CSV (file,event,score,is_hit,error): the header is no event, the misses are no hits."""
+    from sfx_cnn_veto.cli import main
+    from sfx_cnn_veto.core.pipeline import Decision
+    from sfx_cnn_veto.io.events import EventRef
+    from sfx_cnn_veto.io.sinks import CsvSink
+
+    scores = tmp_path / "scores.csv"
+    sink = CsvSink(str(scores))
+    for event, decision in (("//0", Decision(0.9, True)), ("//1", Decision(0.1, False)),
+                            ("//2", Decision(float("nan"), True, "unreadable"))):
+        sink.write(EventRef("/d/run 1.cxi", event, "/d/run 1.cxi"), decision)
+    sink.close()
+    out = tmp_path / "hits.lst"
+    assert main(["convert", "hitlist", str(scores), "-o", str(out)]) == 0
+    assert out.read_text().splitlines() == ["/d/run 1.cxi //0", "/d/run 1.cxi //2"]   # the undecided kept
+    assert "3 entries read, 1 misses left out" in capsys.readouterr().err
+    odd = tmp_path / "odd.csv"
+    odd.write_text("event,num_peaks\n3,20\n")
+    assert main(["convert", "hitlist", str(odd), "-o", str(out)]) == 1
+    assert "no file-name column in header" in capsys.readouterr().err
+
+
 def test_mpi_is_detected_from_the_launcher_without_importing_mpi4py(monkeypatch):
     import subprocess
     import sys

@@ -83,3 +83,24 @@ def test_metadata_is_plain_json_inside_the_archive(paper_model_file):
         data = json.loads(archive.read(METADATA_NAME))
     assert data["input_shape"] == [350, 350, 1]
     assert data["threshold"] == 0.5
+
+
+def test_saved_and_retagged_models_follow_the_umask_not_0600(tmp_path):
+    import os
+    import stat
+
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.GlobalMaxPooling2D()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    meta = ModelMetadata(architecture="tiny", input_shape=(8, 8, 1), crop_shape=(8, 8))
+    old = os.umask(0o022)
+    try:
+        path = VetoModel(model, meta).save(tmp_path / "tiny.keras")
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+        os.umask(0o027)
+        attach_metadata(path, meta)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    finally:
+        os.umask(old)

@@ -182,6 +182,12 @@ def _nan_model(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _blind_model(src: Path, dst: Path) -> Path:
+    from _audit_helpers import blind_model
+
+    return blind_model(src, dst)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -317,7 +323,8 @@ def run_monitor(
         with open(workdir / "decisions.csv", newline="") as fh:
             rows = list(csv.DictReader(fh))
     finals = [m for m in sub.messages if m.get("final")]
-    return {"rc": proc.returncode, "log": log, "messages": sub.messages, "final": finals[-1] if finals else None,
+    return {"rc": proc.returncode, "workdir": workdir, "log": log, "messages": sub.messages,
+            "final": finals[-1] if finals else None,
             "rows": rows, "seconds": time.monotonic() - start, "other": sub.other, "reply": sub.reply}
 
 
@@ -422,16 +429,69 @@ def test_veto_mode_skips_peakfinder8_and_vetoes_no_hit(om_runs, om_demo):
     assert final["vetoed"] == len(vetoed) > 0, "the model vetoed nothing: no time can be saved"
     assert final["kept"] == truth.num_frames - final["vetoed"]
     assert final["errors"] == 0
-    # Vetoed frames skipped peakfinder8 (counted on the ranks) and went on as non-hits with no peaks.
-    assert final["peakfinder8_calls"] == final["kept"]
-    assert sum(r["peakfinder8_skipped"] for r in final["ranks"].values()) == final["vetoed"]
-    for eid in vetoed:
+    # Vetoed frames skipped peakfinder8 (counted on the ranks) and went on as non-hits with no peaks,
+    # except those the live audit (default 2%) sends through peakfinder8.
+    audited = {eid for eid in vetoed if rows[eid]["audited"] == "1"}
+    assert final["peakfinder8_calls"] == final["kept"] + len(audited)
+    assert sum(r["peakfinder8_skipped"] for r in final["ranks"].values()) == final["vetoed"] - len(audited)
+    for eid in vetoed - audited:
         assert (rows[eid]["peakfinder8"], rows[eid]["num_peaks"], rows[eid]["frame_is_hit"]) == ("0", "0", "0")
     # No frame that peakfinder8 calls a hit (stock run) was vetoed; OM's hits are unchanged.
     assert not (vetoed & _pf8_hits(off)), f"hits vetoed: {sorted(vetoed & _pf8_hits(off))}"
     assert _pf8_hits(rows) == _pf8_hits(off)
     assert final["hits"] == len(_pf8_hits(off))
     assert f"vetoed={final['vetoed']}" in run["log"]
+
+
+@needs_om
+@needs_mpi
+def test_convert_hitlist_on_a_real_veto_runs_decisions_lists_its_hits(om_runs, om_demo, tmp_path, capsys):
+    """The collector's decisions.csv of a real monitor run: OM's hits as `file //N`, no header, no rank, no miss."""
+    from sfx_cnn_veto.cli import main
+
+    run = om_runs("veto")
+    rows = _check_common(run, om_demo["truth"])
+    out = tmp_path / "hits.lst"
+    assert main(["convert", "hitlist", str(run["workdir"] / "decisions.csv"), "-o", str(out)]) == 0
+    written = out.read_text().splitlines()
+    assert 0 < len(written) < len(rows)
+    assert sorted(written) == sorted(_lst_line(eid) for eid in _pf8_hits(rows))
+    assert f"{len(rows)} entries read, {len(rows) - len(written)} misses left out" in capsys.readouterr().err
+
+
+def _lst_line(event_id: str) -> str:
+    """OM's ``/path/file.h5 // 0005`` as indexamajig's ``/path/file.h5 //5``."""
+    path, _, index = event_id.rpartition(" // ")
+    return f"{path} //{int(index)}"
+
+
+@needs_om
+def test_convert_hitlist_reads_the_adapters_decisions_rows(tmp_path, capsys):
+    """Rows as the adapter's collector writes them (its own writer): hits kept, misses and vetoed frames out."""
+    from sfx_cnn_veto.cli import main
+    from sfx_cnn_veto_om.processing import DECISIONS_COLUMNS, RECORD_KEY, decision_row
+
+    events = [  # (OM event id, rank, CNN record, peaks found, OM's hit decision)
+        ("/data/run 7/frames_000.h5 // 0000", 1, frame_record(mode="veto", score=0.9, cnn_hit=True), 30, True),
+        ("/data/run 7/frames_000.h5 // 0001", 2, frame_record(mode="veto", score=0.01, cnn_hit=False, vetoed=True,
+                                                              peakfinder8=False), 0, False),
+        ("/data/run 7/frames_000.h5 // 0002", 1, frame_record(mode="veto", score=0.7, cnn_hit=True), 3, False),
+        ("/data/run 7/frames_001.h5 // 0012", 2, frame_record(mode="veto", error="classifier failed"), 25, True),
+    ]
+    decisions = tmp_path / "decisions.csv"
+    with open(decisions, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(DECISIONS_COLUMNS)
+        for event_id, rank, record, peaks, hit in events:
+            received = {"event_id": event_id, "frame_is_hit": hit, RECORD_KEY: record,
+                        "peak_list": {"intensity": [1.0] * peaks}}
+            writer.writerow(decision_row(received, rank, "veto"))
+    out = tmp_path / "hits.lst"
+    assert main(["convert", "hitlist", str(decisions), "-o", str(out)]) == 0
+    assert out.read_text().splitlines() == ["/data/run 7/frames_000.h5 //0", "/data/run 7/frames_001.h5 //12"]
+    assert "4 entries read, 2 misses left out" in capsys.readouterr().err
+    assert main(["convert", "hitlist", str(decisions), "-o", str(out), "--min-peaks", "28"]) == 0
+    assert out.read_text().splitlines() == ["/data/run 7/frames_000.h5 //0"]
 
 
 @needs_om
@@ -600,3 +660,55 @@ def test_veto_mask_defaults_to_peakfinder8s_bad_pixel_map():
     assert spec(node(None, {})) is None
     assert spec(node(False, pf8)) is None
     assert spec(node("mine.h5:/m", pf8)) == "mine.h5:/m"
+
+
+# ---------------------------------------------------------------------------
+# The live audit (sfx_cnn_veto.core.audit) in veto mode, under mpirun.
+
+@needs_om
+@needs_mpi
+def test_audit_under_mpirun_selects_by_event_id_and_counts_on_the_data_socket(om_runs, om_demo, tmp_path):
+    from sfx_cnn_veto.core.audit import is_audited
+
+    truth = om_demo["truth"]
+    run = run_monitor(tmp_path / "audit", om_demo["list"],
+                      processing_layer="sfx_cnn_veto_om.processing.CnnVetoCrystallographyProcessing",
+                      cnn_veto={"model": str(om_demo["model"]), "mode": "veto", "audit_fraction": 0.5})
+    rows = _check_common(run, truth)
+    audited = {eid for eid, row in rows.items() if row["audited"] == "1"}
+    # the hash of OM's event id picks the frames, whichever rank processed them
+    assert audited == {eid for eid in rows if is_audited(eid, 0.5)}
+    assert 0 < len(audited) < len(rows)
+    for eid in audited:
+        assert rows[eid]["peakfinder8"] == "1"
+    audit = run["final"]["audit"]
+    vetoed = {eid for eid, row in rows.items() if row["vetoed"] == "1"}
+    assert audit["audited_vetoed"] == len(audited & vetoed) and audit["vetoed"] == len(vetoed)
+    assert audit["audited_kept"] == len(audited - vetoed)
+    assert audit["audited_kept_pf8_hits"] == len({e for e in audited - vetoed if rows[e]["frame_is_hit"] == "1"})
+    assert f"audited_vetoed={audit['audited_vetoed']}" in run["log"]
+    assert audit["alarm"] is False and "ALARM" not in run["log"]  # the good model vetoes no hit
+
+
+@needs_om
+@needs_mpi
+def test_audit_alarm_fires_and_rescues_hits_when_the_model_vetoes_every_hit(om_runs, om_demo, tmp_path):
+    truth = om_demo["truth"]
+    stock = _pf8_hits(_check_common(om_runs("off"), truth))
+    blind = _blind_model(om_demo["model"], tmp_path / "blind.keras")
+    run = run_monitor(tmp_path / "blind", om_demo["list"],
+                      processing_layer="sfx_cnn_veto_om.processing.CnnVetoCrystallographyProcessing",
+                      cnn_veto={"model": str(blind), "mode": "veto", "audit_fraction": 0.5,
+                                "target_sensitivity": 0.98})
+    rows = _check_common(run, truth)
+    final = run["final"]
+    assert final["vetoed"] == truth.num_frames  # the broken model vetoes every frame
+    audited = {eid for eid, row in rows.items() if row["audited"] == "1"}
+    rescued = audited & stock
+    assert rescued, "no audited frame is a peakfinder8 hit: the test data cannot show a rescue"
+    # audited frames peakfinder8 calls hits went on as OM hits; the others' hits are lost
+    assert _pf8_hits(rows) == rescued and final["hits"] == len(rescued) == final["rescued"]
+    audit = final["audit"]
+    assert audit["audited_vetoed_pf8_hits"] == len(rescued)
+    assert audit["sensitivity_interval"][1] < 0.98 and audit["alarm"] is True
+    assert "cnn_veto ALARM:" in run["log"]

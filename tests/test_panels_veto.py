@@ -115,6 +115,11 @@ def test_panel_planes_per_event_are_read_through_the_geometry(slab_run, tmp_path
     by_slab = _scores(tmp_path / "s.csv")
     for i in range(4):
         assert abs(float(by_planes[f"//{i}"]["score"]) - float(by_slab[f"//{i}"]["score"])) < 1e-6
+    # the Python API: one (panels, ss, fs) frame is one frame, a stack of them a stack
+    veto = Veto.load(default_model_path(), geometry=planes, backend="keras")
+    one = veto.score(stacked[1])
+    assert isinstance(one, float) and abs(one - float(by_slab["//1"]["score"])) < 1e-5
+    assert veto.score(stacked).shape == (4,)
 
 
 @pytest.mark.parametrize("dtype, gap", [(np.uint32, 0xFFFFFFFF), (np.uint16, 0xFFFF), (np.int32, -1), (np.int32, -2)])

@@ -23,6 +23,27 @@ def test_score_matches_direct_keras_call(veto):
     assert scores.shape == (6,)
 
 
+def test_one_2d_frame_is_one_frame_not_a_stack_of_rows(veto):
+    """``veto.score(frame)`` used to score each of a 500x500 frame's rows as a frame (500 NaNs)."""
+    frames, _ = spot_frames(3, (500, 500), seed=4, hits=[True, False, True])
+    one = veto.score(frames[0])
+    assert isinstance(one, float) and one == pytest.approx(veto.score(frames)[0], abs=1e-6)
+    decision = veto.decide(frames[2])
+    assert isinstance(decision, Decision) and decision.ok
+    crop = veto.preprocess(frames[1])
+    assert veto.score(crop, cropped=True) == pytest.approx(veto.score(frames)[1], abs=1e-6)
+    assert veto.score(list(frames)).shape == veto.score(frames).shape == (3,)   # a stack stays a stack
+
+
+def test_an_array_that_is_no_frame_is_refused_in_one_line(veto):
+    from sfx_cnn_veto.errors import FrameReadError
+
+    with pytest.raises(FrameReadError, match=r"expected one frame \(2-D\) or a stack of them, got .*\(500,\)"):
+        veto.score(np.zeros(500, np.float32))
+    with pytest.raises(FrameReadError, match="got an array of shape"):
+        veto.score(np.zeros((2, 3, 400, 400), np.float32))
+
+
 def test_decide_uses_the_threshold(veto, paper_model_file):
     frames, _ = spot_frames(5, (400, 400), seed=3)
     scores = veto.score(frames)

@@ -227,6 +227,43 @@ def test_hits_table_and_second_pass(run_files, frames, direct, model_path, tmp_p
 
 
 @needs_psana
+def test_audit_runs_psanas_peakfinder8_on_the_hashed_timestamps(run_files, frames, direct):
+    """The live audit: events picked by a hash of the timestamp, counted by psana's peakfinder8, hits kept."""
+    from sfx_cnn_veto.core.audit import is_audited
+    from sfx_cnn_veto_psana import PsanaVeto, psana_audit
+    from sfx_cnn_veto_psana.peaks import create_psana_peakfinder8
+
+    veto, expected = direct
+    ds = _open(run_files)
+    run = next(ds.runs())
+    pv = PsanaVeto(veto, detector=run.Detector(DETECTOR), source="calib")
+    audit = psana_audit(fraction=0.6, min_peaks=3)
+    out = list(pv.audited(run, audit, batch_size=4))
+    direct_counter = create_psana_peakfinder8({})
+    audited = set()
+    for (evt, decision, result), exp, frame in zip(out, expected, frames):
+        _check_same(decision, exp)
+        stamp = pv.timestamp(evt)
+        if decision.error:  # undecided: kept, never audited
+            assert result.keep and not result.audited
+            continue
+        assert result.audited == is_audited(str(stamp), 0.6)
+        if result.audited:
+            audited.add(stamp)
+            assert result.peaks == direct_counter(frame)  # psana's peakfinder8 on the scored frame
+        assert result.keep == (decision.is_hit or bool(result.audited and result.peaks >= 3))
+    c = audit.counts
+    assert c.audited_vetoed + c.audited_kept == len(audited) > 0
+    assert c.vetoed + c.kept == sum(1 for _e, d, _r in out if not d.error)
+    # hits(audit=...) keeps the same events
+    ds = _open(run_files)
+    run = next(ds.runs())
+    pv = PsanaVeto(veto, detector=run.Detector(DETECTOR), source="calib")
+    kept = {pv.timestamp(evt) for evt, _d in pv.hits(run, audit=psana_audit(fraction=0.6, min_peaks=3))}
+    assert kept == {pv.timestamp(e) for e, _d, r in out if r.keep}
+
+
+@needs_psana
 def test_image_source_and_centre_override(run_files, frames, direct):
     """source='image' (Opal: no geometry, so the frame centre); an explicit centre moves the crop."""
     from sfx_cnn_veto.core.pipeline import Veto

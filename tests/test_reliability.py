@@ -186,9 +186,9 @@ def test_filter_lst_accounts_for_every_faulty_event(matrix, matrix_run):
     assert len(errors) == sum(1 for *_, reason in entries if reason)
     for (raw, canon, reason), row in zip(entries, rows):
         if reason is None:
-            assert row["label"] in ("hit", "miss") and 0.0 <= float(row["score"]) <= 1.0, (canon, row)
+            assert row["decision"] in ("hit", "miss") and 0.0 <= float(row["score"]) <= 1.0, (canon, row)
         else:
-            assert row["label"] == "error" and row["is_hit"] == "1" and row["score"] == "", (canon, row)
+            assert row["decision"] == "error" and row["is_hit"] == "1" and row["score"] == "", (canon, row)
             assert reason in row["error"] and "\n" not in row["error"], (canon, row["error"])
             assert raw.rstrip(b"\r") in errors and raw.rstrip(b"\r") in hits
             # one stderr line per failed event, naming the file and the event
@@ -297,17 +297,18 @@ def test_filter_lst_refuses_bad_model_files_in_one_line(matrix, bad_models, name
     assert not marker.exists()  # the Lambda never ran
 
 
-def test_model_for_a_bigger_crop_than_the_frames_fails_open_per_event(matrix, tmp_path):
-    """A colleague's 350x350 model on 72x72 frames: every event an error with the reason, all kept."""
+def test_model_for_a_bigger_crop_than_every_frame_is_a_one_line_setup_error(matrix, tmp_path, capsys):
+    """A colleague's 350x350 model on 72x72 frames: no frame fits, a set-up mistake: one line, rc 1 (issue 16)."""
     model = tiny_model(tmp_path / "big.keras", crop=350, first="pool")
     lst = tmp_path / "in.lst"
     lst.write_text("".join(f"{matrix['dir'] / 'good.cxi'} //{i}\n" for i in range(4)))
+    capsys.readouterr()
     code = main(["filter-lst", str(lst), "-m", model, "-o", str(tmp_path / "hits.lst"),
                  "--scores", str(tmp_path / "s.csv")])  # in process (main prints no traceback without -v)
-    assert code == EXIT_EVENT_ERRORS
-    rows = read_scores(tmp_path / "s.csv")
-    assert len(rows) == 4 and all("does not fit this model's 350x350 crop" in r["error"] for r in rows)
-    assert len((tmp_path / "hits.lst").read_text().splitlines()) == 4
+    assert code == EXIT_USER_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not fit this model's 350x350 crop" in err[0] and "all 4" in err[0], err
+    assert not (tmp_path / "hits.lst").exists() and not (tmp_path / "hits.lst.journal").exists()
 
 
 # ---------------------------------------------------------------------------
@@ -464,7 +465,7 @@ def test_filter_lst_with_a_nan_model_keeps_every_event(matrix, numeric_models, t
                  "--misses", str(tmp_path / "misses.lst"), "--scores", str(tmp_path / "s.csv"), "--backend", backend])
     assert code == EXIT_EVENT_ERRORS
     rows = read_scores(tmp_path / "s.csv")
-    assert len(rows) == 4 and all(r["label"] == "error" and "non-finite" in r["error"] for r in rows)
+    assert len(rows) == 4 and all(r["decision"] == "error" and "non-finite" in r["error"] for r in rows)
     assert len((tmp_path / "hits.lst").read_text().splitlines()) == 4
     assert (tmp_path / "misses.lst").read_text() == ""
 

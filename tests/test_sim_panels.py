@@ -243,7 +243,7 @@ def test_show_geometry_outlines_the_crop_where_the_crop_is(runs, tmp_path):
     slab[(np.abs(x) < 100) & (np.abs(y) < 100)] = 2000.0
     path = write_cxi(tmp_path / "bright.cxi", slab[None])
     png = tmp_path / "bright.png"
-    assert main(["show", path, "//0", "--geometry", str(geom_path), "--crop", "200x200", "--png", str(png)]) == 0
+    assert main(["show", path, "//0", "--geometry", str(geom_path), "--crop", "200x200", "--no-score", "--png", str(png)]) == 0
     rgb = np.asarray(Image.open(png).convert("RGB")).astype(int)
     left = rgb[:, : rgb.shape[1] // 2]
     r, g, b = left[..., 0], left[..., 1], left[..., 2]

@@ -133,7 +133,80 @@ def test_choose_threshold_stage_lets_the_specificity_floor_win_and_says_so(capsy
     assert rule["limited_by_specificity"] and t == rule["specificity_floor"]
     assert np.mean(scores[y == 0] < t) >= 0.75 and t <= 0.5
     err = capsys.readouterr().err
-    assert "warning: the target sensitivity 1" in err and "weak hits will be lost" in err
+    assert "warning: the target sensitivity 1" in err
+    # what it costs, measured at the threshold used: every held-out hit kept, the weak hits lost
+    assert "keeps 100.0% of the held-out hits and 0.0% of the weak hits" in err
+
+
+def test_choose_threshold_warning_names_the_hits_it_loses_not_a_contradiction(capsys):
+    """The weak hits all kept, held-out hits lost: the warning must say so, not 'weak hits will be lost (100%)'."""
+    from sfx_cnn_veto.training.train import choose_threshold
+
+    y = np.array([0] * 10 + [1] * 4)
+    scores = np.array([0.01] * 8 + [0.45, 0.46] + [0.02, 0.03, 0.8, 0.9])
+    weak = np.array([0.7, 0.8])
+    t, rule = choose_threshold(scores, y, weak, target_sensitivity=1.0, min_specificity=0.9)
+    assert rule["limited_by_specificity"]
+    err = capsys.readouterr().err
+    assert "keeps 50.0% of the held-out hits and 100.0% of the weak hits" in err
+    assert "will be lost" not in err
+
+
+def test_choose_threshold_honours_min_specificity_above_one_half(capsys):
+    """An under-trained model scoring everything 0.6-0.78: the threshold goes above the misses, not to 0.5
+    (which kept every miss: specificity 0)."""
+    from sfx_cnn_veto.training.train import choose_threshold
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(200) < 0.3).astype(np.int64)
+    scores = rng.uniform(0.6, 0.78, 200)
+    t, rule = choose_threshold(scores, y, np.zeros(0), target_sensitivity=0.99, min_specificity=0.97)
+    assert t > 0.5 and t == rule["specificity_floor"]
+    assert np.mean(scores[y == 0] < t) >= 0.97
+    assert "--min-specificity 0.97" in capsys.readouterr().err
+
+
+def test_training_failure_names_the_figures_below_the_floor():
+    from sfx_cnn_veto.training.train import failed_path, training_failure
+
+    good = {"overall": {"sensitivity": 0.99, "specificity": 0.6}}
+    assert training_failure(good, 0.2) is None
+    reason = training_failure({"overall": {"sensitivity": 0.0, "specificity": 1.0}}, 0.71)
+    assert reason.startswith("held-out sensitivity 0.0% at threshold 0.71, below 50%")
+    assert "specificity" not in reason.split(",")[0]
+    assert failed_path("/x/model.keras") == "/x/model.failed.keras"
+
+
+def test_cli_train_that_learns_nothing_fails_and_marks_the_file(tiny_labels, tmp_path, capsys):
+    """Labels that say nothing about the frames (shuffled): a useless model is rc 4 and NAME.failed.keras."""
+    import dataclasses
+    import json
+    import zipfile
+
+    from sfx_cnn_veto.cli import EXIT_TRAINING_FAILED, main
+    from sfx_cnn_veto.training.labels import read_labels
+
+    d, labels = tiny_labels
+    rows = read_labels(labels)
+    rng = np.random.default_rng(0)
+    shuffled = [dataclasses.replace(r, label=int(v)) for r, v in zip(rows, rng.permutation([r.label for r in rows]))]
+    noise = tmp_path / "noise_labels.csv"
+    write_labels(str(noise), shuffled)
+    out = tmp_path / "useless.keras"
+    out.write_bytes(b"a good model from yesterday")
+    rc = main(["train", "--labels", str(noise), "--train-runs", "ta", "--val-runs", "tb", "--crop", "64,64",
+               "--epochs", "1", "--batch-size", "20", "--margin", "4", "--augment", "none", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == EXIT_TRAINING_FAILED, err[-2000:]
+    assert "error: training failed: held-out" in err and "useless.failed.keras" in err
+    assert out.read_bytes() == b"a good model from yesterday"       # never over a good model
+    failed = tmp_path / "useless.failed.keras"
+    meta = json.loads(zipfile.ZipFile(failed).read("sfx_cnn_veto.json"))
+    assert "below 50%" in meta["training"]["failed"]
+    from sfx_cnn_veto.core.model import VetoModel
+
+    with pytest.warns(UserWarning, match="failed its training"):
+        VetoModel.load(str(failed))
 
 
 def test_select_rows_stage_refuses_runs_in_both_sets_and_one_class_runs(tiny_labels, tmp_path):
@@ -359,7 +432,7 @@ def test_threshold_also_covers_weak_hits_made_from_held_out_hits(tiny_labels):
 
     assert weak["events"] == WEAK_VALIDATION_PER_HIT * r.model.metadata.training["val_hits"]
     rule = r.val_metrics["threshold_rule"]
-    assert r.threshold == min(max(rule["for_sensitivity"], rule["specificity_floor"]), 0.5)
+    assert r.threshold == max(rule["for_sensitivity"], rule["specificity_floor"]) and rule["for_sensitivity"] <= 0.5
     if not rule["limited_by_specificity"]:
         # 99% of held-out and weak hits together: at most one of these ~100 weak hits lost
         assert weak["sensitivity"] >= 0.98 and r.threshold <= 0.5
@@ -367,8 +440,8 @@ def test_threshold_also_covers_weak_hits_made_from_held_out_hits(tiny_labels):
     strict = _train(d, labels, "strict", seed=3, augment="shift=4,flips=1,weak_hits=0.75,weak_min_peaks=11",
                     min_specificity=1.0)
     floor = strict.val_metrics["threshold_rule"]["specificity_floor"]
-    assert strict.threshold == min(max(strict.val_metrics["threshold_rule"]["for_sensitivity"], floor), 0.5)
-    assert strict.val_metrics["overall"]["specificity"] == 1.0 or strict.threshold == 0.5
+    assert strict.threshold == max(strict.val_metrics["threshold_rule"]["for_sensitivity"], floor)
+    assert strict.val_metrics["overall"]["specificity"] == 1.0
     assert r.model.metadata.metrics["validation"]["weak_hits"] == weak
 
 

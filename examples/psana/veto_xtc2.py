@@ -140,6 +140,8 @@ def cmd_second(args) -> int:
 
 
 def main(argv=None) -> int:
+    from sfx_cnn_veto.cli_commands import join_pair_arguments, pixel_pair
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="step", required=True)
     for name in ("write", "veto", "second"):
@@ -161,10 +163,11 @@ def main(argv=None) -> int:
             p.add_argument("--source", default="image", choices=("calib", "raw", "image"))
             p.add_argument("--threshold", type=float, default=None)
             p.add_argument("--batch-size", type=int, default=16, help="frames per network call")
-            p.add_argument("--center", type=float, nargs=2, default=None, metavar=("ROW", "COL"))
+            p.add_argument("--center", type=pixel_pair, default=None, metavar="ROW,COL",
+                           help="beam center in pixels (as on every sfx-cnn-veto command)")
             p.add_argument("--geometry", default=None, metavar="FILE",
                            help="multi-panel detector geometry (.geom or psana .data; default: psana's own)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_pair_arguments(list(sys.argv[1:] if argv is None else argv)))
     return {"write": cmd_write, "veto": cmd_veto, "second": cmd_second}[args.step](args)
 
 

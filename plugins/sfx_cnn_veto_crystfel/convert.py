@@ -2,7 +2,9 @@
 
 ``convert hitlist IN... -o hits.lst [--min-peaks N]``
     OM (``/abs/run.h5 // 0005``), Cheetah (``cleaned.txt``, ``frames.txt``) or
-    CrystFEL lists to an indexamajig ``.lst`` (``/abs/run.h5 //5``), in order.
+    CrystFEL lists to an indexamajig ``.lst`` (``/abs/run.h5 //5``), in order;
+    from a decisions table (the OM adapter's ``decisions.csv``, a ``score``
+    CSV) only the rows it calls hits.
 ``convert lst-scores IN.lst --scores SCORES.csv -o OUT.csv``
     the events of a ``.lst`` (hits, say) with their scores looked up in a
     scores CSV (``filter-lst --scores`` or ``score``); events without a score
@@ -24,17 +26,21 @@ CSV_HEADER = ["file", "event", "score", "is_hit", "error"]
 
 
 def _hitlist(args: argparse.Namespace) -> int:
-    n_in = n_out = 0
+    n_in = n_out = n_misses = 0
     with atomic.writing([args.output]) as handles:
         out = handles[args.output]
         for path in args.inputs:
             for entry in iter_hitlist(path, fmt=args.format):
                 n_in += 1
+                if entry.is_hit is False:  # a decisions table's miss (OM adapter, score CSV): not a hit
+                    n_misses += 1
+                    continue
                 if args.min_peaks is not None and (entry.npeaks is None or entry.npeaks < args.min_peaks):
                     continue
                 out.write(args.prefix + entry.lst_line() + "\n")
                 n_out += 1
-    print(f"convert: {n_in} entries read, {n_out} written to {args.output}", file=sys.stderr)
+    misses = f", {n_misses} misses left out (their hit column says 0)" if n_misses else ""
+    print(f"convert: {n_in} entries read{misses}, {n_out} written to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -85,16 +91,17 @@ def run(args: argparse.Namespace) -> int:
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="kind", metavar="KIND", parser_class=type(parser))
     hl = sub.add_parser("hitlist", help="OM/Cheetah/CrystFEL hit lists to an indexamajig .lst")
-    hl.add_argument("inputs", nargs="+", metavar="LIST", help="OM list, Cheetah cleaned.txt/frames.txt, or .lst")
-    hl.add_argument("-o", "--output", required=True, metavar="OUT.lst")
+    hl.add_argument("inputs", nargs="+", metavar="LIST",
+                    help="OM list or the OM adapter's decisions.csv (its hits), Cheetah cleaned.txt/frames.txt, or .lst")
+    hl.add_argument("-o", "--output", required=True, metavar="OUT.lst", help="indexamajig event list to write")
     hl.add_argument("--format", choices=("auto", "om", "csv", "lst"), default="auto",
                     help="input format (default: sniffed from the content)")
     hl.add_argument("--min-peaks", type=int, default=None,
                     help="keep only entries with at least this many peaks (lists that carry peak counts)")
     hl.add_argument("-x", "--prefix", default="", help="prepend this to every file name written")
     ls = sub.add_parser("lst-scores", help="a .lst's events with their scores, as a CSV")
-    ls.add_argument("list", metavar="IN.lst")
-    ls.add_argument("-o", "--output", required=True, metavar="OUT.csv")
+    ls.add_argument("list", metavar="IN.lst", help="indexamajig event list to convert")
+    ls.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="scores CSV to write")
     ls.add_argument("--scores", metavar="SCORES.csv", help="look scores up in this CSV")
     ls.add_argument("-m", "--model", default=None, help="or score the events with this model")
     ls.add_argument("--threshold", type=float, default=None, help="decision threshold (default: CSV's / model's)")

@@ -12,8 +12,15 @@ the outputs say which:
     every miss (kept ones included) / every error; hits, misses and errors
     together are the input, once each.
 ``--scores scores.csv``
-    ``file,event,score,is_hit,error,label,in_hits_lst`` for every event, the
+    ``file,event,score,is_hit,error,decision,in_hits_lst`` for every event, the
     error column holding the reason.
+``audit.json`` (beside the hits list; ``--audit-json PATH``)
+    the live audit (:mod:`sfx_cnn_veto.core.audit`): peakfinder8 runs on a
+    deterministic ``--audit-fraction`` of the events (default 0.02, picked by
+    a hash of the ``path //N`` line), vetoed or kept, and the counts give an
+    estimate of the veto's sensitivity with a 95% interval and an alarm. An
+    audited miss that peakfinder8 calls a hit is written to the hits list
+    (label ``miss``, ``in_hits_lst`` 1): the audit rescues hits.
 
 All outputs are written to ``PATH.part`` and renamed when complete. Decisions
 are checkpointed in a journal (:mod:`.journal`) block by block; ``--resume``
@@ -35,7 +42,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from sfx_cnn_veto.core import audit as A
 from sfx_cnn_veto.errors import ConfigError, VetoError
+from sfx_cnn_veto import hitrate
+from sfx_cnn_veto.event_errors import SETUP_MISTAKE, EventErrors
 from sfx_cnn_veto.io import files as atomic
 from sfx_cnn_veto.io.files import file_sha256
 from sfx_cnn_veto.io.lst import lint_line
@@ -46,7 +56,7 @@ from sfx_cnn_veto_crystfel.mpi import local_size, world
 
 log = logging.getLogger(__name__)
 
-SCORES_HEADER = ["file", "event", "score", "is_hit", "error", "label", "in_hits_lst"]
+SCORES_HEADER = ["file", "event", "score", "is_hit", "error", "decision", "in_hits_lst"]
 
 
 # ---------------------------------------------------------------------------
@@ -82,6 +92,9 @@ class Options:
     keep_misses_fraction: float = 0.0
     seed: int = 0
     errors_as_misses: bool = False
+    audit_fraction: float = 0.0
+    audit_min_peaks: int = A.DEFAULT_MIN_PEAKS
+    target_sensitivity: float = A.DEFAULT_TARGET
 
 
 @dataclass
@@ -95,6 +108,8 @@ class Summary:
     elapsed: float = 0.0  # scoring time (slowest rank)
     wall: float = 0.0     # whole run, model loading and output writing included
     per_rank: list[int] = field(default_factory=list)
+    rescued: int = 0      # misses kept because the audit's peakfinder8 calls them hits
+    audit: A.AuditCounts | None = None
 
     @property
     def hit_rate(self) -> float:
@@ -115,6 +130,24 @@ class Summary:
             f"{rate:.0f} frames/s{ranks}{resumed}; {self.wall:.1f} s in all"
         )
 
+    def audit_lines(self, output: str) -> list[str]:
+        """The audit's summary line (and the ALARM line when it fires); none without an audit."""
+        if self.audit is None:
+            return []
+        rescued = f"; {self.rescued} audited misses are peakfinder8 hits, kept in {output}" if self.rescued else ""
+        lines = [f"filter-lst: {self.audit.summary()}{rescued}"]
+        alarm = self.audit.alarm_line()
+        if alarm:
+            lines.append(f"filter-lst: {alarm}")
+        return lines
+
+
+def audit_verdict(event: Event, opts: Options) -> bool | None:
+    """peakfinder8's verdict on an audited event (None: not audited, or peakfinder8 failed)."""
+    if isinstance(event.audit, bool) or not isinstance(event.audit, int):
+        return None
+    return event.audit >= opts.audit_min_peaks
+
 
 def classify(event: Event, opts: Options) -> tuple[str, bool, bool]:
     """``(label, is_hit, in_hits_lst)`` of a journal event under ``opts``."""
@@ -123,14 +156,16 @@ def classify(event: Event, opts: Options) -> tuple[str, bool, bool]:
     if event.score is not None and event.score >= opts.threshold:
         return "hit", True, True
     kept = opts.keep_misses_fraction > 0 and keep_fraction_draw(event.line, opts.seed) < opts.keep_misses_fraction
-    return "miss", False, kept
+    return "miss", False, kept or bool(audit_verdict(event, opts))
 
 
 def write_outputs(blocks: Iterator, n_events: int, *, output: str, misses: str | None, errors: str | None,
-                  scores: str | None, opts: Options) -> Summary:
+                  scores: str | None, opts: Options, rates=None) -> Summary:
     """Write every output from the journal's blocks (in order) to ``.part`` files, then rename them all."""
     paths = [p for p in (output, misses, errors, scores) if p]
     summary = Summary()
+    if opts.audit_fraction > 0:
+        summary.audit = A.AuditCounts(audit_fraction=opts.audit_fraction, target_sensitivity=opts.target_sensitivity)
     next_index = 0
     with atomic.writing(paths) as handles:  # a .part already opened is removed if a later one cannot be
         writer = csv.writer(handles[scores], lineterminator="\n") if scores else None
@@ -145,7 +180,13 @@ def write_outputs(blocks: Iterator, n_events: int, *, output: str, misses: str |
             next_index += 1
             for event in block.events:
                 label, is_hit, listed = classify(event, opts)
+                if rates is not None:
+                    rates.add(event.path, label)
                 summary.events += 1
+                if summary.audit is not None and label != "error":
+                    verdict = audit_verdict(event, opts)
+                    summary.audit.add(vetoed=label == "miss", audited=event.audit is not None, pf8_hit=verdict)
+                    summary.rescued += int(label == "miss" and bool(verdict))
                 if label == "hit":
                     summary.hits += 1
                 elif label == "miss":
@@ -196,6 +237,11 @@ def _fingerprint(args: argparse.Namespace, model: str, backend: str) -> dict[str
         "mask": _file_entry(getattr(args, "mask", None), dataset_suffix=True),
         "file_masks": not getattr(args, "no_file_mask", False),
         "geometry": _file_entry(_geometry_file(args)),
+        # the audit's peak counts are journaled: a resume must count the same events the same way
+        "audit": None if not args.audit_fraction else {
+            "fraction": args.audit_fraction,
+            "geometry": _file_entry(args.audit_geometry),
+        },
     }
 
 
@@ -250,6 +296,41 @@ class _Counter:
             self.hash.update(line.encode("utf-8", "surrogateescape") + b"\n")
 
 
+class _AuditCounter:
+    """peakfinder8 on an audited event's full frame, with the label command's settings and the run's geometry.
+
+    The geometry is ``--audit-geometry``, else ``--geometry``, else ``LIST.geom`` beside the first input
+    list; the ADC threshold, SNR cut and the rest are ``sfx-cnn-veto label``'s defaults.
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from sfx_cnn_veto.training.commands import _FrameCounter, configure_label
+
+        parser = argparse.ArgumentParser(add_help=False)
+        configure_label(parser)
+        settings = parser.parse_args(["-", "-o", "-"])
+        settings.geometry = args.audit_geometry
+        settings.center = ",".join(map(str, args.center)) if getattr(args, "center", None) else None
+        self.frames = _FrameCounter(settings)
+        self.list_path = next((i for i in args.inputs if i.endswith(".lst")), None)
+        self.fraction = args.audit_fraction
+
+    def __call__(self, store, ref, line: str) -> int | str | None:
+        """The peak count of an audited event, why it could not be counted, or None (not audited)."""
+        if not A.is_audited(line, self.fraction):
+            return None
+        from sfx_cnn_veto.training.commands import _countable
+
+        try:
+            frame = _countable(store.read(ref))
+            counter = self.frames.counter(ref.file, tuple(frame.shape), self.list_path)
+            return int(counter(frame.reshape(-1, frame.shape[-1]) if frame.ndim > 2 else frame))
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the audit never drops a frame
+            return f"audit: {type(exc).__name__}: {exc}"
+
+
 def resolve_settings(args: argparse.Namespace) -> None:
     """Fill prefix, batch size and backend from ``--config`` where the command line left them out.
 
@@ -265,6 +346,9 @@ def resolve_settings(args: argparse.Namespace) -> None:
         args.backend = cfg.model.backend
     if args.threads is None:
         args.threads = cfg.model.threads
+    args.audit_fraction = A.check_fraction(args.audit_fraction, name="--audit-fraction")
+    if args.audit_geometry is None:  # the veto's: --geometry, the config's, else LIST.geom
+        args.audit_geometry = _geometry_file(args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -276,13 +360,20 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--keep-misses-fraction: expected a number in [0, 1], got {args.keep_misses_fraction}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: expected a positive integer, got {args.batch_size}")
-    outputs = [p for p in (args.output, args.misses, args.errors, args.scores) if p]
+    if not 0.0 <= args.target_sensitivity <= 1.0:
+        raise ConfigError(f"--target-sensitivity: expected a number in [0, 1], got {args.target_sensitivity}")
+    if args.audit_min_peaks < 1:
+        raise ConfigError(f"--audit-min-peaks: expected a positive integer, got {args.audit_min_peaks}")
+    outputs = [p for p in (args.output, args.misses, args.errors, args.scores, args.plot) if p]
+    if args.audit_fraction > 0:
+        outputs.append(audit_json_path(args))
     if len({os.path.abspath(p) for p in outputs}) != len(outputs):
         raise ConfigError("the output files must all be different")
     for path in outputs:
         if os.path.abspath(path) in {os.path.abspath(i) for i in args.inputs}:
             raise ConfigError(f"{path}: output would overwrite an input")
     check_writable(*outputs)
+    hitrate.make(args)  # a bad --hit-rate-every now, not after scoring
     for item in args.inputs:
         if item.endswith((".lst", ".txt")) and not os.path.exists(item):
             raise ConfigError(f"{item}: event list not found")
@@ -331,10 +422,11 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"rank {rank} resolved the backend to {veto.backend_name}, rank 0 to {backend} "
                               "(different installations?); pass --backend to choose one")
         opts_threshold = veto.threshold
+        auditor = _AuditCounter(args) if args.audit_fraction > 0 else None
         done = journal.done() if args.resume else {}
         t0 = time.perf_counter()
         scored = _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
-                                  FrameStore, iter_events, reader_options, progress)
+                                  FrameStore, iter_events, reader_options, progress, auditor)
         scoring_time = time.perf_counter() - t0
     except KeyboardInterrupt:
         failure = "interrupted"
@@ -382,7 +474,7 @@ def _set_up_journal(args, journal: Journal):
 
 
 def _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
-                     FrameStore, iter_events, reader_options, progress) -> int:
+                     FrameStore, iter_events, reader_options, progress, auditor=None) -> int:
     """Score this rank's unfinished blocks, journaling each one; returns the number of frames scored."""
     batch = args.batch_size
     pending: collections.deque = collections.deque()
@@ -414,6 +506,7 @@ def _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
     current_index = None
     show = rank == 0
     bar = progress(desc="filter-lst" if size == 1 else f"filter-lst rank 0/{size}") if show else None
+    errors = EventErrors("" if args.errors_as_misses else f" (kept in {args.output})")
     try:
         with FrameStore(reader_options(args)) as store:
             # the veto batches exactly as the blocks are cut (batch_size events, aligned)
@@ -425,17 +518,20 @@ def _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
                 current_index = index
                 error = explain(line, decision.error) if decision.error else None
                 if error:
-                    print(f"sfx-cnn-veto: {line}: {error} (kept in {args.output})" if not args.errors_as_misses
-                          else f"sfx-cnn-veto: {line}: {error}", file=sys.stderr)
-                current.append(Event(line, ref.path, event, None if error else float(decision.score), error))
+                    errors.report(ref, error)
+                else:
+                    errors.ok()
+                audit = auditor(store, ref, line) if auditor is not None and not error else None
+                current.append(Event(line, ref.path, event, None if error else float(decision.score), error, audit))
                 if len(current) == batch:
                     writer.write(current_index, current)
                     current = []
                 scored += 1
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(1, hits=decision.is_hit and not error)
             if current:
                 writer.write(current_index, current)
+        errors.finish(raise_setup=size == 1)
     finally:
         writer.close()
         if bar is not None:
@@ -451,11 +547,12 @@ def _finish(args, journal: Journal, reports, start: float) -> int:
         for r, text in failures:
             where = f"rank {r}: " if len(reports) > 1 else ""
             print(f"sfx-cnn-veto: error: {where}{text}", file=sys.stderr)
-        if any(True for _ in journal.blocks()):
+        setup_mistake = any(f.startswith(SETUP_MISTAKE) for _r, f in failures)
+        if any(True for _ in journal.blocks()) and not setup_mistake:
             print(f"filter-lst: stopped; finished blocks are in {journal.dir}: rerun with --resume to continue",
                   file=sys.stderr)
         else:
-            journal.remove()  # nothing was done: leave no journal behind
+            journal.remove()  # nothing was done, or nothing worth resuming: leave no journal behind
         internal = any(f.startswith("internal") for _r, f in failures)
         return EXIT_INTERNAL if internal else EXIT_USER_ERROR
     counts = {(n, h) for _f, n, h, *_rest in reports}
@@ -465,16 +562,36 @@ def _finish(args, journal: Journal, reports, start: float) -> int:
         return EXIT_USER_ERROR
     n_events = reports[0][1]
     opts = Options(threshold=reports[0][4], keep_misses_fraction=args.keep_misses_fraction,
-                   seed=args.seed, errors_as_misses=args.errors_as_misses)
+                   seed=args.seed, errors_as_misses=args.errors_as_misses, audit_fraction=args.audit_fraction,
+                   audit_min_peaks=args.audit_min_peaks, target_sensitivity=args.target_sensitivity)
+    rates = hitrate.make(args)
     summary = write_outputs(journal.blocks(), n_events, output=args.output, misses=args.misses,
-                            errors=args.errors, scores=args.scores, opts=opts)
+                            errors=args.errors, scores=args.scores, opts=opts, rates=rates)
     journal.remove()
     summary.scored_now = sum(r[3] for r in reports)
     summary.per_rank = [r[3] for r in reports]
     summary.elapsed = max(r[5] for r in reports)
     summary.wall = time.perf_counter() - start
     print(summary.text(opts, args.output), file=sys.stderr)
+    hitrate.finish(rates, args)
+    if summary.audit is not None:
+        _write_audit_json(audit_json_path(args), summary.audit)
+        for line in summary.audit_lines(args.output):
+            print(line, file=sys.stderr)
     return EXIT_EVENT_ERRORS if summary.errors else 0
+
+
+def audit_json_path(args: argparse.Namespace) -> str:
+    """``--audit-json``, else ``audit.json`` in the hits list's directory."""
+    return args.audit_json or os.path.join(os.path.dirname(os.path.abspath(args.output)), "audit.json")
+
+
+def _write_audit_json(path: str, counts: A.AuditCounts) -> None:
+    import json
+
+    text = json.dumps(counts.estimate(), indent=1, allow_nan=False) + "\n"
+    with atomic.writing([path]) as handles:
+        handles[path].write(text)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -487,7 +604,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--misses", metavar="MISSES.lst", help="write every miss here")
     parser.add_argument("--errors", metavar="ERRORS.lst", help="write every event that could not be scored here")
     parser.add_argument("--scores", metavar="SCORES.csv",
-                        help="per-event CSV: file,event,score,is_hit,error,label,in_hits_lst")
+                        help="per-event CSV: file,event,score,is_hit,error,decision,in_hits_lst (decision: hit, miss or error)")
     parser.add_argument("--keep-misses-fraction", type=float, default=0.0, metavar="F",
                         help="also keep this random, reproducible fraction of misses in the hits list (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kept-misses draw (default 0)")
@@ -495,5 +612,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="leave events that could not be scored out of the hits list (default: keep them)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its journal (OUTPUT.journal/) without rescoring")
+    hitrate.add_arguments(parser)
     parser.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
                         help="MPI scale-out: auto (when run under mpirun -n N>1), on, off (default auto)")
+    audit = parser.add_argument_group("live audit (peakfinder8 on a sample of the frames; see the README)")
+    audit.add_argument("--audit-fraction", type=float, default=A.DEFAULT_FRACTION, metavar="F",
+                       help=f"run peakfinder8 on this fraction of the events, picked by a hash of each line "
+                            f"(default {A.DEFAULT_FRACTION}; 0: no audit); audited misses it calls hits are kept")
+    audit.add_argument("--audit-geometry", default=None, metavar="FILE.geom",
+                       help="geometry for the audit's peakfinder8 (default: --geometry, else LIST.geom)")
+    audit.add_argument("--audit-min-peaks", type=int, default=A.DEFAULT_MIN_PEAKS, metavar="N",
+                       help=f"peaks that make a peakfinder8 hit (default {A.DEFAULT_MIN_PEAKS}, "
+                            "as label's --hit-above 10)")
+    audit.add_argument("--target-sensitivity", type=float, default=A.DEFAULT_TARGET, metavar="S",
+                       help=f"the audit's ALARM fires when the sensitivity's 95%% interval lies below this "
+                            f"(default {A.DEFAULT_TARGET})")
+    audit.add_argument("--audit-json", default=None, metavar="PATH",
+                       help="where to write the audit (default: audit.json beside the hits list)")

@@ -13,7 +13,9 @@ The journal is a directory ``OUTPUT.journal/`` beside the hits list:
     backend ``auto`` resolved to, and the contents of the model, ``--config``,
     ``--mask`` and ``--geometry`` files); a resume with other settings is refused.
 ``sNNNN-rNNNN.jsonl``
-    one file per run session and rank; one JSON line per finished block,
+    one file per run session and rank; one JSON line per finished block
+    (per event: line, path, event, score, error and, for an audited event,
+    peakfinder8's peak count or why it failed),
     written with a single ``write`` (fsynced at least once a second), in increasing block order.
     A line cut by a crash is not valid JSON (or lacks its newline) and is
     ignored: its block is scored again.
@@ -50,6 +52,7 @@ class Event:
     event: str | None  # canonical event ID or None
     score: float | None
     error: str | None
+    audit: int | str | None = None  # audited: peakfinder8's peak count, or why it failed; None: not audited
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,8 @@ class Journal:
                 try:
                     data = json.loads(raw.decode("utf-8"))
                     events = tuple(
-                        Event(_unescape(e[0]), _unescape(e[1]), _unescape(e[2]), e[3], _unescape(e[4]))
+                        Event(_unescape(e[0]), _unescape(e[1]), _unescape(e[2]), e[3], _unescape(e[4]),
+                              _unescape(e[5]) if len(e) > 5 else None)
                         for e in data["e"]
                     )
                     yield Block(int(data["k"]), session, events)
@@ -217,7 +221,9 @@ class BlockWriter:
     def write(self, index: int, events: list[Event]) -> None:
         data = {
             "k": index,
-            "e": [[_field(e.line), _field(e.path), _field(e.event), e.score, _field(e.error)] for e in events],
+            "e": [[_field(e.line), _field(e.path), _field(e.event), e.score, _field(e.error)]
+                  + ([e.audit if not isinstance(e.audit, str) else _field(e.audit)] if e.audit is not None else [])
+                  for e in events],
         }
         raw = (json.dumps(data, ensure_ascii=True, allow_nan=False) + "\n").encode("ascii")
         self._handle.write(raw)

@@ -150,7 +150,7 @@ def _decide(args: argparse.Namespace) -> tuple[list, dict[str, Any]]:
                 for ref, decision in veto.stream_events(events, store):
                     decided.append((ref, canonical(ref)[1],
                                     (None if decision.error else decision.score, decision.is_hit, decision.error)))
-                    bar.update(1)
+                    bar.update(1, hits=decision.is_hit and not decision.error)
     attrs["sfx_cnn_veto_version"] = __version__
     return decided, attrs
 

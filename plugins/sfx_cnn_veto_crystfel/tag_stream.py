@@ -14,6 +14,15 @@ matched to scores by filename + event, never by position (``indexamajig -j``
 writes chunks out of list order). A chunk cut by the end of the file is copied
 unchanged and reported. ``--hits``/``--misses`` split the stream: each part
 gets the preamble (format line, geometry, cell) and its chunks.
+
+The summary counts the chunks indexamajig indexed (one or more crystals) that
+the veto calls misses: the indexable hits a veto run would have lost.
+
+Single-frame files (a CBF, a 2-D HDF5 data set) have ``Event: //`` in
+indexamajig 0.12's streams and no ``Event:`` line in 0.9's: both name the
+file's one frame. File names are matched as indexamajig wrote them (with its
+``-x`` prefix); relative ones are read relative to the working directory, or,
+when they are not found there, to the stream's directory.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import os
 import sys
 from typing import Any
 
+from sfx_cnn_veto import hitrate
 from sfx_cnn_veto.errors import ConfigError
 from sfx_cnn_veto.io import files as atomic
 from sfx_cnn_veto.io.stream import Chunk, canonical_event, iter_chunks, iter_stream
@@ -80,13 +90,29 @@ def score_chunks(args: argparse.Namespace, keys: list[tuple[str, str | None]]) -
 
     veto = load_veto(args)
     out: dict = {}
-    # stream file names already carry indexamajig's -x prefix
-    refs = [(EventRef(f, e, resolve_path(f)), None) for f, e in keys]
+    # stream file names already carry indexamajig's -x prefix; relative ones are relative to where it ran
+    base = stream_base(args.stream, [f for f, _ in keys])
+    refs = [(EventRef(f, e, resolve_path(f, base=base)), None) for f, e in keys]
     with FrameStore(reader_options(args)) as store, progress(total=len(refs), desc="tag-stream") as bar:
         for (key, _), (_ref, decision) in zip(refs, veto.stream_events(refs, store)):
             out[(key.path, key.event)] = (None if decision.error else decision.score, decision.is_hit, decision.error)
-            bar.update(1)
+            bar.update(1, hits=decision.is_hit and not decision.error)
     return out
+
+
+def stream_base(stream: str, names: list[str]) -> str:
+    """Where indexamajig ran, for the stream's relative file names: the working directory if the first
+    relative name is found there, else the stream's directory if it is found there, else the working directory."""
+    cwd = os.getcwd()
+    first = next((name for name in names if not os.path.isabs(name)), None)
+    if first is None or os.path.exists(os.path.join(cwd, first)):
+        return cwd
+    beside = os.path.dirname(os.path.abspath(stream))
+    if os.path.exists(os.path.join(beside, first)):
+        print(f"sfx-cnn-veto: the stream's file names are relative to {beside} (the stream's directory), "
+              "not to the working directory", file=sys.stderr)
+        return beside
+    return cwd
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("nothing to write: give -o OUT.stream and/or --hits/--misses")
     if os.path.abspath(args.stream) in {os.path.abspath(p) for p in outputs}:
         raise ConfigError("an output would overwrite the input stream")
+    rates = hitrate.make(args)
+    if args.plot:
+        from sfx_cnn_veto.cli_commands import check_writable
+
+        check_writable(args.plot)
 
     # pass 1: which events the stream holds (complete chunks only)
     keys: list = []
@@ -114,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         decisions = score_chunks(args, keys)
 
     # pass 2: copy, tagging each chunk
-    counts = {"chunks": 0, "hit": 0, "miss": 0, "error": 0, "cut": 0}
+    counts = {"chunks": 0, "hit": 0, "miss": 0, "error": 0, "cut": 0, "indexed": 0, "indexed_miss": 0}
     with atomic.writing(outputs) as handles:
         for piece in iter_stream(args.stream):
             if isinstance(piece, str):
@@ -133,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
                 score, is_hit, error = _decision_of(piece, decisions)
                 label = "error" if error else ("hit" if is_hit else "miss")
                 counts[label] += 1
+                if piece.num_crystals:  # indexed: a hit the veto must not lose
+                    counts["indexed"] += 1
+                    counts["indexed_miss"] += int(label == "miss")
+                rates.add(piece.filename or "?", label)
                 if error:
                     print(f"sfx-cnn-veto: {piece.filename} {piece.event or ''}: {error} (tagged cnn_hit = 1)".replace(
                         "  ", " "), file=sys.stderr)
@@ -145,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"tag-stream: {counts['chunks']} chunks: {counts['hit']} hits, {counts['miss']} misses, "
           f"{counts['error']} errors (tagged as hits)"
           + (f", {counts['cut']} cut chunk(s) copied unchanged" if counts["cut"] else ""), file=sys.stderr)
+    print(f"tag-stream: {counts['indexed']} chunks indexed; {counts['indexed_miss']} of them called misses "
+          "(indexable hits the veto would lose)", file=sys.stderr)
+    hitrate.finish(rates, args)
     return EXIT_EVENT_ERRORS if counts["error"] or counts["cut"] else 0
 
 
@@ -170,3 +208,4 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the -x prefix indexamajig ran with: prepended to the CSV's file names to match the stream's")
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames (default: auto)")
     add_model_arguments(parser)
+    hitrate.add_arguments(parser)

@@ -10,6 +10,8 @@ Example
       threshold: null            # null = the model's own threshold
       mask: null                 # null = peakfinder8's bad_pixel_map; false = none; or FILE.h5:/DATASET
       geometry: null             # null = OM's crystallography.geometry_file; or a CrystFEL .geom
+      audit_fraction: 0.02       # veto mode: peakfinder8 still runs on this fraction of vetoed frames
+      target_sensitivity: 0.98   # the summary's ALARM line: the audit's upper bound is below this
 
 Parsed once into a frozen :class:`CnnVetoConfig`; unknown keys and bad values
 raise :class:`~sfx_cnn_veto.errors.ConfigError` naming the key, what was
@@ -40,6 +42,8 @@ _DEFAULTS: dict[str, Any] = {
     "decisions_file": None,
     "mask": None,
     "geometry": None,
+    "audit_fraction": 0.02,
+    "target_sensitivity": 0.98,
 }
 
 
@@ -82,6 +86,14 @@ class CnnVetoConfig:
         CrystFEL geometry the crop is taken with (absolute path); None uses
         the monitor's own ``crystallography.geometry_file``. The geometry puts
         the beam at ``x = y = 0``: the crop follows it, on any panel layout.
+    audit_fraction : float
+        Veto mode: the fraction of frames (picked by a hash of OM's event id,
+        :mod:`sfx_cnn_veto.core.audit`) that go through peakfinder8 whatever
+        the CNN said. An audited vetoed frame peakfinder8 calls a hit goes on
+        as a hit. 0 turns the audit off.
+    target_sensitivity : float
+        The summary prints an ALARM line when the audit's 95% upper bound on
+        the veto's sensitivity is below this.
     """
 
     model: str | None
@@ -95,6 +107,8 @@ class CnnVetoConfig:
     decisions_file: str | None = None
     mask: str | bool | None = None
     geometry: str | None = None
+    audit_fraction: float = 0.02
+    target_sensitivity: float = 0.98
 
     @property
     def enabled(self) -> bool:
@@ -167,6 +181,13 @@ class CnnVetoConfig:
                 f"or a CrystFEL .geom path, got {geometry!r}"
             )
 
+        fractions = {}
+        for key in ("audit_fraction", "target_sensitivity"):
+            value = values[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{GROUP}.{key}: expected a number in [0, 1], got {value!r}")
+            fractions[key] = float(value)
+
         model = values["model"]
         if model is not None and (not isinstance(model, str) or not model):
             raise ConfigError(f"{GROUP}.model: expected a path to a .keras file, got {model!r}")
@@ -199,4 +220,5 @@ class CnnVetoConfig:
             decisions_file=None if decisions_file is None else os.path.abspath(decisions_file),
             mask=mask,
             geometry=None if geometry is None else os.path.abspath(geometry),
+            **fractions,
         )

@@ -28,6 +28,13 @@ veto
     Frames the CNN calls misses skip peakfinder8 (the time saved) and go on as
     non-hits with an empty peak list. Frames the CNN calls hits, and frames it
     cannot score (fail open), go through peakfinder8 as in stock OM.
+    The live audit: a fraction ``audit_fraction`` (default 0.02) of the frames,
+    picked by a hash of OM's event id, goes through peakfinder8 whatever the
+    CNN said; a vetoed frame it calls a hit goes on as a hit (rescued). The
+    collector turns the counts into an estimate of the veto's sensitivity
+    with a 95% interval (:mod:`sfx_cnn_veto.core.audit`), broadcast under
+    ``audit`` in the veto's message and printed in the summary, with an
+    ``ALARM`` line when the interval lies below ``target_sensitivity``.
 tag
     The CNN and peakfinder8 both run on every frame; OM's hit decision stays
     peakfinder8's; the collector reports their agreement.
@@ -48,13 +55,14 @@ import math
 import os
 import sys
 import time
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union
 
 import numpy as np
 from om.lib.parameters import MonitorParameters
 from om.lib.rich_console import get_current_timestamp
 from om.processing_layer.crystallography import CrystallographyProcessing
 
+from sfx_cnn_veto.core.audit import is_audited
 from sfx_cnn_veto.errors import VetoError
 from sfx_cnn_veto_om.config import GROUP, CnnVetoConfig
 from sfx_cnn_veto_om.geometry import VetoGeometry, load_veto_geometry, startup_line, veto_mask_spec
@@ -63,6 +71,31 @@ from sfx_cnn_veto_om.stats import VetoStats, frame_record
 #: Key of the per-frame record in ``processed_data``; of a rank's final report.
 RECORD_KEY = "cnn_veto"
 RANK_REPORT_KEY = "cnn_veto_rank_report"
+
+
+#: The collector's decisions file (``cnn_veto.decisions_file``): one row per event, OM's event id first.
+DECISIONS_COLUMNS = ["event_id", "rank", "mode", "score", "cnn_hit", "vetoed", "peakfinder8", "num_peaks",
+                     "frame_is_hit", "cnn_ms", "error", "audited"]
+
+
+def decision_row(received: Dict[str, Any], rank: int, mode: str) -> List[Any]:
+    """The decisions-file row (:data:`DECISIONS_COLUMNS`) of one event the collector received from ``rank``."""
+    record = received.get(RECORD_KEY) or {}
+    peaks = received.get("peak_list") or {}
+    return [
+        received.get("event_id"),
+        rank,
+        record.get("mode", mode),
+        _num(record.get("score")),
+        "" if record.get("cnn_hit") is None else int(bool(record.get("cnn_hit"))),
+        int(bool(record.get("vetoed"))),
+        int(bool(record.get("peakfinder8"))),
+        len(peaks.get("intensity", ())),
+        int(bool(received["frame_is_hit"])),
+        _num(record.get("cnn_ms")),
+        record.get("error") or "",
+        int(bool(record.get("audited"))),
+    ]
 
 
 def _empty_peak_list() -> Dict[str, Any]:
@@ -197,13 +230,15 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
         cfg = self._veto_config
         self._frames += 1
         score, cnn_hit, error, cnn_ms = math.nan, None, None, math.nan
-        veto_frame = False
+        veto_frame = audited = False
         if cfg.enabled:
             score, cnn_hit, error, cnn_ms = self._score(data["detector_data"])
             if error is not None:
                 self._cnn_errors += 1
             veto_frame = cfg.mode == "veto" and not cnn_hit and error is None
-        self._gate.skip_next = veto_frame
+            audited = (cfg.mode == "veto" and error is None
+                       and is_audited(str(data.get("event_id")), cfg.audit_fraction))
+        self._gate.skip_next = veto_frame and not audited
         try:
             processed_data, rank = super().process_data(
                 node_rank=node_rank, node_pool_size=node_pool_size, data=data
@@ -212,7 +247,9 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
             self._gate.skip_next = False
         if veto_frame:
             self._vetoed += 1
-            processed_data["frame_is_hit"] = False  # never a hit with zero peaks
+            if not audited:
+                processed_data["frame_is_hit"] = False  # never a hit with zero peaks
+            # audited: peakfinder8 ran and OM's own hit rule stands (a hit it finds is rescued)
         processed_data[RECORD_KEY] = frame_record(
             mode=cfg.mode,
             score=score,
@@ -222,6 +259,7 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
             error=error,
             cnn_ms=cnn_ms,
             peakfinder8_ms=self._gate.last_ms,
+            audited=audited,
         )
         return processed_data, rank
 
@@ -257,17 +295,15 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
             metadata = VetoModel.read_metadata(cfg.model)
             if threshold is None:
                 threshold = metadata.threshold
-        self._veto_stats = VetoStats(mode=cfg.mode, model=cfg.model, threshold=threshold)
+        self._veto_stats = VetoStats(mode=cfg.mode, model=cfg.model, threshold=threshold,
+                                     audit_fraction=cfg.audit_fraction, target_sensitivity=cfg.target_sensitivity)
         self._decisions_handle: Any = None
         self._decisions_writer: Any = None
         if cfg.decisions_file:
             os.makedirs(os.path.dirname(cfg.decisions_file) or ".", exist_ok=True)
             self._decisions_handle = open(cfg.decisions_file, "w", newline="")
             self._decisions_writer = csv.writer(self._decisions_handle)
-            self._decisions_writer.writerow(
-                ["event_id", "rank", "mode", "score", "cnn_hit", "vetoed", "peakfinder8", "num_peaks",
-                 "frame_is_hit", "cnn_ms", "error"]
-            )
+            self._decisions_writer.writerow(DECISIONS_COLUMNS)
         _say(
             f"cnn_veto: mode {cfg.mode}"
             + (f", model {cfg.model}" if cfg.model else "")
@@ -304,27 +340,14 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
         frame_is_hit = bool(received["frame_is_hit"])
         stats.add(record, frame_is_hit=frame_is_hit)
         if self._decisions_writer is not None:
-            record = record or {}
-            peaks = received.get("peak_list") or {}
-            self._decisions_writer.writerow(
-                [
-                    received.get("event_id"),
-                    rank,
-                    record.get("mode", cfg.mode),
-                    _num(record.get("score")),
-                    "" if record.get("cnn_hit") is None else int(bool(record.get("cnn_hit"))),
-                    int(bool(record.get("vetoed"))),
-                    int(bool(record.get("peakfinder8"))),
-                    len(peaks.get("intensity", ())),
-                    int(frame_is_hit),
-                    _num(record.get("cnn_ms")),
-                    record.get("error") or "",
-                ]
-            )
+            self._decisions_writer.writerow(decision_row(received, rank, cfg.mode))
         if stats.frames % cfg.broadcast_interval == 0:
             self._data_broadcast_socket.send_data(tag=cfg.broadcast_tag, message=stats.message())
         if cfg.summary_interval and stats.frames % cfg.summary_interval == 0:
             _say(stats.summary())
+            alarm = stats.alarm_line()
+            if alarm:
+                _say(alarm)
 
     def end_processing_on_collecting_node(self, *, node_rank: int, node_pool_size: int) -> None:
         super().end_processing_on_collecting_node(node_rank=node_rank, node_pool_size=node_pool_size)
@@ -332,6 +355,9 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
         if self._decisions_handle is not None:
             self._decisions_handle.close()
         _say(stats.summary(final=True))
+        alarm = stats.alarm_line()
+        if alarm:
+            _say(alarm)
         for rank in sorted(stats.ranks):
             report = stats.ranks[rank]
             _say(

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from sfx_cnn_veto.core.audit import AuditCounts
+
 
 def frame_record(
     *,
@@ -22,8 +24,13 @@ def frame_record(
     error: str | None = None,
     cnn_ms: float = math.nan,
     peakfinder8_ms: float = math.nan,
+    audited: bool = False,
 ) -> dict[str, Any]:
-    """The per-frame record a processing rank attaches to ``processed_data``."""
+    """The per-frame record a processing rank attaches to ``processed_data``.
+
+    ``vetoed``: the CNN called the frame a miss (veto mode); ``audited``: peakfinder8 ran on it anyway
+    (the live audit, :mod:`sfx_cnn_veto.core.audit`), or on a kept frame the audit samples.
+    """
     return {
         "mode": mode,
         "score": float(score),
@@ -33,6 +40,7 @@ def frame_record(
         "error": error,
         "cnn_ms": float(cnn_ms),
         "peakfinder8_ms": float(peakfinder8_ms),
+        "audited": bool(audited),
     }
 
 
@@ -66,6 +74,14 @@ class VetoStats:
     last_error: str | None = None
     error_reasons: dict[str, int] = field(default_factory=dict)
     ranks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    audit_fraction: float = 0.0
+    target_sensitivity: float = 0.98
+    rescued: int = 0  # vetoed frames the audit's peakfinder8 calls hits: sent on as hits
+    audit: AuditCounts | None = None
+
+    def __post_init__(self) -> None:
+        if self.audit is None and self.mode == "veto" and self.audit_fraction > 0:
+            self.audit = AuditCounts(audit_fraction=self.audit_fraction, target_sensitivity=self.target_sensitivity)
 
     def add(self, record: dict[str, Any] | None, *, frame_is_hit: bool) -> None:
         """Count one frame (``record`` None: a frame processed without the veto layer's record)."""
@@ -94,6 +110,11 @@ class VetoStats:
         if ms == ms:
             self.cnn_seconds += ms / 1000.0
             self.cnn_timed += 1
+        if self.audit is not None and cnn_hit is not None and not error:
+            audited = bool(record.get("audited"))
+            vetoed = not cnn_hit
+            self.audit.add(vetoed=vetoed, audited=audited, pf8_hit=bool(frame_is_hit) if audited else None)
+            self.rescued += int(vetoed and audited and bool(frame_is_hit))
         if cnn_hit is not None and not error:
             self.cnn_frames += 1
             self.cnn_hits += bool(cnn_hit)
@@ -153,7 +174,14 @@ class VetoStats:
             "last_error": self.last_error,
             "error_reasons": dict(self.error_reasons),
             "ranks": {rank: dict(report) for rank, report in self.ranks.items()},
+            "rescued": self.rescued,
+            "audit": None if self.audit is None else self.audit.estimate(),
         }
+
+    def alarm_line(self) -> str | None:
+        """``cnn_veto ALARM: ...`` when the audit's upper bound on sensitivity is below the target, else None."""
+        line = None if self.audit is None else self.audit.alarm_line()
+        return None if line is None else f"cnn_veto {line}"
 
     def summary(self, *, final: bool = False) -> str:
         """One line, ``key=value`` pairs, for the console."""
@@ -178,6 +206,19 @@ class VetoStats:
                 f"compared={self.compared}",
                 f"cnn_miss_pf8_hit={self.cnn_miss_pf8_hit}",
                 f"cnn_hit_pf8_miss={self.cnn_hit_pf8_miss}",
+            ]
+        if self.audit is not None:
+            est = self.audit.estimate()
+            low, high = est["sensitivity_interval"]
+            sens = est["sensitivity_estimate"]
+            parts += [
+                f"audited_vetoed={self.audit.audited_vetoed}",
+                f"audited_vetoed_pf8_hits={self.audit.audited_vetoed_pf8_hits}",
+                f"audited_kept={self.audit.audited_kept}",
+                f"audited_kept_pf8_hits={self.audit.audited_kept_pf8_hits}",
+                f"rescued={self.rescued}",
+                f"sensitivity={'n/a' if sens is None else format(sens, '.4f')}",
+                f"sensitivity_95={low:.4f}-{high:.4f}",
             ]
         parts += [
             f"cnn_ms_per_frame={fmt(self.cnn_ms_per_frame, '.2f')}",

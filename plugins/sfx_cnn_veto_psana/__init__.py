@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = [
     "PsanaVeto",
+    "psana_audit",
     "VetoTable",
     "select_timestamps",
     "psana1_events_at",
@@ -30,6 +31,7 @@ __all__ = [
 
 _WHERE = {
     "PsanaVeto": "veto",
+    "psana_audit": "veto",
     "select_timestamps": "veto",
     "psana1_events_at": "veto",
     "hit_rows": "outputs",

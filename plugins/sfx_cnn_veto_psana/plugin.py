@@ -105,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
             for evt, decision in veto.events(run):
                 table.record(evt, decision)
                 errors += decision.error is not None
-                bar.update(1)
+                bar.update(1, hits=decision.is_hit and decision.error is None)
     if table is not None:
         table.done()
         counts = table.counts

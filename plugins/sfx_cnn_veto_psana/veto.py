@@ -441,11 +441,33 @@ class PsanaVeto:
 
         yield from self.veto.stream(all_pairs(), batch_size=batch_size)
 
-    def hits(self, run: Any, *, batch_size: int | None = None) -> Iterator[tuple[Any, Any]]:
-        """``(evt, Decision)`` for hits only; undecided frames (errors) are kept too (fail open)."""
-        for evt, decision in self.events(run, batch_size=batch_size):
-            if decision.is_hit:
+    def hits(self, run: Any, *, batch_size: int | None = None, audit: Any = None) -> Iterator[tuple[Any, Any]]:
+        """``(evt, Decision)`` for hits only; undecided frames (errors) are kept too (fail open).
+
+        With ``audit`` (:meth:`audited`), vetoed frames the audit's peakfinder8 calls hits are kept too.
+        """
+        if audit is None:
+            for evt, decision in self.events(run, batch_size=batch_size):
+                if decision.is_hit:
+                    yield evt, decision
+            return
+        for evt, decision, result in self.audited(run, audit, batch_size=batch_size):
+            if result.keep:
                 yield evt, decision
+
+    def audited(self, run: Any, audit: Any, *, batch_size: int | None = None) -> Iterator[tuple[Any, Any, Any]]:
+        """``(evt, Decision, AuditResult)`` for every event, with the live audit.
+
+        ``audit`` is a :class:`sfx_cnn_veto.core.audit.Audit` (e.g. :func:`psana_audit`, psana's
+        peakfinder8); an event is audited by a hash of its timestamp, so serial and MPI runs audit the
+        same events. ``audit.counts.estimate()`` then holds the estimate of the veto's sensitivity (on MPI,
+        merge each rank's ``audit.counts.counts()``).
+        """
+        for evt, decision in self.events(run, batch_size=batch_size):
+            def frame(evt=evt):
+                data = np.asarray(self.frame(evt))
+                return data.reshape(-1, data.shape[-1]) if data.ndim > 2 else data  # segments stacked
+            yield evt, decision, audit(self.timestamp(evt), frame, decision)
 
     def decide(self, evt: Any):
         """The decision for one event, unbatched (slower: prefer :meth:`events`)."""
@@ -479,3 +501,21 @@ def psana1_events_at(run: Any, timestamps: Iterable[int], fiducials: Iterable[in
     """
     for stamp, fid in zip(timestamps, fiducials):
         yield run.event(psana.EventTime(int(stamp), int(fid)))
+
+
+def psana_audit(*, fraction: float = 0.02, options: dict | None = None, labeler: str = "psana-peakfinder8",
+                **kwargs: Any):
+    """A :class:`~sfx_cnn_veto.core.audit.Audit` counting peaks with psana's peakfinder8 (or ``labeler``).
+
+    ``options``: the counter's indexamajig-style settings (:mod:`sfx_cnn_veto.training.peaks`; give
+    ``center``, ``mask`` or ``radius`` for the detector); ``kwargs``: ``min_peaks``, ``target_sensitivity``.
+    """
+    from sfx_cnn_veto import manager
+    from sfx_cnn_veto.core.audit import Audit
+
+    specs = manager.labelers()
+    if labeler not in specs:
+        from sfx_cnn_veto.errors import ConfigError
+
+        raise ConfigError(f"labeler {labeler!r} is not registered (have: {', '.join(sorted(specs))})")
+    return Audit(specs[labeler].create(dict(options or {})), fraction=fraction, **kwargs)

@@ -190,7 +190,7 @@ def rectangle_map(frame_shape: Sequence[int], shape: Sequence[int] = DEFAULT_CRO
     """The map of a single-panel frame: the rectangle around ``center`` (see :func:`crop_region`)."""
     region = crop_region(frame_shape, shape, center)
     return CropMap(tuple(int(v) for v in shape), tuple(int(v) for v in frame_shape), region,
-                   source="frame centre" if center is None else f"beam centre {tuple(center)}")
+                   source="frame center" if center is None else f"beam center {tuple(center)}")
 
 
 def geometry_map(geometry, frame_shape: Sequence[int] | None = None,
@@ -297,7 +297,7 @@ def check_single_panel(frame_shape: Sequence[int], *, source: str = "") -> None:
         )
     if shape in KNOWN_RAW_SLABS:
         raise FrameReadError(
-            f"{where}frame of shape {shape} is the raw slab of a {KNOWN_RAW_SLABS[shape]}: its centre is not the "
+            f"{where}frame of shape {shape} is the raw slab of a {KNOWN_RAW_SLABS[shape]}: its center is not the "
             "beam; give the detector's CrystFEL geometry (--geometry FILE.geom)"
         )
 
@@ -335,7 +335,7 @@ class CropMapper:
     def __init__(self, shape: Sequence[int] = DEFAULT_CROP, *, geometry=None,
                  center: Sequence[float] | None = None) -> None:
         if geometry is not None and center is not None:
-            raise ConfigError("give a beam centre or a geometry, not both (a geometry puts the beam at x = y = 0; "
+            raise ConfigError("give a beam center or a geometry, not both (a geometry puts the beam at x = y = 0; "
                               "move its panels' corner_x/corner_y to correct it)")
         self.shape = (int(shape[0]), int(shape[1]))
         self.geometry = geometry

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -134,6 +135,7 @@ class VetoModel:
             self.keras_model.save(tmp)
             with zipfile.ZipFile(tmp, "a") as archive:
                 archive.writestr(METADATA_NAME, meta.to_json())
+            os.chmod(tmp, _umask_mode())
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -169,6 +171,10 @@ class VetoModel:
         """Load a model file (``safe_mode=True``) and check it against its metadata."""
         path = os.fspath(path)
         meta = cls.read_metadata(path)
+        failed = (meta.training or {}).get("failed")
+        if failed:
+            warnings.warn(f"{path}: this model failed its training ({failed}): its decisions are not to be trusted",
+                          stacklevel=2)
         from sfx_cnn_veto.core.tf import import_keras
 
         keras = import_keras()
@@ -216,10 +222,18 @@ def attach_metadata(path: str | os.PathLike, metadata: ModelMetadata) -> None:
                 if item.filename != METADATA_NAME:
                     dst.writestr(item, src.read(item.filename))
             dst.writestr(METADATA_NAME, metadata.to_json())
+        os.chmod(tmp, _umask_mode())
         shutil.move(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask_mode() -> int:
+    """The mode a new file gets from the umask (``tempfile.mkstemp`` makes 0600 files, unreadable to the group)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def default_model_path() -> str | None:

@@ -96,6 +96,8 @@ class Preprocessor:
                 f"this model was trained on the raw slabs of a {trained['panels']}-panel detector (geometry "
                 f"{trained.get('geometry')}): give that detector's geometry (--geometry FILE.geom)"
             )
+        if geometry is not None:
+            warn_other_scale(metadata, geometry)
         self.mapper = CropMapper(self.crop_shape, geometry=geometry, center=center)
         self._explicit_center = center is not None
         self._checked: set[tuple[int, ...]] = set()
@@ -111,6 +113,8 @@ class Preprocessor:
         if shape not in self._checked:
             if self.geometry is None and center is None and not self._explicit_center:
                 check_trained_shape(self.metadata, shape)
+            else:  # cropped where the geometry or the centre says: scored, with a note
+                warn_other_detector(self.metadata, shape, source=data_file, geometry=self.geometry)
             self._checked.add(shape)
         return self.mapper(shape, center=center, data_file=data_file)
 
@@ -119,8 +123,7 @@ class Preprocessor:
         return self.crop_map(frame_shape).region
 
     def __call__(self, frame: np.ndarray, *, cropped: bool = False, good: np.ndarray | None = None,
-                 frame_shape: Sequence[int] | None = None, owned: bool = False,
-                 cmap: CropMap | None = None) -> np.ndarray:
+                 owned: bool = False, cmap: CropMap | None = None) -> np.ndarray:
         """Crop (unless ``cropped``), mask and normalize.
 
         ``frame``: a full frame; or, with ``cmap``, the block read at
@@ -192,8 +195,66 @@ def check_trained_shape(metadata: ModelMetadata, frame_shape: tuple[int, ...]) -
     raise FrameReadError(
         f"frame of shape {tuple(frame_shape)}, but this model was trained on {trained} frames: a raw "
         "multi-panel slab needs its geometry (--geometry FILE.geom); a single-panel frame of another detector needs "
-        "its beam centre (--center ROW COL)"
+        "its beam center (--center ROW,COL)"
     )
+
+
+#: Relative difference of a detector's size (pixels) from the training frames' within which it counts as the same.
+SIZE_TOLERANCE = 0.1
+
+
+def warn_other_detector(metadata: ModelMetadata, frame_shape: tuple[int, ...], *, source: str | None = None,
+                        geometry: Geometry | None = None) -> None:
+    """Warn (once per shape: the caller remembers) that frames cropped through a geometry or a beam centre
+    come from another detector than the model's training frames: scored without proof it works there.
+
+    The detector is compared by the frame's shape; a raw slab given with its geometry, for a model
+    trained on plain frames, by the size of the assembled image (within :data:`SIZE_TOLERANCE`):
+    the slab of the same detector has another shape.
+    """
+    trained = trained_detector(metadata)
+    shapes = [tuple(int(v) for v in shape) for shape in trained.get("frame_shapes") or ()]
+    if not shapes or tuple(frame_shape) in shapes:
+        return
+    what = f"frames of shape {tuple(frame_shape)}"
+    if geometry is not None and not trained.get("geometry"):
+        size = assembled_size(geometry, frame_shape)
+        if any(len(shape) == 2 and all(abs(a - b) <= SIZE_TOLERANCE * b for a, b in zip(size, shape))
+               for shape in shapes):
+            return
+        what = f"a detector of {size[0]}x{size[1]} pixels assembled by geometry {geometry.source}"
+    where = f"{source}: " if source else ""
+    warnings.warn(
+        f"{where}{what}, but this model was trained on {' or '.join(str(s) for s in shapes)} frames: another "
+        "detector? They are cropped where the geometry or the beam centre (given, or the file's own) says and "
+        "scored; check the decisions (sfx-cnn-veto evaluate) before trusting them",
+        stacklevel=3,
+    )
+
+
+def assembled_size(geometry: Geometry, frame_shape: Sequence[int]) -> tuple[int, int]:
+    """Rows and columns the geometry's panels span on the lab grid (for a slab of ``frame_shape``)."""
+    x, y = geometry.pixel_maps(tuple(int(v) for v in frame_shape))
+    return (int(round(float(np.nanmax(y) - np.nanmin(y)))) + 1, int(round(float(np.nanmax(x) - np.nanmin(x)))) + 1)
+
+
+#: Relative difference of pixel size or camera length from the training geometry's above which the veto warns.
+SCALE_TOLERANCE = 0.05
+
+
+def warn_other_scale(metadata: ModelMetadata, geometry: Geometry) -> None:
+    """Warn when the geometry's pixel size (``res``) or camera length (``clen``) differs by more than
+    :data:`SCALE_TOLERANCE` from the training geometry's, where the model records them: Bragg spots then
+    fall at other radii and have other sizes than the network learned."""
+    trained = trained_detector(metadata)
+    now = {"res": geometry.reference_res, "clen": geometry.float_global("clen")}
+    names = {"res": "pixel size (res, pixels per metre)", "clen": "camera length (clen, m)"}
+    for key, value in now.items():
+        was = trained.get(key)
+        if was and value and abs(value - was) > SCALE_TOLERANCE * abs(was):
+            warnings.warn(f"geometry {geometry.source}: {names[key]} {value:g}, but this model was trained with "
+                          f"{was:g}: spots fall at other radii than it learned; check the decisions (sfx-cnn-veto evaluate) "
+                          "before trusting them", stacklevel=4)
 
 
 def _and(mask: CropMask, good: np.ndarray) -> CropMask:
@@ -323,13 +384,40 @@ class Veto:
             batch = batch[..., None]
         return self.classifier.predict(batch)
 
-    def score(self, frames: Iterable[np.ndarray] | np.ndarray, *, cropped: bool = False) -> np.ndarray:
-        """Hit probability of each frame (NaN where a frame cannot be scored)."""
-        return np.array([d.score for d in self.decide(frames, cropped=cropped)], dtype=np.float64)
+    def score(self, frames: Iterable[np.ndarray] | np.ndarray, *, cropped: bool = False) -> np.ndarray | float:
+        """Hit probability of each frame (NaN where a frame cannot be scored).
 
-    def decide(self, frames: Iterable[np.ndarray] | np.ndarray, *, cropped: bool = False) -> list[Decision]:
-        """A :class:`Decision` for each frame, in order."""
+        ``frames``: a sequence or stack of frames, giving an array of scores;
+        or one frame (see :meth:`decide`), giving one score (a float).
+        """
+        decided = self.decide(frames, cropped=cropped)
+        if isinstance(decided, Decision):
+            return decided.score
+        return np.array([d.score for d in decided], dtype=np.float64)
+
+    def decide(self, frames: Iterable[np.ndarray] | np.ndarray, *, cropped: bool = False) -> list[Decision] | Decision:
+        """A :class:`Decision` for each frame, in order; one Decision for one frame.
+
+        One frame is a 2-D array (a 2-D crop with ``cropped``), or, with a
+        geometry whose raw frame has panel planes, an array of that
+        ``(P, ss, fs)`` shape. A 3-D array is otherwise a stack of 2-D frames.
+        """
+        if isinstance(frames, np.ndarray) and self._one_frame(frames, cropped):
+            return next(self.stream([(0, frames)], cropped=cropped))[1]
         return [d for _, d in self.stream(enumerate(frames), cropped=cropped)]
+
+    def _one_frame(self, frames: np.ndarray, cropped: bool) -> bool:
+        """Whether an array is one frame (True) or a stack of frames (False); refuses what is neither."""
+        geometry = self.preprocess.geometry
+        panel_planes = geometry is not None and len(geometry.frame_shape) == 3
+        if frames.ndim < 2 or (frames.ndim > 3 and not (panel_planes and frames.ndim == 4 and not cropped)):
+            raise FrameReadError(
+                f"expected one frame (2-D{', or ' + str(tuple(geometry.frame_shape)) if panel_planes else ''}) "
+                f"or a stack of them, got an array of shape {frames.shape}"
+            )
+        if frames.ndim == 2:
+            return True
+        return panel_planes and not cropped and tuple(frames.shape) == tuple(geometry.frame_shape)
 
     def stream(
         self,

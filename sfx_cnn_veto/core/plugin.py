@@ -10,7 +10,7 @@ from sfx_cnn_veto.types import ArchitectureSpec, BackendSpec, StepSpec
 @hookimpl(trylast=True)
 def sfxveto_preprocessing_steps():
     return [
-        StepSpec("crop", "centre", crop.crop, "centre crop around the beam centre (paper: 350x350)"),
+        StepSpec("crop", "centre", crop.crop, "center crop around the beam center (paper: 350x350)"),
         StepSpec("normalize", "standardize", normalize.standardize, "per-frame (x - mean) / std (the paper's)"),
         StepSpec("normalize", "robust", normalize.robust, "signed log of (x - median) / (1.4826 MAD): gain/background robust"),
         StepSpec("normalize", "none", normalize.none, "float32 cast only"),

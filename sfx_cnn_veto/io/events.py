@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 
 _INDEX = re.compile(r"^//(\d+)$")
+#: The event ID of a single-frame file, as indexamajig 0.12 writes it in streams and accepts in lists.
+SINGLE_FRAME = "//"
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,8 @@ class EventRef:
     path : str
         The file name as the user wrote it (kept verbatim for output lists).
     event : str or None
-        CrystFEL event ID such as ``"//5"``; ``None`` for a single-frame file.
+        CrystFEL event ID such as ``"//5"``; ``None`` (or ``"//"``, indexamajig 0.12's
+        form, kept as written) for a single-frame file.
     resolved : str
         The path used to open the file (prefix applied, absolute).
     """
@@ -32,11 +35,11 @@ class EventRef:
 
     @property
     def index(self) -> int | None:
-        """The frame index of a ``//N`` event ID, ``None`` for single frames.
+        """The frame index of a ``//N`` event ID, ``None`` for single frames (no event, or ``//``).
 
         Raises ``ValueError`` for event IDs of another form (path placeholders).
         """
-        if self.event is None:
+        if self.event is None or self.event == SINGLE_FRAME:
             return None
         match = _INDEX.match(self.event)
         if match is None:
@@ -49,6 +52,8 @@ class EventRef:
         """The line indexamajig reads: ``path //N`` (one space, canonical index), or ``path``."""
         if self.event is None:
             return self.path
+        if self.event == SINGLE_FRAME:
+            return f"{self.path} {SINGLE_FRAME}"
         try:
             return f"{self.path} //{self.index}"
         except ValueError:

@@ -12,7 +12,7 @@ import numpy as np
 
 from sfx_cnn_veto.errors import FrameReadError, MissingDependencyError
 from sfx_cnn_veto.io.base import FrameSource, Region
-from sfx_cnn_veto.io.events import EventRef, event_for_index
+from sfx_cnn_veto.io.events import SINGLE_FRAME, EventRef, event_for_index
 
 #: File patterns fabio reads that this reader claims.
 PATTERNS = (
@@ -50,12 +50,15 @@ class FabioSource(FrameSource):
     def read(self, event: str | None, region: Region | None = None) -> np.ndarray:
         try:
             if event is None or self._nframes <= 1:
-                if event not in (None, "//0"):
+                if event not in (None, SINGLE_FRAME, "//0"):
                     raise FrameReadError(f"{self.path}: single-frame file has no event {event}")
                 data = self._image.data
             else:
                 index = EventRef(self.path, event).index
-                if index is None or index >= self._nframes:
+                if index is None:
+                    raise FrameReadError(f"{self.path} {event}: names the one frame of a single-frame file, but "
+                                         f"the file holds {self._nframes} frames; name one (//N)")
+                if index >= self._nframes:
                     raise FrameReadError(f"{self.path} {event}: event out of range ({self._nframes} frames)")
                 data = self._image.getframe(index).data
         except FrameReadError:

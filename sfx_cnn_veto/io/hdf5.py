@@ -15,7 +15,7 @@ import numpy as np
 
 from sfx_cnn_veto.errors import FrameReadError
 from sfx_cnn_veto.io.base import FrameSource, Region
-from sfx_cnn_veto.io.events import EventRef, event_for_index
+from sfx_cnn_veto.io.events import SINGLE_FRAME, EventRef, event_for_index
 
 #: EIGER master files link their frames in blocks ``/entry/data/data_000001``, ``data_000002`` ...
 #: (external links to the data files); found by default, the blocks are read as one stack (:class:`Blocks`).
@@ -179,15 +179,17 @@ class HDF5Source(FrameSource):
     def read(self, event: str | None, region: Region | None = None) -> np.ndarray:
         ys, xs = region if region is not None else (slice(None), slice(None))
         if not self.multi_event:
-            if event not in (None, "//", "//0"):
+            if event not in (None, SINGLE_FRAME, "//0"):
                 raise FrameReadError(f"{self.path}: single-frame file has no event {event}")
             return self._read((ys, xs), event)
-        if event is None:
-            raise FrameReadError(f"{self.path}: file holds {self._ds.shape[0]} frames; name one (//N)")
         try:
             index = EventRef(self.path, event).index
         except ValueError as exc:
             raise FrameReadError(f"{self.path} {event}: {exc}") from exc
+        if index is None:  # no event, or "//": the one frame of a stack of one
+            if self._ds.shape[0] != 1:
+                raise FrameReadError(f"{self.path}: file holds {self._ds.shape[0]} frames; name one (//N)")
+            index = 0
         if index >= self._ds.shape[0]:
             self._refresh()
             if index >= self._ds.shape[0]:

@@ -11,6 +11,10 @@ Cheetah (``cleaned.txt``, ``frames.txt``)
     ``filename``), the event column ``stackSlice`` / ``cxi_stackSlice`` /
     ``event`` / ``frameNumber``, the peak count ``nPeaks`` / ``npeaks``.
     Without a header the columns are read as ``filename, event, npeaks``.
+OM adapter decisions (``cnn_veto.decisions_file``) and ``score`` CSVs
+    A header row without ``#``: ``event_id`` (``file // 0005``, one column),
+    ``num_peaks``, and the decision ``frame_is_hit`` / ``is_hit``: rows that
+    are misses carry ``is_hit=False`` (``convert hitlist`` leaves them out).
     These column names follow Cheetah's writers as we know them; check a real
     file of your Cheetah version with ``sfx-cnn-veto convert hitlist --dry-run``.
 CrystFEL ``.lst``
@@ -37,16 +41,25 @@ _FILE_COLUMNS = ("filename", "file", "path", "eventname", "event_name")
 _EVENT_COLUMNS = ("cxi_stackslice", "stackslice", "stack_slice", "event", "eventid", "event_id",
                   "frame", "framenumber", "frame_number", "index")
 _PEAK_COLUMNS = ("npeaks", "n_peaks", "num_peaks", "peaks")
+#: OM's event id, ``file // 0005`` in one column (OM's own event lists, the OM adapter's decisions file)
+_EVENT_ID_COLUMNS = ("event_id", "eventid")
+#: a decision per row (the OM adapter's decisions file, ``score``'s CSV): 0 = a miss, not a hit of the list
+_HIT_COLUMNS = ("frame_is_hit", "is_hit")
 
 
 @dataclass(frozen=True)
 class HitEntry:
-    """One event of a hit list: ``file``, canonical ``event`` (``"//5"`` or ``None``), ``npeaks`` or ``None``."""
+    """One event of a hit list: ``file``, canonical ``event`` (``"//5"`` or ``None``), ``npeaks`` or ``None``.
+
+    ``is_hit``: the row's decision where the table has one (``frame_is_hit``, ``is_hit``); False for
+    a miss, which a hit list made from the table leaves out; None where the table has no such column.
+    """
 
     file: str
     event: str | None
     npeaks: int | None = None
     lineno: int = 0
+    is_hit: bool | None = None
 
     def lst_line(self) -> str:
         """The event as indexamajig reads it: ``file //5`` (or ``file`` for a single-frame file)."""
@@ -149,36 +162,68 @@ def iter_hitlist(path: str | os.PathLike, *, fmt: str = "auto") -> Iterator[HitE
                                None, lineno)
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """Where a table's columns are: file, event, peak count, OM's combined ``event_id``, the hit flag."""
+
+    file: int | None = 0
+    event: int | None = 1
+    peaks: int | None = 2
+    event_id: int | None = None
+    hit: int | None = None
+
+
+def _header(cells: list[str]) -> _Columns | None:
+    """The columns a header row names, or None when it names none this module knows (a data row)."""
+    names = [_norm(c) for c in cells]
+    file_col = _pick(names, _FILE_COLUMNS)
+    # OM's decisions file (the veto's OM adapter, decisions_file): no file column, "event_id" = "file // 0005"
+    event_id = _pick(names, _EVENT_ID_COLUMNS) if file_col is None else None
+    event_col = None if event_id is not None else _pick(names, _EVENT_COLUMNS)
+    cols = _Columns(file_col, event_col, _pick(names, _PEAK_COLUMNS), event_id, _pick(names, _HIT_COLUMNS))
+    if all(v is None for v in (cols.file, cols.event, cols.peaks, cols.event_id, cols.hit)):
+        return None
+    return cols
+
+
 def _iter_csv(handle: io.TextIOBase, path: str) -> Iterator[HitEntry]:
-    file_col, event_col, peak_col = 0, 1, 2
+    cols = _Columns()
     header_seen = False
     for lineno, line in enumerate(handle, start=1):
         bare = line.rstrip("\r\n")
         if not bare.strip():
             continue
-        if bare.startswith("#"):
-            columns = [_norm(c) for c in next(csv.reader([bare.lstrip("# ")]))]
-            if not header_seen and len(columns) > 1:
-                header_seen = True
-                file_col = _pick(columns, _FILE_COLUMNS)
-                event_col = _pick(columns, _EVENT_COLUMNS)
-                peak_col = _pick(columns, _PEAK_COLUMNS)
-                if file_col is None:
+        cells = next(csv.reader([bare.lstrip("# ") if bare.startswith("#") else bare]))
+        if not header_seen and (bare.startswith("#") or lineno == 1):
+            found = _header(cells) if len(cells) > 1 else None
+            if found is not None:  # a header, with '#' (Cheetah) or without (OM's decisions, scores CSVs)
+                header_seen, cols = True, found
+                if cols.file is None and cols.event_id is None:
                     raise FrameReadError(f"{path}:{lineno}: no file-name column in header {bare!r}")
+                continue
+        if bare.startswith("#"):
             continue
-        row = [cell.strip() for cell in next(csv.reader([bare]))]
-        if not header_seen and lineno == 1 and _pick([_norm(c) for c in row], _FILE_COLUMNS) is not None:
-            columns = [_norm(c) for c in row]  # a header without '#'
-            header_seen = True
-            file_col = _pick(columns, _FILE_COLUMNS)
-            event_col = _pick(columns, _EVENT_COLUMNS)
-            peak_col = _pick(columns, _PEAK_COLUMNS)
-            continue
-        if file_col is None or file_col >= len(row):
-            raise FrameReadError(f"{path}:{lineno}: expected a file name in column {file_col}, got {bare!r}")
-        event = _event(row[event_col]) if event_col is not None and event_col < len(row) else None
-        npeaks = _int(row[peak_col]) if peak_col is not None and peak_col < len(row) else None
-        yield HitEntry(row[file_col], event, npeaks, lineno)
+        yield _row_entry([cell.strip() for cell in cells], cols, path, lineno, bare)
+
+
+def _row_entry(row: list[str], cols: _Columns, path: str, lineno: int, bare: str) -> HitEntry:
+    def cell(index: int | None) -> str | None:
+        return row[index] if index is not None and index < len(row) else None
+
+    if cols.event_id is not None:
+        match = _OM_LINE.match(cell(cols.event_id) or "")
+        if match is None:
+            raise FrameReadError(f"{path}:{lineno}: expected an OM event id 'file // 0005' in column "
+                                 f"{cols.event_id}, got {bare!r}")
+        file, event = match.group("file"), _event(match.group("index"))
+    else:
+        file = cell(cols.file)
+        if file is None:
+            raise FrameReadError(f"{path}:{lineno}: expected a file name in column {cols.file}, got {bare!r}")
+        event = _event(cell(cols.event))
+    flag = cell(cols.hit)
+    is_hit = None if flag in (None, "") else _int(flag) != 0
+    return HitEntry(file, event, _int(cell(cols.peaks)), lineno, is_hit)
 
 
 def peak_counts(path: str | os.PathLike, *, fmt: str = "auto") -> Iterator[tuple[str, str | None, int | None]]:

@@ -55,6 +55,8 @@ SECTION_STARTS = (PEAKS_BEGIN, CRYSTAL_BEGIN, "Reflections measured after indexi
 
 _KEY_VALUE = re.compile(r"^([^=:]+?)\s*(?: = |: )(.*)$")
 _EVENT_INDEX = re.compile(r"^//0*(\d+)$")
+#: indexamajig 0.12's event ID of a single-frame file (a CBF, a 2-D HDF5 data set)
+SINGLE_FRAME_EVENT = "//"
 
 
 def _bare(line: str) -> str:
@@ -67,11 +69,16 @@ def _bare(line: str) -> str:
 
 
 def canonical_event(event: str | None) -> str | None:
-    """``"//00003"`` -> ``"//3"``; other event IDs (placeholders) unchanged; ``""`` -> ``None``."""
+    """``"//00003"`` -> ``"//3"``; other event IDs (placeholders) unchanged.
+
+    ``""`` and ``"//"`` -> ``None``: the one frame of a single-frame file
+    (indexamajig 0.12 writes ``Event: //`` for a CBF or a 2-D HDF5 file, 0.9
+    writes no ``Event:`` line).
+    """
     if event is None:
         return None
     event = event.strip()
-    if not event:
+    if not event or event == SINGLE_FRAME_EVENT:
         return None
     match = _EVENT_INDEX.match(event)
     return f"//{int(match.group(1))}" if match else event

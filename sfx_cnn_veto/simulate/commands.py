@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 from sfx_cnn_veto import hookimpl
+from sfx_cnn_veto.cli_commands import add_crop_argument
 from sfx_cnn_veto.io.cxi import COMPRESSIONS
 from sfx_cnn_veto.types import CommandSpec
 
@@ -26,8 +28,9 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default=None, metavar="HxW",
                         help="frame size in pixels, e.g. 700x700 (default: the config's)")
     parser.add_argument("--compression", choices=COMPRESSIONS, default="lz4",
-                        help="HDF5 compression of the frames: lz4 (bitshuffle, via hdf5plugin; default), "
-                             "gzip (readable everywhere, slower) or none")
+                        help="HDF5 compression of the frames: lz4 (bitshuffle, via hdf5plugin; default: indexamajig "
+                             "then needs HDF5_PLUGIN_PATH set to hdf5plugin's plugins), gzip (readable everywhere, "
+                             "slower) or none")
     parser.add_argument("--layout", default="assembled", metavar="{assembled,eight-panel,cspad,jungfrau4m,FILE.geom}",
                         help="how frames are written: assembled (default, one panel), or as the raw slab of a "
                              "multi-panel detector with its geometry as RUN.geom: eight-panel (4 turned), cspad "
@@ -101,94 +104,89 @@ def _run_simulate(args: argparse.Namespace) -> int:
 # show
 
 def _configure_show(parser: argparse.ArgumentParser) -> None:
+    from sfx_cnn_veto.cli_commands import add_model_arguments
+
     parser.add_argument("file", metavar="FILE", help="a frame file (CXI/HDF5, CBF ...) or a .lst (first event)")
     parser.add_argument("event", metavar="//N", nargs="?", default=None,
                         help="event of a multi-event file (default //0)")
-    parser.add_argument("-m", "--model", default=None, help="score the frame with this .keras model")
-    parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
+    add_model_arguments(parser)
     parser.add_argument("--png", default=None,
                         help="output picture (default: <file stem>_<N>.png in the current directory)")
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
-    parser.add_argument("--crop", default="350x350", help="crop to outline when no model is given (default 350x350)")
-    parser.add_argument("--geometry", "-g", default=None, metavar="FILE.geom",
-                        help="CrystFEL geometry of a multi-panel detector: the frame is its raw slab; the picture "
-                             "shows it assembled, the crop outlined around the beam")
+    parser.add_argument("--no-score", action="store_true", help="draw the frame and a --crop outline, do not score")
+    add_crop_argument(parser, "crop to outline when not scoring (default 350x350)", default="350x350")
 
 
-def _run_show(args: argparse.Namespace) -> int:
-    from sfx_cnn_veto.cli_commands import reader_options
+def _show_ref(args: argparse.Namespace):
+    """The one event to show: ``FILE //N``, or the list's line with that event (its first line by default)."""
     from sfx_cnn_veto.errors import ConfigError
     from sfx_cnn_veto.io.events import EventRef
     from sfx_cnn_veto.io.lst import read_lst, resolve_path
-    from sfx_cnn_veto.io.store import FrameStore
-    from sfx_cnn_veto.show import render_frame, render_slab, truth_for
 
     event = args.event
     if event is not None and not event.startswith("//"):
         raise ConfigError(f"event: expected //N (e.g. //3), got {event!r}")
-    if args.file.endswith(".lst"):
-        entries = list(read_lst(args.file))
-        if not entries:
-            raise ConfigError(f"{args.file}: no events in the list")
-        chosen = entries[0]
-        if event is not None:
-            matching = [e for e in entries if e.event == event]
-            chosen = matching[0] if matching else chosen
-        ref = chosen.ref()
-    else:
-        ref = EventRef(args.file, event, resolve_path(args.file))
+    if not args.file.endswith(".lst"):
+        return EventRef(args.file, event, resolve_path(args.file))
+    entries = list(read_lst(args.file))
+    if not entries:
+        raise ConfigError(f"{args.file}: no events in the list")
+    matching = [e for e in entries if event is not None and e.event == event]
+    return (matching or entries)[0].ref()
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    """Draw one event; with a model (-m, else the shipped one), decided exactly as ``score`` decides it."""
+    from sfx_cnn_veto.cli_commands import load_veto, reader_options
+    from sfx_cnn_veto.core.model import default_model_path
+    from sfx_cnn_veto.errors import ConfigError
+    from sfx_cnn_veto.io.store import FrameStore
+    from sfx_cnn_veto.show import show_event, truth_for
+
+    ref = _show_ref(args)
+    args.inputs = [args.file]                 # a list's LIST.geom is its geometry, as for `score`
+    scored = not args.no_score and bool(args.model or args.config or default_model_path())
+    veto = load_veto(args) if scored else None
     with FrameStore(reader_options(args)) as store:
         if ref.event is None:
-            events = store.expand(ref)
-            ref = events[0]
-        frame = store.read(ref)
-    decision = None
-    crop_shape = _parse_crop(args.crop)
-    crop_center = None
-    geometry = None
-    if args.geometry:
-        from sfx_cnn_veto.io.geometry import read_geometry
-
-        geometry = read_geometry(args.geometry)
-        geometry.check_frame(frame.shape, source=ref.file)
-    if args.model:
-        from sfx_cnn_veto.core.pipeline import Veto
-
-        veto = Veto.load(args.model, threshold=args.threshold, batch_size=1, geometry=geometry)
-        if geometry is None:
-            decision = veto.decide([frame])[0]
-        else:  # as `score` decides it: the geometry's mask may live in the event's file
-            with FrameStore(reader_options(args)) as store:
-                decision = next(iter(veto.stream_events([(ref, None)], store)))[1]
-        crop_shape = veto.crop_shape
-        crop_center = veto.metadata.crop_center
-    truth = truth_for(ref.file, ref.event)
-    index = ref.index if ref.event is not None else 0
-    png = args.png or f"{os.path.splitext(os.path.basename(ref.file))[0]}_{index}.png"
-    title = f"{os.path.basename(ref.file)} {ref.event or ''}".strip()
-    if geometry is not None:
-        render_slab(frame, geometry, png, crop_shape=crop_shape, title=title, decision=decision, truth=truth)
-    else:
-        render_frame(frame, png, crop_shape=crop_shape, crop_center=crop_center, title=title,
-                     decision=decision, truth=truth)
+            ref = store.expand(ref)[0]
+        index = ref.index if ref.event is not None else 0
+        png = args.png or f"{os.path.splitext(os.path.basename(ref.file))[0]}_{index}.png"
+        title = f"{os.path.basename(ref.file)} {ref.event or ''}".strip()
+        truth = truth_for(ref.file, ref.event)
+        decision = None
+        if veto is not None:
+            try:
+                decision = show_event(veto, store, ref, png, title=title, truth=truth)
+            except ConfigError as exc:
+                if args.model or args.config:
+                    raise
+                print(f"sfx-cnn-veto: not scored, the shipped model cannot take this frame: {exc}", file=sys.stderr)
+        if decision is None:
+            _show_unscored(store.read(ref), args, png, title=title, truth=truth)
     summary = f"{title}: "
     if decision is not None:
-        summary += (f"kept as hit (undecided: {decision.error})" if decision.error
+        summary += (f"kept as hit (undecided: {decision.error}); " if decision.error
                     else f"{'hit' if decision.is_hit else 'miss'} (score {decision.score:.3f}); ")
     print(f"{summary}picture: {os.path.abspath(png)}")
     return 0
 
 
-def _parse_crop(text: str) -> tuple[int, int]:
-    from sfx_cnn_veto.errors import ConfigError
+def _show_unscored(frame, args: argparse.Namespace, png: str, **kwargs) -> None:
+    """No model: the frame (assembled by --geometry) with --crop outlined around --center."""
+    from sfx_cnn_veto.cli_commands import geometry_path
+    from sfx_cnn_veto.show import render_frame, render_slab
 
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) != 2 or min(parts) < 1:
-        raise ConfigError(f"--crop: expected HxW such as 350x350, got {text!r}")
-    return parts[0], parts[1]
+    crop_shape = tuple(args.crop)
+    path = geometry_path(args)
+    if path:
+        from sfx_cnn_veto.io.geometry import read_geometry
+
+        geometry = read_geometry(path)
+        geometry.check_frame(frame.shape)
+        render_slab(frame, geometry, png, crop_shape=crop_shape, **kwargs)
+    else:
+        render_frame(frame, png, crop_shape=crop_shape, crop_center=args.center, **kwargs)
 
 
 @hookimpl

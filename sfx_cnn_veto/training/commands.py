@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from sfx_cnn_veto.errors import ConfigError, VetoError
+from sfx_cnn_veto.cli_commands import add_center_argument, add_crop_argument
 
 
 # ---------------------------------------------------------------------------
@@ -49,19 +50,19 @@ def configure_label(parser: argparse.ArgumentParser) -> None:
     pf.add_argument("--local-bg-radius", type=int, default=DEFAULTS["local_bg_radius"],
                     help=f"default {DEFAULTS['local_bg_radius']}")
     pf.add_argument("--min-res", type=float, default=DEFAULTS["min_res"],
-                    help="minimum distance from the beam centre, pixels (default 0)")
+                    help="minimum distance from the beam center, pixels (default 0)")
     pf.add_argument("--max-res", type=float, default=DEFAULTS["max_res"],
-                    help=f"maximum distance from the beam centre, pixels (default {DEFAULTS['max_res']})")
-    pf.add_argument("--max-num-peaks", type=int, default=DEFAULTS["max_num_peaks"])
+                    help=f"maximum distance from the beam center, pixels (default {DEFAULTS['max_res']})")
+    pf.add_argument("--max-num-peaks", type=int, default=DEFAULTS["max_num_peaks"],
+                    help=f"stop counting at this many peaks (default {DEFAULTS['max_num_peaks']})")
     pf.add_argument("--fast-mode", action="store_true", help="OM's sampled radial statistics (faster, seeded)")
     pf.add_argument("--geometry", "-g", default=None, metavar="FILE.geom",
-                    help="CrystFEL geometry for the beam centre and mask (default: LIST.geom beside each list); "
+                    help="CrystFEL geometry for the beam center and mask (default: LIST.geom beside each list); "
                          "with several panels, the frames are raw slabs: each panel is scanned as an ASIC and each "
                          "pixel's resolution is its distance from the beam in the lab")
     pf.add_argument("--mask", default=None, metavar="FILE[:DATASET]",
                     help="good-pixel mask (nonzero = good); default: the geometry's, else the CXI file's own")
-    pf.add_argument("--center", default=None, metavar="ROW,COL",
-                    help="beam centre in pixels (default: from the geometry, else the frame centre)")
+    add_center_argument(pf, "beam center in pixels (default: from the geometry, else the frame center)")
     rule = parser.add_argument_group("labelling rule")
     rule.add_argument("--rule", choices=("paper", "percentile"), default="paper",
                       help="paper: <MISS_BELOW peaks miss, >HIT_ABOVE hit; percentile: bottom/top quartile per run")
@@ -70,14 +71,9 @@ def configure_label(parser: argparse.ArgumentParser) -> None:
     rule.add_argument("--percentile", type=float, default=25.0, help="percentile rule (default 25)")
 
 
-def _center(text: str | None):
-    if text is None:
-        return None
-    try:
-        row, col = (float(v) for v in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--center: expected ROW,COL in pixels, got {text!r}") from None
-    return (row, col)
+def _center(value):
+    """``--center`` as parsed (a (row, col) pair), or None."""
+    return None if value is None else tuple(value)
 
 
 class _FrameCounter:
@@ -233,6 +229,7 @@ def _countable(frame):
 def run_label(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
     from sfx_cnn_veto.cli_commands import progress
+    from sfx_cnn_veto.event_errors import EventErrors
     from sfx_cnn_veto.io.store import FrameStore, iter_events
     from sfx_cnn_veto.training import labels as L
 
@@ -248,8 +245,10 @@ def run_label(args: argparse.Namespace) -> int:
         external = sources
     frame_counter = None if (external or args.cxi_npeaks) else _FrameCounter(args)
     options = {"dataset": args.dataset} if args.dataset else {}
+    prefix = args.prefix or ""
     all_rows: list[L.LabelRow] = []
     unreadable = 0
+    errors = EventErrors(" (written with no count and no label)", prefix="sfx-cnn-veto: warning: ")
     cxi_cache: dict[str, list[int] | str] = {}
     with FrameStore(options) as store:
         for n_input, item in enumerate(args.inputs):
@@ -267,9 +266,10 @@ def run_label(args: argparse.Namespace) -> int:
                     if why is None:
                         try:
                             if external is not None:
+                                # as indexamajig wrote the name (-x prefix + list line), then the path read
                                 count = next((c for src in external
-                                              if (c := src.get(ref.file, ref.event)) is not None
-                                              or (c := src.get(ref.path, ref.event)) is not None), None)
+                                              for name in (prefix + ref.path, ref.file, ref.path)
+                                              if (c := src.get(name, ref.event)) is not None), None)
                                 if count is None:
                                     why = "no peak count for this event in " + ", ".join(s.source for s in external)
                             elif args.cxi_npeaks:
@@ -299,17 +299,19 @@ def run_label(args: argparse.Namespace) -> int:
                             why = f"{type(exc).__name__}: {exc}"
                     if why is not None:
                         unreadable += 1
-                        print(f"sfx-cnn-veto: warning: {ref}: {why} (written with no count and no label)",
-                              file=sys.stderr)
+                        errors.report(ref, why)
+                    else:
+                        errors.ok()
                     counts.append(count)
                     refs.append(ref)
-                    bar.update(1)
+                    bar.update(1, hits=(count or 0) > args.hit_above if args.rule == "paper" else None)
             if args.rule == "paper":
                 labels = L.paper_rule(counts, miss_below=args.miss_below, hit_above=args.hit_above)
             else:
                 labels = L.percentile_rule(counts, percentile=args.percentile)
             for ref, count, label in zip(refs, counts, labels):
                 all_rows.append(L.LabelRow(ref.file, ref.event, run, count, label))
+    errors.finish()
     L.write_labels(args.output, all_rows)
     print(f"{'run':<16} {'events':>7} {'hits':>6} {'misses':>7} {'ambig.':>7} {'no count':>9}", file=sys.stderr)
     for run, n, hits, misses, amb, bad in L.summarize(all_rows):
@@ -359,8 +361,8 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                         help="... but never keeps more than 1 - this of the validation misses (default 0.97)")
     parser.add_argument("--init-model", default=None, metavar="MODEL.keras",
                         help="start from this model (fine-tuning); keeps its architecture and preprocessing")
-    parser.add_argument("--crop", default=None, metavar="H,W", help="crop shape (default: the architecture's)")
-    parser.add_argument("--center", default=None, metavar="ROW,COL", help="crop centre (default: frame centre)")
+    add_crop_argument(parser, "crop shape (default: the architecture's)")
+    add_center_argument(parser, "crop center (default: frame center)")
     parser.add_argument("--geometry", "-g", default=None, metavar="FILE.geom",
                         help="CrystFEL geometry of the detector: the frames are its raw slabs and the crop is taken "
                              "around its beam, gaps between panels masked (not with --center)")
@@ -382,13 +384,7 @@ def run_train(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.training.report import table_markdown
     from sfx_cnn_veto.training.train import TrainConfig, train
 
-    crop = None
-    if args.crop:
-        try:
-            crop = tuple(int(v) for v in args.crop.split(","))
-            assert len(crop) == 2
-        except (ValueError, AssertionError):
-            raise ConfigError(f"--crop: expected H,W, got {args.crop!r}") from None
+    crop = tuple(args.crop) if args.crop else None
     cfg = TrainConfig(
         labels=args.labels, output=args.output, train_runs=parse_runs(args.train_runs),
         val_runs=parse_runs(args.val_runs), arch=args.arch, normalize=args.normalize, epochs=args.epochs,
@@ -406,7 +402,7 @@ def run_train(args: argparse.Namespace) -> int:
     meta = result.model.metadata
     val = result.val_metrics
     o = val["overall"]
-    print(f"wrote {args.output} ({meta.architecture} + {meta.normalize}; best epoch {result.best_epoch} "
+    print(f"wrote {result.path} ({meta.architecture} + {meta.normalize}; best epoch {result.best_epoch} "
           f"of {len(result.history['loss'])})", file=sys.stderr)
     weak = val.get("weak_hits")
     rule = (f"target sensitivity {cfg.target_sensitivity:g} on the held-out hits"
@@ -422,6 +418,12 @@ def run_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if result.curves_path:
         print(f"training curves: {result.curves_path}", file=sys.stderr)
+    if result.failed:
+        from sfx_cnn_veto.cli import EXIT_TRAINING_FAILED
+
+        print(f"sfx-cnn-veto: error: training failed: {result.failed}; the model was written to {result.path} "
+              f"for inspection, not to {args.output}", file=sys.stderr)
+        return EXIT_TRAINING_FAILED
     return 0
 
 
@@ -429,7 +431,8 @@ def run_train(args: argparse.Namespace) -> int:
 # evaluate
 
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-m", "--model", required=True, help="trained .keras model")
+    parser.add_argument("-m", "--model", default=None,
+                        help="trained .keras model (default: the small model shipped with the package)")
     parser.add_argument("--labels", required=True, help="labels CSV")
     parser.add_argument("--report", required=True, metavar="DIR", help="directory for report.md, metrics.json, PNGs")
     parser.add_argument("--runs", default=None, help="comma-separated runs to evaluate (default: all in the labels)")
@@ -438,7 +441,7 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intensity-runs", default=None,
                         help="runs on which the naive intensity threshold is chosen (default: the model's training runs)")
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="frames per network call (default 64)")
     parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
     from sfx_cnn_veto.cli_commands import add_geometry_argument, add_mask_arguments
 
@@ -450,7 +453,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.training.evaluate import evaluate, write_report
     from sfx_cnn_veto.training.labels import parse_runs
     from sfx_cnn_veto.training.report import compare_markdown, table_markdown
+    from sfx_cnn_veto.cli_commands import model_path
 
+    args.model = model_path(args)
     ev = evaluate(args.model, args.labels, runs=parse_runs(args.runs), compare_models=args.compare_model,
                   intensity_runs=parse_runs(args.intensity_runs), threshold=args.threshold,
                   reader_options={"dataset": args.dataset} if args.dataset else {}, batch_size=args.batch_size,

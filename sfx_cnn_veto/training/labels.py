@@ -186,7 +186,7 @@ def _norm_event(event: str | None) -> str:
     if event is None:
         return ""
     text = str(event).strip()
-    if text in ("", "(none)"):
+    if text in ("", "(none)", "//"):  # "//": indexamajig 0.12's event of a single-frame file
         return ""
     match = re.fullmatch(r"(.*?)//\s*0*(\d+)", text)
     if match:
@@ -197,16 +197,23 @@ def _norm_event(event: str | None) -> str:
 
 
 class PeakCounts:
-    """Peak counts by ``(filename, event)``, matched on the full path first, then on the base name."""
+    """Peak counts by ``(filename, event)``, matched on the full path first, then on the base name.
 
-    def __init__(self, source: str) -> None:
+    ``base``: the directory relative file names are relative to (a stream's: where indexamajig
+    is taken to have run); they then also match as absolute paths.
+    """
+
+    def __init__(self, source: str, *, base: str | None = None) -> None:
         self.source = source
+        self.base = base
         self._full: dict[tuple[str, str], int] = {}
         self._base: dict[tuple[str, str], list[int]] = {}
 
     def add(self, filename: str, event: str | None, count: int) -> None:
         key_event = _norm_event(event)
         self._full[(os.path.normpath(filename), key_event)] = int(count)
+        if self.base is not None and not os.path.isabs(filename):
+            self._full[(os.path.normpath(os.path.join(self.base, filename)), key_event)] = int(count)
         self._base.setdefault((os.path.basename(filename), key_event), []).append(int(count))
 
     def __len__(self) -> int:
@@ -227,12 +234,15 @@ def read_stream_counts(path: str) -> PeakCounts:
     """``num_peaks`` of every chunk of a CrystFEL stream, keyed by ``Image filename`` + ``Event``.
 
     Parsed by :mod:`sfx_cnn_veto.io.stream`; chunks may be in any order
-    (``indexamajig -j N``): they are matched by name, never by position.
+    (``indexamajig -j N``): they are matched by name, never by position. A
+    single-frame file's chunk (``Event: //``, or no ``Event:`` line) matches
+    the file's list line without an event. Relative file names match as
+    written (list line with the ``-x`` prefix) or relative to the stream's directory.
     """
     from sfx_cnn_veto.errors import VetoError
     from sfx_cnn_veto.io.stream import peak_counts
 
-    counts = PeakCounts(path)
+    counts = PeakCounts(path, base=os.path.dirname(os.path.abspath(path)))
     if not os.path.exists(path):
         raise ConfigError(f"cannot open stream {path!r}: no such file")
     try:

@@ -158,7 +158,7 @@ def write_figures(ev, directory: str) -> dict[str, str]:
 # Markdown
 
 def _set_of(run: str, train_runs: Sequence[str]) -> str:
-    return "train" if run in train_runs else "validation"
+    return "train" if run in train_runs else "unseen"
 
 
 def table_markdown(tab: dict[str, Any], runs: Sequence[str], train_runs: Sequence[str] = ()) -> str:

@@ -7,6 +7,7 @@ generator seeded once that drives shuffling and augmentation).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -39,6 +40,12 @@ DEFAULT_ARCH = "veto"
 
 #: Weak hits made from each held-out hit for choosing the epoch and the threshold (with weak-hit augmentation)
 WEAK_VALIDATION_PER_HIT = 5
+
+#: The sensitivity target only lowers the usual 0.5 cut; --min-specificity may raise the threshold above it.
+SENSITIVITY_CAP = 0.5
+
+#: A model whose held-out sensitivity or specificity is below this is a failed training (written as NAME.failed.keras).
+MIN_USEFUL = 0.5
 
 
 @dataclass
@@ -93,6 +100,10 @@ class TrainResult:
     threshold: float
     val_metrics: dict[str, Any]
     curves_path: str | None
+    #: where the model was written (``output``, or ``NAME.failed.keras`` when the training failed)
+    path: str = ""
+    #: why the training failed (:func:`training_failure`), None when the model is usable
+    failed: str | None = None
 
 
 def set_determinism(seed: int) -> None:
@@ -257,12 +268,15 @@ class Fit:
 
 
 def _detector_provenance(frame_shapes, geometry, path: str | None) -> dict[str, Any]:
-    """What the model was trained on: the frames' shapes, and the geometry (its file name and panel count)."""
+    """What the model was trained on: the frames' shapes, and the geometry (its file name, panel count, and,
+    where it states them, its pixel size ``res`` in pixels per metre and camera length ``clen`` in metres)."""
     return {
         "frame_shapes": sorted({tuple(int(v) for v in shape) for shape in frame_shapes}),
         "geometry": os.path.basename(path) if path else None,
         "geometry_sha256": file_sha256(path) if path else None,
         "panels": len(geometry.panels) if geometry is not None else 1,
+        "res": geometry.reference_res if geometry is not None else None,
+        "clen": geometry.float_global("clen") if geometry is not None else None,
     }
 
 
@@ -437,6 +451,8 @@ def fit(cfg: TrainConfig, model, data: TrainData, prep: Preprocessing) -> Fit:
                 history[key].append(value)
             bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses):.3f}", val_loss=f"{val_loss:.3f}",
                             val_acc=f"{val_acc:.3f}")
+            bar.note(f"train: epoch {epoch + 1}/{cfg.epochs}: loss {np.mean(losses):.4f}, accuracy {np.mean(accs):.3f}, "
+                     f"validation loss {val_loss:.4f}, validation accuracy {val_acc:.3f}")
             if val_loss < best[0] - 1e-6:
                 best = (val_loss, epoch)
                 best_weights = model.get_weights()
@@ -454,9 +470,11 @@ def choose_threshold(val_scores: np.ndarray, y_val: np.ndarray, weak_scores: np.
                      target_sensitivity: float, min_specificity: float) -> tuple[float, dict[str, Any]]:
     """The decision threshold and the rule that gave it.
 
-    The target sensitivity on the held-out and the weak hits, but not at the
-    price of keeping more than ``1 - min_specificity`` of the held-out misses,
-    and never above 0.5. A warning on stderr when the specificity floor wins.
+    The target sensitivity on the held-out and the weak hits lowers the usual
+    0.5 cut (it never raises it: that would fit the threshold to the lowest
+    validation hit), but not at the price of keeping more than
+    ``1 - min_specificity`` of the held-out misses: ``--min-specificity`` wins,
+    above 0.5 too. A warning on stderr, with the sensitivities it costs, when it wins.
 
     Returns
     -------
@@ -466,17 +484,39 @@ def choose_threshold(val_scores: np.ndarray, y_val: np.ndarray, weak_scores: np.
     """
     wanted = M.threshold_for_sensitivity(np.concatenate([val_scores, weak_scores]),
                                          np.concatenate([y_val, np.ones(len(weak_scores), dtype=y_val.dtype)]),
-                                         target_sensitivity)
+                                         target_sensitivity, cap=SENSITIVITY_CAP)
     floor = M.threshold_for_specificity(val_scores, y_val, min_specificity)
-    threshold = min(max(wanted, floor), 0.5)
+    threshold = max(wanted, floor)
     rule = {"for_sensitivity": wanted, "specificity_floor": floor, "min_specificity": min_specificity,
             "limited_by_specificity": bool(floor > wanted)}
     if floor > wanted:
+        held = val_scores[y_val == 1]
+        costs = [f"{np.mean(held >= threshold):.1%} of the held-out hits"] if len(held) else []
+        if len(weak_scores):
+            costs.append(f"{np.mean(weak_scores >= threshold):.1%} of the weak hits")
         print(f"sfx-cnn-veto: warning: the target sensitivity {target_sensitivity:g} on the held-out and weak "
               f"hits needs a threshold of {wanted:.3g}, which keeps more than {1 - min_specificity:.0%} of the "
-              f"held-out misses; using {threshold:.3g} (--min-specificity {min_specificity:g}): weak hits "
-              f"will be lost (sensitivity on them {np.mean(weak_scores >= threshold):.1%})", file=sys.stderr)
+              f"held-out misses; using {threshold:.3g} (--min-specificity {min_specificity:g}), which keeps "
+              f"{' and '.join(costs) or 'no hits (none held out)'}", file=sys.stderr)
     return threshold, rule
+
+
+def training_failure(val_metrics: dict[str, Any], threshold: float, *, floor: float = MIN_USEFUL) -> str | None:
+    """Why a trained model is useless (held-out sensitivity or specificity below ``floor``), or None."""
+    overall = val_metrics.get("overall") or {}
+    low = [f"{name} {overall[name]:.1%}" for name in ("sensitivity", "specificity")
+           if overall.get(name) is not None and overall[name] < floor]
+    if not low:
+        return None
+    return (f"held-out {' and '.join(low)} at threshold {threshold:.3g}, "
+            f"below {floor:.0%}: the network did not learn to tell hits from misses (more epochs, more data, "
+            "or another learning rate?)")
+
+
+def failed_path(path: str) -> str:
+    """``model.keras`` -> ``model.failed.keras``: where a failed training's model goes (never over a good one)."""
+    stem = path[: -len(".keras")] if path.endswith(".keras") else path
+    return stem + ".failed.keras"
 
 
 def validation_metrics(cfg: TrainConfig, data: TrainData, fitted: Fit) -> tuple[float, dict[str, Any]]:
@@ -583,6 +623,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     :func:`plan_preprocessing`, :func:`read_and_split`, :func:`build_model`,
     :func:`fit` (which chooses the epoch), :func:`validation_metrics` (which
     chooses the threshold, :func:`choose_threshold`), :func:`write_model`.
+    A model that fails :func:`training_failure` is written to
+    :func:`failed_path` instead, ``training["failed"]`` saying why; the
+    result's ``failed`` says it too.
     """
     from sfx_cnn_veto.core.model import VetoModel
 
@@ -597,8 +640,13 @@ def train(cfg: TrainConfig) -> TrainResult:
     fitted = fit(cfg, model, data, prep)
     threshold, val_metrics = validation_metrics(cfg, data, fitted)
     training = training_record(cfg, train_runs, data, prep, fitted, tf_threads=tf_threads, started=started)
+    failed = training_failure(val_metrics, threshold)
+    if failed:  # still written, for inspection, under a name no one takes for a usable model
+        training["failed"] = failed
+        cfg = dataclasses.replace(cfg, output=failed_path(cfg.output))
     vm, curves = write_model(cfg, model, prep, threshold, training, val_metrics, fitted)
-    return TrainResult(vm, fitted.history, fitted.best_epoch + 1, float(threshold), val_metrics, curves)
+    return TrainResult(vm, fitted.history, fitted.best_epoch + 1, float(threshold), val_metrics, curves,
+                       path=cfg.output, failed=failed)
 
 
 def curves_path(model_path: str) -> str:
