@@ -2,8 +2,9 @@
 
 simulate the default experiment -> label with peakfinder8 -> train the default
 network and the paper's -> evaluate both on every run (Table II) -> filter one
-run's .lst into hits and misses -> pictures of hits, misses and mistakes ->
-a summary of where everything is.
+run's .lst into hits and misses -> a shifted run: the veto's live audit, then
+calibration on its first 200 labelled frames, judged on the rest -> pictures of
+hits, misses and mistakes -> a summary of where everything is.
 
 Every step runs the same sub-command a user would run, so the demo doubles as
 a recipe (the commands are printed as they run and saved in ``commands.sh``).
@@ -42,6 +43,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "this same pipeline on this same simulated data (seed 1, 300 frames a run, --augment none --epochs 25)")
     parser.add_argument("--no-paper", action="store_true", help="no comparison with the paper's network")
     parser.add_argument("--filter-run", default="run98", help="run whose .lst is filtered into hits and misses (default run98)")
+    parser.add_argument("--shifted-run", default="run100",
+                        help="run on which the audit and the calibration are shown (default run100, weak crystals)")
+    parser.add_argument("--calibration-frames", type=int, default=200,
+                        help="labelled frames of the shifted run the calibration uses (default 200; the rest judge it)")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny smoke run (3 runs, few frames, 2 epochs fine-tuning the shipped models): checks the "
                              "plumbing, not the science")
@@ -79,16 +84,16 @@ def run(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     frames = 40 if args.quick else args.frames
-    runs = ["run90", "run91", args.filter_run] if args.quick else None
+    runs = list(dict.fromkeys(["run90", "run91", args.filter_run, args.shifted_run])) if args.quick else None
     train_runs = ["run90", "run91"] if args.quick else list(TRAIN_RUNS)
 
     sim = ["simulate", data, "--seed", args.seed, "--frames", frames]
     if runs:
         sim += ["--runs", ",".join(runs)]
-    timings["simulate"] = step("1/7 simulate the experiment", sim)
+    timings["simulate"] = step("1/8 simulate the experiment", sim)
     lists = sorted(data.glob("*.lst"), key=lambda p: int("".join(c for c in p.stem if c.isdigit()) or 0))
     labels = out / "labels.csv"
-    timings["label"] = step("2/7 label every run with peakfinder8", ["label", *lists, "-o", labels])
+    timings["label"] = step("2/8 label every run with peakfinder8", ["label", *lists, "-o", labels])
 
     default_model, paper_model = models / "default.keras", models / "paper.keras"
     epochs_default = 2 if args.quick else (args.epochs or 40)
@@ -98,22 +103,22 @@ def run(args: argparse.Namespace) -> int:
     # --quick: 2 epochs on 80 frames teach a fresh network nothing (train refuses such a model: exit 4),
     # so the smoke run fine-tunes the shipped models instead
     init_default = _init_model(args.quick, default_model_path())
-    timings["train default"] = step("3/7 train the default network" + (" (fine-tuning the shipped one)" if init_default else ""),
+    timings["train default"] = step("3/8 train the default network" + (" (fine-tuning the shipped one)" if init_default else ""),
                                     train + ["-o", default_model, "--epochs", epochs_default, "--lr", 0.01, *init_default])
     compare: list[Any] = []
     same_data = args.seed == 1 and frames == 300 and not args.quick
     if args.train_paper or (not args.no_paper and not (shipped_paper and same_data)):
         if not args.no_paper:
-            timings["train paper"] = step("4/7 train the paper's network with the paper's preprocessing",
+            timings["train paper"] = step("4/8 train the paper's network with the paper's preprocessing",
                                           train + ["-o", paper_model, "--arch", "paper", "--augment", "none",
                                                   "--epochs", epochs_paper, *_init_model(args.quick, shipped_paper)])
             compare = ["--compare-model", paper_model]
     elif not args.no_paper:
-        print(f"\n=== 4/7 the paper's network: the reference model shipped with the package\n"
+        print(f"\n=== 4/8 the paper's network: the reference model shipped with the package\n"
               f"    ({shipped_paper}: trained by this pipeline on this same data with --arch paper "
               f"--augment none --epochs {epochs_paper}; pass --train-paper to train it here)", file=sys.stderr)
         compare = ["--compare-model", shipped_paper]
-    timings["evaluate"] = step("5/7 evaluate on every run (the paper's Table II)",
+    timings["evaluate"] = step("5/8 evaluate on every run (the paper's Table II)",
                                ["evaluate", "-m", default_model, "--labels", labels, "--report", report, *compare])
 
     filter_dir = out / "filter"
@@ -121,15 +126,22 @@ def run(args: argparse.Namespace) -> int:
     list_filter = manager.command_with_role(ROLE_FILTER_LIST)
     if list_filter is not None:
         filter_dir.mkdir(exist_ok=True)
-        timings["filter"] = step(f"6/7 filter {filter_list.name} before indexamajig",
+        timings["filter"] = step(f"6/8 filter {filter_list.name} before indexamajig",
                                  [list_filter.name, filter_list, "-m", default_model, "-o", filter_dir / "hits.lst",
                                   "--misses", filter_dir / "misses.lst", "--errors", filter_dir / "errors.lst",
                                   "--scores", filter_dir / "scores.csv"])
     else:
-        print("\n=== 6/7 skipped: no command filters a .lst (the CrystFEL adapter's filter-lst is not installed)",
+        print("\n=== 6/8 skipped: no command filters a .lst (the CrystFEL adapter's filter-lst is not installed)",
               file=sys.stderr)
 
-    print("\n=== 7/7 pictures of hits, misses and mistakes", file=sys.stderr, flush=True)
+    t = time.perf_counter()
+    from sfx_cnn_veto.demo_shifted import shifted_run_story
+
+    story = shifted_run_story(step, out, data, labels, default_model, args.shifted_run,
+                              min(args.calibration_frames, frames * 2 // 3))
+    timings["shifted run"] = time.perf_counter() - t
+
+    print("\n=== 8/8 pictures of hits, misses and mistakes", file=sys.stderr, flush=True)
     t = time.perf_counter()
     written = _pictures(report, labels, pictures, default_model)
     timings["pictures"] = time.perf_counter() - t
@@ -137,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
                                      + "\n".join(log) + "\n")
     total = time.perf_counter() - started
     _summary(out, report, filter_dir, written, timings, total)
+    print("\n" + "\n".join(story))
     return 0
 
 

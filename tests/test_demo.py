@@ -25,7 +25,7 @@ def test_quick_demo_runs_every_step(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert set(metrics) >= {"runs", "overall"}
-    assert set(metrics["runs"]) == {"run90", "run91", "run98"}
+    assert set(metrics["runs"]) == {"run90", "run91", "run98", "run100"}
     for m in metrics["runs"].values():
         assert {"events", "hit_fraction", "sensitivity", "specificity", "accuracy", "tp", "fp", "tn", "fn"} <= set(m)
     assert (out / "report" / "compare.md").exists()
@@ -36,6 +36,23 @@ def test_quick_demo_runs_every_step(tmp_path):
     commands = (out / "commands.sh").read_text()
     assert "sfx-cnn-veto simulate" in commands and "sfx-cnn-veto filter-lst" in commands
     assert "Outputs:" in result.stdout and "Per run" in result.stdout
+    # the shifted-run story: calibrated on run100's first frames, both vetoes judged on its other frames
+    from sfx_cnn_veto.core.model import VetoModel
+
+    calibration = VetoModel.read_metadata(str(out / "models" / "default_run100.keras")).calibration
+    assert calibration["runs"] == ["run100"] and calibration["frames"] == 26
+    judged = json.loads((out / "report" / "run100_after_26" / "metrics.json").read_text())["overall"]
+    assert judged["events"] == len([r for r in (out / "labels.csv").read_text().splitlines()[1:]
+                                    if ",run100," in r and not r.endswith(",")]) - (26 - calibration["ambiguous"])
+    assert "A shifted run (run100)" in result.stdout and "calibrated (threshold" in result.stdout
+    assert "sfx-cnn-veto calibrate" in commands
+    import importlib.util
+
+    if importlib.util.find_spec("sfx_cnn_veto.core.audit") is not None:  # the live audit (issue 14, item 1)
+        assert "live audit of the uncalibrated veto: sensitivity" in result.stdout
+        assert json.loads((out / "filter" / "run100" / "audit.json").read_text())["audit_fraction"] == 0.25
+    else:
+        assert "live audit: not available" in result.stdout
 
 
 def _rows(path):
@@ -77,11 +94,11 @@ def _check_filtered_lists(out):
     rows = _rows(out / "filter" / "scores.csv")
     lines = [f"{r['file']} {r['event']}" if r["event"] else r["file"] for r in rows]
     assert lines == listed  # every event once, in input order, duplicates counted
-    assert {r["label"] for r in rows} <= {"hit", "miss", "error"}
-    assert all(r["in_hits_lst"] == "1" for r in rows if r["label"] in ("hit", "error"))  # fail open
+    assert {r["decision"] for r in rows} <= {"hit", "miss", "error"}
+    assert all(r["in_hits_lst"] == "1" for r in rows if r["decision"] in ("hit", "error"))  # fail open
     assert hits == [l for l, r in zip(lines, rows) if r["in_hits_lst"] == "1"]
-    assert misses == [l for l, r in zip(lines, rows) if r["label"] == "miss"]
-    assert errors == [l for l, r in zip(lines, rows) if r["label"] == "error"]
+    assert misses == [l for l, r in zip(lines, rows) if r["decision"] == "miss"]
+    assert errors == [l for l, r in zip(lines, rows) if r["decision"] == "error"]
     # filter-lst and evaluate ran the same model on the same frames: the same scores
     evaluated = {(r["file"], r["event"]): float(r["score"]) for r in _rows(out / "report" / "scores.csv")
                  if r["run"] == "run98" and r["score"]}

@@ -75,7 +75,7 @@ def test_evaluate_report_against_hand_computed(tmp_path):
     assert main(["evaluate", "-m", str(tmp_path / "max.keras"), "--labels", labels, "--report", str(report),
                  "--compare-model", str(tmp_path / "max.keras")]) == 2  # two events could not be scored
     data = json.loads((report / "metrics.json").read_text())
-    assert set(data) == {"runs", "overall"}
+    assert set(data) == {"runs", "overall", "peak_bins"}
     assert set(data["runs"]) == {"ea", "eb"}
     # hand-computed: the max of the centred 64x64 crop of the 96x96 frame against the cut
     expected = {}
@@ -115,3 +115,41 @@ def test_evaluate_report_against_hand_computed(tmp_path):
     naive = json.loads((report / "intensity_metrics.json").read_text())
     assert set(naive) == {"runs", "overall"} and set(naive["runs"]["ea"]) == KEYS
     assert "intensity" in (report / "compare.md").read_text()
+
+
+def test_evaluate_sensitivity_per_peak_count_bin_hand_computed(tmp_path, capsys):
+    import h5py
+
+    lst, truth = write_run(str(tmp_path), "pk", 80, seed=5, hot=0, amplitude=(20.0, 400.0))
+    with h5py.File(tmp_path / "pk.cxi") as f:
+        frames = f["/entry_1/data_1/data"][()]
+    counts = [12, 18, 30, 60, 13, 25]  # given peak counts of the hits, cycling over the four bins
+    rows, k = [], 0
+    for j, hit in enumerate(truth):
+        n = None
+        if hit:
+            n, k = counts[k % len(counts)], k + 1
+        rows.append(LabelRow(str(tmp_path / "pk.cxi"), f"//{j}", "pk", n if hit else 0, int(hit)))
+    write_labels(str(tmp_path / "labels.csv"), rows)
+    cut = 520.0
+    _max_model(str(tmp_path / "max.keras"), (64, 64), cut)
+    assert main(["evaluate", "-m", str(tmp_path / "max.keras"), "--labels", str(tmp_path / "labels.csv"),
+                 "--report", str(tmp_path / "rep")]) == 0
+    bins = json.loads((tmp_path / "rep" / "metrics.json").read_text())["peak_bins"]
+    assert bins["bins"] == ["11-15", "16-20", "21-50", ">50"]
+    edges = {"11-15": (11, 15), "16-20": (16, 20), "21-50": (21, 50), ">50": (51, 10 ** 9)}
+    lost_somewhere = 0
+    for name, (low, high) in edges.items():
+        sel = [int(r.event[2:]) for r in rows if r.label == 1 and low <= r.num_peaks <= high]
+        kept = sum(frames[i, 16:80, 16:80].max() >= cut for i in sel)
+        rec = bins["overall"][name]
+        assert (rec["hits"], rec["kept"], rec["lost"]) == (len(sel), kept, len(sel) - kept), name
+        assert rec["sensitivity"] == pytest.approx(kept / len(sel))
+        assert rec["sensitivity_interval"] == pytest.approx(list(M.wilson_interval(kept, len(sel))))
+        assert bins["runs"]["pk"][name] == rec
+        lost_somewhere += len(sel) - kept
+    assert lost_somewhere > 0  # the cut loses weak hits: the table has something to show
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "Hits kept per peak count" in md and "| 21-50 |" in md
+    assert "| 11-15 |" in capsys.readouterr().out  # the printed table
+    assert (tmp_path / "rep" / "peak_bins.png").stat().st_size > 0

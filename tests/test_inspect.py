@@ -39,7 +39,7 @@ def test_inspect_json_is_the_whole_metadata(capsys):
 
 def test_inspect_shows_a_recorded_calibration():
     meta = VetoModel.read_metadata(default_model_path())
-    with_calibration = types.SimpleNamespace(**dataclasses.asdict(meta), calibration={"method": "isotonic", "events": 173})
+    with_calibration = types.SimpleNamespace(**dict(dataclasses.asdict(meta), calibration={"method": "isotonic", "events": 173}))
     text = describe(with_calibration, "m.keras")
     assert "calibration: events 173, method isotonic" in text
 

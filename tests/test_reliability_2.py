@@ -234,7 +234,8 @@ def test_fingerprint_hashes_the_geometry_file(tmp_path):
     geom = tmp_path / "det.geom"
     geom.write_text("clen = 0.1\n")
     args = argparse.Namespace(inputs=["in.lst"], prefix="", dataset=None, batch_size=4, center=None,
-                              config=None, mask=None, no_file_mask=False, geometry=str(geom))
+                              config=None, mask=None, no_file_mask=False, geometry=str(geom),
+                              audit_fraction=0.0, audit_geometry=None)
     one = _fingerprint(args, str(model), "keras")
     geom.write_text("clen = 0.2\n")
     two = _fingerprint(args, str(model), "keras")

@@ -352,10 +352,32 @@ def resolve_settings(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sfx_cnn_veto.cli_commands import check_writable, load_veto, progress, reader_options
-    from sfx_cnn_veto.io.store import FrameStore, iter_events
-
     resolve_settings(args)
+    _check_options(args)
+    comm = world(args.mpi)
+    rank, size = comm.Get_rank(), comm.Get_size()
+    if size > 1 and args.threads is None:
+        args.threads = max(1, (os.cpu_count() or 1) // local_size())
+    start = time.perf_counter()
+    journal = Journal(args.output)
+    veto, session, backend = _set_up_on_rank_0(args, journal, comm, rank)
+    if session is None:
+        return 1
+    reports = mpi.gather(comm, _score_on_this_rank(args, veto, journal, session, backend, rank, size))
+    if rank != 0:
+        return mpi.bcast(comm, None)
+    try:
+        code = _finish(args, journal, reports, start)
+    except BaseException:
+        mpi.bcast(comm, 3)  # release the other ranks before raising
+        raise
+    return mpi.bcast(comm, code)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse options out of range and outputs that clash or cannot be written, before any work."""
+    from sfx_cnn_veto.cli_commands import check_writable
+
     if not 0.0 <= args.keep_misses_fraction <= 1.0:
         raise ConfigError(f"--keep-misses-fraction: expected a number in [0, 1], got {args.keep_misses_fraction}")
     if args.batch_size < 1:
@@ -380,19 +402,16 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and "-" in args.inputs:
         raise ConfigError("--resume needs inputs read from files, not standard input")
 
-    comm = world(args.mpi)
-    rank, size = comm.Get_rank(), comm.Get_size()
-    if size > 1 and args.threads is None:
-        args.threads = max(1, (os.cpu_count() or 1) // local_size())
-    start = time.perf_counter()
 
-    # Rank 0 loads the model (the journal records the backend it resolved to) and prepares the
-    # journal; the others wait for its verdict, which they must hear whatever goes wrong.
-    journal = Journal(args.output)
+def _set_up_on_rank_0(args: argparse.Namespace, journal: Journal, comm, rank: int):
+    """Rank 0 loads the model (the journal records the backend it resolved to) and prepares the journal;
+    the others wait for its verdict, which they must hear whatever goes wrong.
+
+    ``(veto or None, session, backend)``; ``session`` is None on a rank other than 0 when set-up failed
+    (rank 0 raises the error).
+    """
     setup_error = setup_exc = None
-    session = 0
-    backend = None
-    veto = None
+    session, backend, veto = 0, None, None
     if rank == 0:
         try:
             veto, session = _set_up_journal(args, journal)
@@ -408,7 +427,14 @@ def run(args: argparse.Namespace) -> int:
     if setup_error:
         if rank == 0:
             raise setup_exc
-        return 1
+        return None, None, None
+    return veto, session, backend
+
+
+def _score_on_this_rank(args, veto, journal: Journal, session: int, backend, rank: int, size: int) -> tuple:
+    """Score this rank's blocks: ``(failure, events, hash, scored, threshold, seconds)`` for rank 0's report."""
+    from sfx_cnn_veto.cli_commands import load_veto, progress, reader_options
+    from sfx_cnn_veto.io.store import FrameStore, iter_events
 
     failure = None
     scored = 0
@@ -436,16 +462,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, "verbose", False) and size == 1:
             raise
         failure = f"internal error: {type(exc).__name__}: {exc}"
-
-    reports = mpi.gather(comm, (failure, counter.n, counter.hash.hexdigest(), scored, opts_threshold, scoring_time))
-    if rank != 0:
-        return mpi.bcast(comm, None)
-    try:
-        code = _finish(args, journal, reports, start)
-    except BaseException:
-        mpi.bcast(comm, 3)  # release the other ranks before raising
-        raise
-    return mpi.bcast(comm, code)
+    return failure, counter.n, counter.hash.hexdigest(), scored, opts_threshold, scoring_time
 
 
 def _set_up_journal(args, journal: Journal):

@@ -7,7 +7,7 @@ load a processing layer from outside OM)::
       processing_layer: sfx_cnn_veto_om.processing.CnnVetoCrystallographyProcessing
     cnn_veto:
       model: /path/model.keras
-      mode: veto      # veto | tag | off
+      mode: veto      # veto | tag | calibrate | off
       threshold: null
       geometry: null  # null = crystallography.geometry_file (OM's own)
 
@@ -38,6 +38,10 @@ veto
 tag
     The CNN and peakfinder8 both run on every frame; OM's hit decision stays
     peakfinder8's; the collector reports their agreement.
+calibrate
+    As ``tag`` for the run's first ``calibration_frames`` frames; then the
+    collector sets the threshold from peakfinder8's labels of those frames,
+    logs it, and the ranks switch to ``veto`` (:mod:`sfx_cnn_veto_om.calibration`).
 off
     Stock OM (no model is loaded); peakfinder8 calls are still counted.
 
@@ -64,6 +68,7 @@ from om.processing_layer.crystallography import CrystallographyProcessing
 
 from sfx_cnn_veto.core.audit import is_audited
 from sfx_cnn_veto.errors import VetoError
+from sfx_cnn_veto_om.calibration import FEEDBACK_KEY, RunCalibration
 from sfx_cnn_veto_om.config import GROUP, CnnVetoConfig
 from sfx_cnn_veto_om.geometry import VetoGeometry, load_veto_geometry, startup_line, veto_mask_spec
 from sfx_cnn_veto_om.stats import VetoStats, frame_record
@@ -178,6 +183,7 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
         self._vetoed = 0
         self._frames = 0
         cfg = self._veto_config
+        self._live_mode = cfg.mode  # calibrate -> veto when the collector's threshold arrives
         if not cfg.enabled:
             return
         threads = cfg.threads or _share_of_cores(node_pool_size)
@@ -229,14 +235,16 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
     ) -> Tuple[Dict[str, Any], int]:
         cfg = self._veto_config
         self._frames += 1
+        if FEEDBACK_KEY in data:
+            self._calibrated(float(data[FEEDBACK_KEY]))
         score, cnn_hit, error, cnn_ms = math.nan, None, None, math.nan
         veto_frame = audited = False
         if cfg.enabled:
             score, cnn_hit, error, cnn_ms = self._score(data["detector_data"])
             if error is not None:
                 self._cnn_errors += 1
-            veto_frame = cfg.mode == "veto" and not cnn_hit and error is None
-            audited = (cfg.mode == "veto" and error is None
+            veto_frame = self._live_mode == "veto" and not cnn_hit and error is None
+            audited = (self._live_mode == "veto" and error is None
                        and is_audited(str(data.get("event_id")), cfg.audit_fraction))
         self._gate.skip_next = veto_frame and not audited
         try:
@@ -251,7 +259,7 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
                 processed_data["frame_is_hit"] = False  # never a hit with zero peaks
             # audited: peakfinder8 ran and OM's own hit rule stands (a hit it finds is rescued)
         processed_data[RECORD_KEY] = frame_record(
-            mode=cfg.mode,
+            mode=self._live_mode,
             score=score,
             cnn_hit=None if error is not None or not cfg.enabled else cnn_hit,
             vetoed=veto_frame,
@@ -262,6 +270,12 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
             audited=audited,
         )
         return processed_data, rank
+
+    def _calibrated(self, threshold: float) -> None:
+        """The collector's calibrated threshold arrived: use it, and veto from now on."""
+        if self._veto is not None:
+            self._veto.threshold = threshold
+        self._live_mode = "veto"
 
     def end_processing_on_processing_node(
         self, *, node_rank: int, node_pool_size: int
@@ -297,6 +311,8 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
                 threshold = metadata.threshold
         self._veto_stats = VetoStats(mode=cfg.mode, model=cfg.model, threshold=threshold,
                                      audit_fraction=cfg.audit_fraction, target_sensitivity=cfg.target_sensitivity)
+        self._calibration = (RunCalibration(cfg.calibration_frames, cfg.calibration_target, threshold)
+                             if cfg.mode == "calibrate" and threshold is not None else None)
         self._decisions_handle: Any = None
         self._decisions_writer: Any = None
         if cfg.decisions_file:
@@ -331,6 +347,30 @@ class CnnVetoCrystallographyProcessing(CrystallographyProcessing):
             self._count(received, rank)
         except Exception as exc:  # noqa: BLE001 - statistics must never stop the monitor
             _say(f"OM Warning: cnn_veto statistics: {type(exc).__name__}: {exc}")
+        if self._calibration is not None and not self._calibration.done:
+            feedback = self._calibrate(received, feedback)
+        return feedback
+
+    def _calibrate(self, received: Dict[str, Any], feedback: Any) -> Any:
+        """``mode: calibrate``: count the frame; once the threshold is chosen, log it and send it to all ranks."""
+        calibration = self._calibration
+        failures = calibration.failures
+        peaks = len((received.get("peak_list") or {}).get("intensity", ()))
+        if not calibration.add(received.get(RECORD_KEY), peaks):
+            if calibration.failures != failures:
+                _say(f"OM Warning: cnn_veto calibration: {calibration.failure}")
+            return feedback
+        from sfx_cnn_veto.training.calibrate import calibration_warnings
+
+        _say(calibration.log_line())
+        for text in calibration_warnings(calibration.record):
+            _say(f"OM Warning: cnn_veto calibration: {text}")
+        stats = self._veto_stats
+        stats.mode, stats.threshold = "veto", calibration.threshold
+        self._data_broadcast_socket.send_data(tag=self._veto_config.broadcast_tag,
+                                              message={**stats.message(), "calibration": calibration.record})
+        feedback = dict(feedback or {})
+        feedback[0] = {**feedback.get(0, {}), FEEDBACK_KEY: calibration.threshold}
         return feedback
 
     def _count(self, received: Dict[str, Any], rank: int) -> None:

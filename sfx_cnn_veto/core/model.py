@@ -49,6 +49,9 @@ class ModelMetadata:
     created: str = ""
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: a per-run calibration of ``threshold`` (``sfx-cnn-veto calibrate``): the run, the counts, the
+    #: sensitivity's Wilson interval, the threshold before (files without the key: not calibrated)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -92,6 +95,8 @@ class ModelMetadata:
             raise ModelFormatError(f"{source}: class_order {meta.class_order} has no 'hit' class")
         if not 0.0 <= meta.threshold <= 1.0:
             raise ModelFormatError(f"{source}: threshold {meta.threshold} is outside [0, 1]")
+        if not isinstance(meta.calibration, dict):
+            raise ModelFormatError(f"{source}: calibration is not a JSON object ({type(meta.calibration).__name__})")
         return meta
 
     def check_frame_shape(self, frame_shape: Sequence[int], *, source: str = "") -> None:

@@ -452,8 +452,8 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.training.evaluate import evaluate, write_report
     from sfx_cnn_veto.training.labels import parse_runs
-    from sfx_cnn_veto.training.report import compare_markdown, table_markdown
     from sfx_cnn_veto.cli_commands import model_path
+    from sfx_cnn_veto.training.report import calibration_line, compare_markdown, peak_bins_markdown, table_markdown
 
     args.model = model_path(args)
     ev = evaluate(args.model, args.labels, runs=parse_runs(args.runs), compare_models=args.compare_model,
@@ -461,7 +461,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
                   reader_options={"dataset": args.dataset} if args.dataset else {}, batch_size=args.batch_size,
                   mask=args.mask, file_masks=not args.no_file_mask, geometry=args.geometry)
     written = write_report(ev, args.report, labels_path=args.labels, model_path=args.model)
+    calibration = calibration_line(ev.model.metadata)
+    if calibration and args.threshold is None:
+        print(f"model {calibration}")
     print(table_markdown(ev.table, ev.runs, ev.train_runs))
+    print("hits kept per peak count:")
+    print(peak_bins_markdown(ev.peak_bins))
     if ev.compare:
         print(compare_markdown(ev, args.model))
     n_err = sum(1 for e in ev.model.errors if e)
@@ -472,3 +477,45 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from sfx_cnn_veto.cli import EXIT_EVENT_ERRORS
 
     return EXIT_EVENT_ERRORS if n_err else 0  # as every command: 2 when some events could not be decided
+
+
+# ---------------------------------------------------------------------------
+# calibrate
+
+def configure_calibrate(parser: argparse.ArgumentParser) -> None:
+    from sfx_cnn_veto.training.calibrate import DEFAULT_TARGET
+
+    parser.add_argument("-m", "--model", required=True, help="the model to calibrate (.keras; not modified)")
+    parser.add_argument("--labels", required=True,
+                        help="labels CSV of a few hundred frames of the new run ('sfx-cnn-veto label')")
+    parser.add_argument("-o", "--output", required=True, help="the calibrated copy to write (.keras)")
+    parser.add_argument("--target-sensitivity", type=float, default=DEFAULT_TARGET,
+                        help=f"share of the labelled hits the veto must keep (default {DEFAULT_TARGET})")
+    parser.add_argument("--runs", default=None, help="comma-separated runs of the labels to use (default: all)")
+    parser.add_argument("--first", type=int, default=None, metavar="N",
+                        help="use only the first N frames of each run in the labels (default: all)")
+    parser.add_argument("--may-raise", action="store_true",
+                        help="let the threshold go above the model's when the labelled hits allow it (fewer misses "
+                             "kept; default: calibration only ever lowers it, since a few dozen labelled hits are no "
+                             "safe lower bound for the rest of the run)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--dataset", default=None, help="HDF5 data set of the frames")
+    from sfx_cnn_veto.cli_commands import add_geometry_argument, add_mask_arguments
+
+    add_geometry_argument(parser)
+    add_mask_arguments(parser)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from sfx_cnn_veto.training.calibrate import calibrate, describe, print_warnings
+    from sfx_cnn_veto.training.labels import parse_runs
+
+    result = calibrate(args.model, args.labels, args.output, target=args.target_sensitivity,
+                       runs=parse_runs(args.runs), first=args.first, may_raise=args.may_raise,
+                       reader_options={"dataset": args.dataset} if args.dataset else {},
+                       batch_size=args.batch_size, mask=args.mask, file_masks=not args.no_file_mask,
+                       geometry=args.geometry)
+    print(describe(result.record))
+    print_warnings(result.record)
+    print(f"wrote {result.output}", file=sys.stderr)
+    return 0

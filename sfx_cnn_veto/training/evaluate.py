@@ -113,6 +113,54 @@ def table(rows: Sequence[LabelRow], predicted: np.ndarray, runs: Sequence[str]) 
     return out
 
 
+#: peak-count bins of the hits (inclusive bounds; None: no upper bound): where weak hits are lost.
+#: Indexing usually needs about 15-20 peaks.
+PEAK_BINS: tuple[tuple[str, int, int | None], ...] = (("11-15", 11, 15), ("16-20", 16, 20), ("21-50", 21, 50),
+                                                       (">50", 51, None))
+
+
+def _peak_bin(n: int | None) -> str:
+    if n is None:
+        return "no count"
+    for name, low, high in PEAK_BINS:
+        if n >= low and (high is None or n <= high):
+            return name
+    return f"<={PEAK_BINS[0][1] - 1}"  # hits by another rule than the paper's (percentile labels)
+
+
+def _bin_record(kept: np.ndarray) -> dict[str, Any]:
+    n, k = int(kept.size), int(kept.sum())
+    return {"hits": n, "kept": k, "lost": n - k, "sensitivity": k / n if n else None,
+            "sensitivity_interval": list(M.wilson_interval(k, n)) if n else None}
+
+
+def peak_bin_table(rows: Sequence[LabelRow], predicted: np.ndarray, runs: Sequence[str]) -> dict[str, Any]:
+    """Sensitivity per peak-count bin of the hits, over all runs and per run.
+
+    Returns
+    -------
+    dict
+        ``{"bins": [names], "overall": {bin: record}, "runs": {run: {bin: record}}}``; a record is
+        ``hits, kept, lost, sensitivity, sensitivity_interval`` (95% Wilson; ``None`` without hits).
+        Every bin of :data:`PEAK_BINS` is present; hits outside them (fewer than 11 peaks, no count)
+        get bins of their own.
+    """
+    hits = [(i, r) for i, r in enumerate(rows) if r.label == 1]
+    names = [name for name, _, _ in PEAK_BINS]
+    extra = sorted({_peak_bin(r.num_peaks) for _, r in hits} - set(names))
+    names = extra + names
+    bins = np.array([_peak_bin(r.num_peaks) for _, r in hits])
+    kept = np.array([bool(predicted[i]) for i, _ in hits], dtype=bool)
+    run_of = np.array([r.run for _, r in hits])
+    out: dict[str, Any] = {"bins": names, "overall": {}, "runs": {}}
+    for name in names:
+        out["overall"][name] = _bin_record(kept[bins == name] if len(hits) else kept)
+    for run in runs:
+        sel = run_of == run
+        out["runs"][run] = {name: _bin_record(kept[sel & (bins == name)] if len(hits) else kept) for name in names}
+    return out
+
+
 @dataclass
 class Evaluation:
     runs: list[str]
@@ -122,6 +170,7 @@ class Evaluation:
     intensity_runs: list[str]
     intensity_table: dict[str, Any]
     train_runs: list[str] = field(default_factory=list)
+    peak_bins: dict[str, Any] = field(default_factory=dict)
     compare: list[tuple[str, Scored, dict[str, Any]]] = field(default_factory=list)
 
 
@@ -177,7 +226,8 @@ def evaluate(model_path: str, labels_path: str, *, runs: Sequence[str] | None = 
     naive_pred = ~(result.intensity < cut)  # NaN (unreadable) -> hit, failing open like the CNN
     naive_table = table(scored_rows, naive_pred, run_names)
 
-    ev = Evaluation(run_names, result, cnn_table, cut, list(intensity_runs), naive_table, train_runs)
+    ev = Evaluation(run_names, result, cnn_table, cut, list(intensity_runs), naive_table, train_runs,
+                    peak_bin_table(scored_rows, result.predicted, run_names))
     for path in compare_models:
         other = evaluate_model(path, scored_rows, run_names, reader_options=reader_options, batch_size=batch_size,
                                name=os.path.splitext(os.path.basename(path))[0], mask=mask, file_masks=file_masks,
@@ -224,7 +274,7 @@ def write_report(ev: Evaluation, directory: str, *, labels_path: str, model_path
     os.makedirs(directory, exist_ok=True)
     written: dict[str, str] = {}
     written["metrics"] = os.path.join(directory, "metrics.json")
-    write_json(written["metrics"], ev.table)
+    write_json(written["metrics"], {**ev.table, "peak_bins": ev.peak_bins})
     written["intensity_metrics"] = os.path.join(directory, "intensity_metrics.json")
     write_json(written["intensity_metrics"], ev.intensity_table)
     written["scores"] = os.path.join(directory, "scores.csv")

@@ -46,6 +46,23 @@ def table_row(cm: dict[str, int]) -> dict[str, float | int | None]:
     }
 
 
+def wilson_interval(successes: int, trials: int, *, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% for the default ``z``); ``(0, 1)`` without trials.
+
+    Parameters
+    ----------
+    successes, trials : int
+        E.g. hits kept and hits.
+    z : float
+        The normal quantile (1.96: 95%).
+    """
+    if trials < 0 or not 0 <= successes <= trials:
+        raise ValueError(f"Wilson interval: expected 0 <= successes <= trials, got {successes} of {trials}")
+    from sfx_cnn_veto.core.audit import wilson
+
+    return wilson(successes, trials, z)
+
+
 def threshold_for_sensitivity(scores: Sequence[float], labels: Sequence[int], target: float,
                               *, cap: float | None = 0.5) -> float:
     """The highest threshold whose sensitivity on ``(scores, labels)`` is at least ``target``.

@@ -37,4 +37,6 @@ def sfxveto_commands():
                     _lazy("configure_train"), _lazy("run_train")),
         CommandSpec("evaluate", "the paper's Table II per run, figures, and the naive intensity baseline",
                     _lazy("configure_evaluate"), _lazy("run_evaluate")),
+        CommandSpec("calibrate", "set a model's threshold for a new run from a few hundred labelled frames (no training)",
+                    _lazy("configure_calibrate"), _lazy("run_calibrate")),
     ]

@@ -125,6 +125,41 @@ def plot_roc(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], path: 
     return path
 
 
+def plot_peak_bins(bins: dict[str, Any], path: str, *, title: str) -> str:
+    """Sensitivity per peak-count bin of the hits (all runs, and each run), with 95% Wilson intervals."""
+    plt = _plt()
+    names = [b for b in bins["bins"] if bins["overall"][b]["hits"]] or list(bins["bins"])
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    runs = list(bins["runs"])
+    width = 0.8 / (len(runs) + 1)
+    for k, (name, table) in enumerate([("all runs", bins["overall"])] + [(r, bins["runs"][r]) for r in runs]):
+        recs = [table[b] for b in names]
+        values = np.array([np.nan if r["sensitivity"] is None else r["sensitivity"] for r in recs])
+        low = np.array([np.nan if r["sensitivity"] is None else r["sensitivity"] - r["sensitivity_interval"][0]
+                        for r in recs])
+        high = np.array([np.nan if r["sensitivity"] is None else r["sensitivity_interval"][1] - r["sensitivity"]
+                         for r in recs])
+        pos = x - 0.4 + width * (k + 0.5)
+        ax.bar(pos, values, width, label=name, color="k" if k == 0 else None, alpha=0.8 if k == 0 else 0.6)
+        if k == 0:
+            ax.errorbar(pos, values, yerr=[np.clip(low, 0, None), np.clip(high, 0, None)], fmt="none",
+                        ecolor="grey", capsize=3)
+            for p, r in zip(pos, recs):
+                ax.text(p, 0.02, f"{r['kept']}/{r['hits']}", ha="center", va="bottom", fontsize=7, color="white",
+                        rotation=90)
+    ax.set_xticks(x, [f"{b} peaks" for b in names])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("sensitivity (hits kept)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def write_figures(ev, directory: str) -> dict[str, str]:
     s = ev.model
     labels = s.labels
@@ -151,6 +186,9 @@ def write_figures(ev, directory: str) -> dict[str, str]:
     fpr, tpr, auc = M.roc_curve(s.intensity, labels)
     curves.append(("naive crop intensity, all runs", fpr, tpr, auc))
     out["roc"] = plot_roc(curves, os.path.join(directory, "roc.png"), title="ROC per run (CNN)")
+    if ev.peak_bins:
+        out["peak_bins"] = plot_peak_bins(ev.peak_bins, os.path.join(directory, "peak_bins.png"),
+                                          title="CNN sensitivity per peak count of the hits (peakfinder8)")
     return out
 
 
@@ -176,10 +214,40 @@ def table_markdown(tab: dict[str, Any], runs: Sequence[str], train_runs: Sequenc
     return "\n".join(lines) + "\n"
 
 
+def peak_bins_markdown(bins: dict[str, Any]) -> str:
+    """Sensitivity per peak-count bin of the hits: all runs with counts and 95% interval, then per run."""
+    names = list(bins["bins"])
+    runs = list(bins["runs"])
+    head = "| Peaks | hits | kept | lost | Sen. (%) | 95% interval (%) |" + "".join(f" {r} |" for r in runs)
+    sep = "|---|---:|---:|---:|---:|---|" + "---:|" * len(runs)
+    lines = [head, sep]
+    for name in names:
+        r = bins["overall"][name]
+        interval = ("n/a" if r["sensitivity_interval"] is None
+                    else f"{100 * r['sensitivity_interval'][0]:.1f}-{100 * r['sensitivity_interval'][1]:.1f}")
+        cells = "".join(f" {_pct(bins['runs'][run][name]['sensitivity'])} ({bins['runs'][run][name]['lost']} lost) |"
+                        if bins['runs'][run][name]['hits'] else " - |" for run in runs)
+        lines.append(f"| {name} | {r['hits']} | {r['kept']} | {r['lost']} | {_pct(r['sensitivity'])} | {interval} |"
+                     + cells)
+    return "\n".join(lines) + "\n"
+
+
+def calibration_line(meta) -> str | None:
+    """The model's per-run calibration in one line, or None when it has none."""
+    if meta is None or not getattr(meta, "calibration", None):
+        return None
+    from sfx_cnn_veto.training.calibrate import describe
+
+    return describe(meta.calibration)
+
+
 def _describe(meta) -> str:
     if meta is None:
         return "?"
-    return f"`{meta.architecture}` + `{meta.normalize}`, threshold {meta.threshold:.3g}"
+    text = f"`{meta.architecture}` + `{meta.normalize}`, threshold {meta.threshold:.3g}"
+    if getattr(meta, "calibration", None):
+        text += f" calibrated on {', '.join(meta.calibration.get('runs') or ['?'])}"
+    return text
 
 
 def compare_markdown(ev, model_path: str) -> str:
@@ -223,7 +291,15 @@ def report_markdown(ev, *, labels_path: str, model_path: str, figures: dict[str,
     parts.append(f"- labels: `{labels_path}` (ambiguous events left out)")
     if ev.train_runs:
         parts.append(f"- trained on runs: {', '.join(ev.train_runs)}")
+    calibration = calibration_line(meta)
+    if calibration:
+        parts.append(f"- {calibration}")
     parts += ["", "## CNN (the paper's Table II)", "", table_markdown(ev.table, ev.runs, ev.train_runs)]
+    if ev.peak_bins:
+        parts += ["## Hits kept per peak count (the weak-hit tail)", "",
+                  "Sensitivity of the CNN on the hits of each peak-count bin (peakfinder8's count; indexing usually "
+                  "needs about 15-20 peaks), all runs with the 95% Wilson interval, then per run.", "",
+                  peak_bins_markdown(ev.peak_bins)]
     parts += ["## Naive total-intensity threshold", "",
               f"A frame is a hit when its crop's total intensity is at least {ev.intensity_threshold:.6g} ADU "
               f"(the best balanced accuracy on runs {', '.join(ev.intensity_runs)}).", "",
