@@ -14,6 +14,9 @@ from sfx_cnn_veto import bench  # noqa: E402
 
 KEYS = ("machine", "veto_end_to_end_fps", "default_end_to_end_fps", "batch1_latency_ms",
         "pf8_full_frame_ms", "pf8_crop_ms", "ratio_pf8_full_over_veto")
+#: Issue 18's keys (ratios in wall and CPU time, OM's batch-1 latency, the 64-panel crop map).
+KEYS_18 = ("default_batch1_latency_ms", "ratio_pf8_full_over_default", "ratio_pf8_full_over_default_cpu",
+           "ratio_pf8_full_over_veto_cpu", "crop_map_ms", "ratio_pf8_full_over_default_batch1")
 
 
 def test_bench_quick_json(tmp_path, capsys):
@@ -32,8 +35,15 @@ def test_bench_quick_json(tmp_path, capsys):
     assert data["pf8_full_frame_ms"] > 0 and data["pf8_crop_ms"] > 0 and data["ratio_pf8_full_over_veto"] > 0
     e2e = data["networks"]["paper"]["end_to_end"]
     assert e2e["events"] == 48 and e2e["counts"]["error"] == 0
+    for key in KEYS_18:
+        assert data[key] > 0, key
+        assert key in data["targets"] and data["targets"][key]["measured"] == data[key], key
+    assert data["crop_map"]["panels"] == 64 and data["crop_map"]["layout"].endswith("jungfrau4M.geom")
+    om_backend = data["networks"]["default"]["batch1_latency"]
+    assert om_backend["om_default_backend"] == "auto" and om_backend["backend"] in ("numba", "keras")
     printed = capsys.readouterr().out
     assert "peakfinder8 / veto" in printed and "read_crop" in printed
+    assert "crop_map_ms" in printed and "CPU time" in printed
 
 
 def test_synthetic_frames_have_spots_in_the_crop():

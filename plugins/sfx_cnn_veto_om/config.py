@@ -36,7 +36,7 @@ _DEFAULTS: dict[str, Any] = {
     "model": None,
     "mode": "veto",
     "threshold": None,
-    "backend": "keras",
+    "backend": "auto",
     "threads": None,
     "summary_interval": 100,
     "broadcast_interval": 10,
@@ -71,7 +71,9 @@ class CnnVetoConfig:
     threshold : float or None
         Decision threshold in [0, 1]; None keeps the model's.
     backend : str
-        Classifier backend (``sfx-cnn-veto plugins`` lists them).
+        Classifier backend (``sfx-cnn-veto plugins`` lists them). ``auto``
+        (default): numba's fused kernels when they reproduce Keras on a check
+        batch at load, else keras.
     threads : int or None
         Threads for the network on each processing rank; None shares the
         machine's cores among the processing ranks.
@@ -110,7 +112,7 @@ class CnnVetoConfig:
     model: str | None
     mode: str = "veto"
     threshold: float | None = None
-    backend: str = "keras"
+    backend: str = "auto"
     threads: int | None = None
     summary_interval: int = 100
     broadcast_interval: int = 10

@@ -185,7 +185,7 @@ class PsanaVeto:
         source: str = "calib",
         center: Sequence[float] | str | None = None,
         threshold: float | None = None,
-        backend: str = "keras",
+        backend: str = "auto",
         batch_size: int | None = None,
         threads: int | None = None,
         psana: Any = None,

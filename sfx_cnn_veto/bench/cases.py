@@ -72,11 +72,17 @@ def load_crops(cxi: str, n_frames: int) -> tuple[list[np.ndarray], list[np.ndarr
     return full, crops
 
 def bench_normalize(crops: list[np.ndarray], repeats: int) -> dict[str, Any]:
-    from sfx_cnn_veto.core import normalize
+    """The normalizations in NumPy and, for despeckle and robust, the compiled pass the veto uses."""
+    from sfx_cnn_veto.core import fastnorm, normalize
 
+    funcs = {name: getattr(normalize, name) for name in ("standardize", "robust", "despeckle")}
+    for name in ("robust", "despeckle"):
+        compiled = fastnorm.compiled_normalizer(funcs[name], {})
+        if compiled is not None:
+            funcs[f"{name}_compiled"] = compiled
+            compiled(crops[0])  # compile (or load numba's cache) before timing
     out = {}
-    for name in ("standardize", "robust"):
-        func = getattr(normalize, name)
+    for name, func in funcs.items():
         seconds = []
         for _ in range(repeats):
             for crop in crops:
@@ -146,12 +152,36 @@ def bench_pf8(full: list[np.ndarray], crops: list[np.ndarray], repeats_full: int
                                           ("pf8_crop", pf_crop, crops, repeats_crop)):
         finder.find_peaks(data=frames[0])
         seconds, peaks = [], []
+        cpu = cpu_seconds()
         for _ in range(repeats):
             for frame in frames:
                 start = time.perf_counter()
                 found = finder.find_peaks(data=frame)
                 seconds.append(time.perf_counter() - start)
                 peaks.append(found["num_peaks"])
+        cpu = cpu_seconds() - cpu
         out[name] = stats(seconds)
+        out[name]["cpu_ms_per_frame"] = cpu * 1e3 / len(seconds)
         out[name]["mean_peaks"] = float(np.mean(peaks))
     return out
+
+
+def bench_latency(veto, full: list[np.ndarray], repeats: int) -> dict[str, Any]:
+    """What OM does with each frame: ``veto.decide([frame])`` on a full frame in memory, one at a time.
+
+    Crop, mask, normalization and the network at batch 1, with CPU time; the
+    veto as OM loads it (``batch_size=1``, its default backend).
+    """
+    veto.decide([full[0]])
+    seconds = []
+    cpu = cpu_seconds()
+    for _ in range(repeats):
+        for frame in full:
+            start = time.perf_counter()
+            veto.decide([frame])
+            seconds.append(time.perf_counter() - start)
+    cpu = cpu_seconds() - cpu
+    result = stats(seconds)
+    result["cpu_ms_per_frame"] = cpu * 1e3 / len(seconds)
+    result["backend"] = veto.backend_name
+    return result

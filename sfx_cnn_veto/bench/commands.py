@@ -11,6 +11,7 @@ from typing import Any
 from sfx_cnn_veto import hookimpl
 from sfx_cnn_veto.bench.cases import (
     bench_end_to_end,
+    bench_latency,
     bench_network,
     bench_normalize,
     bench_pf8,
@@ -23,9 +24,11 @@ from sfx_cnn_veto.bench.inputs import (
     default_architecture,
     list_backends,
     make_model,
+    om_default_backend,
     write_cxi,
     write_lst,
 )
+from sfx_cnn_veto.bench.cropmap import bench_crop_map, real_geometry_path
 from sfx_cnn_veto.bench.processes import bench_filter_lst, bench_memory, bench_mpi, list_filter
 from sfx_cnn_veto.bench.report import print_report, summarize
 from sfx_cnn_veto.bench.timing import machine_info
@@ -56,6 +59,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--default-architecture", default=None, metavar="NAME",
                         help="the project's default network (default: the architecture named 'default', else "
                              "the one whose description starts with 'default')")
+    parser.add_argument("--crop-geometry", default=None, metavar="FILE.geom",
+                        help="the multi-panel geometry whose crop-map gather is timed (default: the real 64-panel "
+                             "../shared/real/geometry/jungfrau4M.geom beside the clone, else a simulated CSPAD-like one)")
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """What to run: event and frame counts, which optional parts, repeats of each measurement."""
@@ -80,11 +86,11 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "mpi": (not quick) if args.mpi is None else args.mpi,
         "repeats": {"read": 1 if quick else 3, "norm": 2 if quick else 5, "b1": 20 if quick else 200,
                     "bb": 3 if quick else 15, "e2e": 1 if quick else 5, "pf8_full": 1,
-                    "pf8_crop": 2 if quick else 5},
+                    "pf8_crop": 2 if quick else 5, "latency": 2 if quick else 5, "crop_map": 50 if quick else 300},
     }
 
 
-def _measure_networks(args: argparse.Namespace, tmp: str, crops, lst: str, rep: dict[str, int],
+def _measure_networks(args: argparse.Namespace, tmp: str, full, crops, lst: str, rep: dict[str, int],
                       step) -> dict[str, Any]:
     """The paper's network (and the default one): alone on every backend, then the veto end to end."""
     from sfx_cnn_veto.core.pipeline import Veto
@@ -107,6 +113,12 @@ def _measure_networks(args: argparse.Namespace, tmp: str, crops, lst: str, rep: 
                 entry["backends"][backend] = {"error": str(exc)}
                 continue
             entry["backends"][backend] = bench_network(veto, crops, args.batch_size, rep["bb"], rep["b1"])
+        step(f"{label} network, batch-1 latency as OM runs it")
+        om_backend = om_default_backend()
+        latency_veto = Veto.load(model, backend=om_backend, batch_size=1, threads=args.threads)
+        entry["batch1_latency"] = bench_latency(latency_veto, full, rep["latency"])
+        entry["batch1_latency"]["om_default_backend"] = om_backend
+        del latency_veto
         step(f"{label} network, end to end")
         veto = Veto.load(model, backend="auto", batch_size=args.batch_size, threads=args.threads)
         entry["auto_backend"] = veto.backend_name
@@ -139,7 +151,10 @@ def _measure(args: argparse.Namespace, settings: dict[str, Any], tmp: str, resul
         full, crops = load_crops(cxi, file_frames)
         step("normalizing")
         result["normalize"] = bench_normalize(crops, rep["norm"])
-        result["networks"] = _measure_networks(args, tmp, crops, lst, rep, step)
+        step("crop map (64 panels)")
+        geometry = args.crop_geometry or real_geometry_path()
+        result["crop_map"] = bench_crop_map(geometry, CROP_SHAPE, repeats=rep["crop_map"])
+        result["networks"] = _measure_networks(args, tmp, full, crops, lst, rep, step)
         step("peakfinder8")
         result["peakfinder8"] = bench_pf8(full, crops, rep["pf8_full"], rep["pf8_crop"])
 

@@ -65,3 +65,51 @@ def timings_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         lines.append(f"| {r['layout']} | {r['panels']} | {'x'.join(map(str, r['slab']))} | {r['build_ms']:.1f} | "
                      f"{r['crop_us']:.0f} | {r['gap_fraction']:.1%} |")
     return "\n".join(lines)
+
+
+def real_geometry_path() -> str | None:
+    """The real 64-panel geometry beside the clone (``../shared/real/geometry/jungfrau4M.geom``: the LCLS CSPAD), if there."""
+    import os
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "shared" / "real" / "geometry" / "jungfrau4M.geom"
+    return str(path) if os.path.exists(path) else None
+
+
+def bench_crop_map(geometry_path: str | None, crop: Sequence[int] = DEFAULT_CROP, *, repeats: int = 200,
+                   seed: int = 0) -> dict[str, Any]:
+    """Per-frame cost of the crop-map gather from a raw multi-panel slab: the ``crop_map_ms`` of the bench.
+
+    ``from_slab``: the crop of a full raw slab in memory (OM, psana: the block
+    copied out of the slab, then gathered); ``from_block``: from the block as
+    the score path reads it from a file. Without ``geometry_path``, the
+    simulator's CSPAD-like 64-ASIC layout (named so in ``layout``).
+    """
+    from sfx_cnn_veto.bench.timing import stats
+
+    if geometry_path is not None:
+        from sfx_cnn_veto.io.geometry import read_geometry
+
+        geometry, layout = read_geometry(geometry_path), geometry_path
+    else:
+        from sfx_cnn_veto.simulate.panels import cspad_like_geometry
+
+        geometry, layout = cspad_like_geometry((1750, 1750)), "simulated CSPAD-like 64 ASICs (no real geometry found)"
+    shape = geometry.frame_shape
+    frame = np.random.default_rng(seed).normal(10.0, 3.0, shape).astype(np.float32)
+    start = time.perf_counter()
+    cmap = CropMapper(crop, geometry=geometry)(shape)
+    build = time.perf_counter() - start
+    block = np.ascontiguousarray(cmap.block(frame))
+    out: dict[str, Any] = {"layout": layout, "panels": len(geometry.panels), "slab": list(shape),
+                           "block": list(cmap.block_shape), "crop": list(cmap.shape),
+                           "build_ms": build * 1e3, "gap_fraction": cmap.bad_fraction}
+    for name, func in (("from_slab", lambda: cmap(frame)), ("from_block", lambda: cmap.gather(block))):
+        func()
+        seconds = []
+        for _ in range(max(int(repeats), 1)):
+            start = time.perf_counter()
+            func()
+            seconds.append(time.perf_counter() - start)
+        out[name] = stats(seconds)
+    return out

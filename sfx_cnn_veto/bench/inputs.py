@@ -116,3 +116,12 @@ def list_backends() -> list[str]:
     from sfx_cnn_veto import manager
 
     return sorted(manager.backends())
+
+
+def om_default_backend() -> str:
+    """The backend OM's ``cnn_veto`` group uses when it names none (``auto`` without the OM adapter)."""
+    try:
+        from sfx_cnn_veto_om.config import CnnVetoConfig
+    except ImportError:
+        return "auto"
+    return str(CnnVetoConfig.backend)

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from sfx_cnn_veto.core import gather
 from sfx_cnn_veto.errors import ConfigError, FrameReadError
 
 DEFAULT_CROP = (350, 350)
@@ -120,6 +121,10 @@ class CropMap:
     good: np.ndarray | None = None
     source: str = ""
 
+    def __post_init__(self) -> None:
+        if self.index is not None:  # int32 when it fits: half the bytes read per gather (core/gather.py)
+            object.__setattr__(self, "index", gather.flat_index(self.index, int(np.prod(self.block_shape))))
+
     @property
     def is_rectangle(self) -> bool:
         return self.index is None
@@ -150,7 +155,7 @@ class CropMap:
             raise FrameReadError(f"block of shape {block.shape} does not match the crop map's {self.block_shape}")
         if self.index is None:
             return np.ascontiguousarray(block)
-        return np.take(block.reshape(-1), self.index)
+        return gather.take(block, self.index)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """The crop of a full frame."""

@@ -181,15 +181,23 @@ def robust(frame: np.ndarray, *, subsample: int = 4) -> np.ndarray:
     median, scale = noise_scale(frame, good=good, subsample=subsample)
     out = np.subtract(frame, median, dtype=np.float32)
     np.divide(out, scale, out=out)
-    # sign(y) * log1p(|y|), as copysign through the IEEE sign bit (a masked
-    # np.negative(where=) took 2.7 ms here; this 20 us)
+    signed_log1p(out)
+    if good is not None:
+        out[~good] = 0.0
+    return out
+
+
+def signed_log1p(out: np.ndarray) -> np.ndarray:
+    """``sign(y) * log1p(|y|)`` of a float32 array, in place (returns it).
+
+    Copysign through the IEEE sign bit (a masked ``np.negative(where=)`` took
+    2.7 ms here; this 20 us).
+    """
     bits = out.view(np.uint32)
     sign = np.bitwise_and(bits, np.uint32(0x80000000))
     np.abs(out, out=out)
     np.log1p(out, out=out)
     np.bitwise_or(bits, sign, out=bits)
-    if good is not None:
-        out[~good] = 0.0
     return out
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from sfx_cnn_veto import manager
 from sfx_cnn_veto.core.crop import (MAX_BAD_FRACTION, CropMap, CropMapper, Region, check_single_panel,
                                    sentinel_good)
+from sfx_cnn_veto.core.fastnorm import compiled_normalizer
 from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
 from sfx_cnn_veto.errors import ConfigError, FrameReadError, VetoError
 from sfx_cnn_veto.io.geometry import Geometry, read_geometry
@@ -80,8 +81,9 @@ class Preprocessor:
             raise ConfigError(
                 f"normalize method {metadata.normalize!r} is not registered (have: {', '.join(names)})"
             )
-        self._normalize = steps[key].func
         self._params = dict(metadata.normalize_params)
+        # despeckle / robust: the same result from one compiled pass when numba is there (core/fastnorm.py)
+        self._normalize = compiled_normalizer(steps[key].func, self._params) or steps[key].func
         self.crop_shape = tuple(metadata.crop_shape)
         if geometry is not None and not isinstance(geometry, Geometry):
             geometry = read_geometry(str(geometry))
