@@ -131,21 +131,15 @@ def write_xtc2(
     detector_name : str
         The name to pass to ``run.Detector(...)``.
     timestamps : sequence of int, optional
-        psana2 64-bit timestamps, one per frame, strictly increasing (default:
-        :func:`default_timestamps`, 120 Hz from now). Transitions get
-        timestamps just before the first and after the last event.
+        psana2 64-bit timestamps, strictly increasing (default: 120 Hz from now).
     exp, run : str, int, optional
-        Written into BeginRun's ``runinfo`` (psana then reports ``run.expt``
-        and ``run.runnum``; open it with ``skip_calib_load="all"`` offline).
+        BeginRun's ``runinfo`` (``run.expt``, ``run.runnum``; offline: ``skip_calib_load="all"``).
     dtype : numpy dtype
         Stored pixel type (``jungfrau``: always uint16).
     dettype : {"opal", "jungfrau"}
         The detector type psana reads (see the module docstring).
 
-    Returns
-    -------
-    numpy.ndarray of uint64
-        The event timestamps written, in order.
+    Returns the event timestamps written (uint64), in order.
     """
     de = _dgramedit()
     if dettype not in DETTYPES:
