@@ -15,7 +15,7 @@ from sfx_cnn_veto.training import metrics as M
 from sfx_cnn_veto.training.calibrate import calibrated_threshold
 from sfx_cnn_veto.training.labels import LabelRow, write_labels
 
-from train_helpers import write_run
+from train_helpers import max_pixel_model, write_run
 
 
 def test_wilson_interval_matches_published_values():
@@ -57,22 +57,6 @@ def test_metadata_without_calibration_still_loads():
         ModelMetadata.from_dict({**old, "calibration": [0.1]})
 
 
-def _soft_max_model(path, shape, cut, scale, threshold):
-    """A fixed network: hit probability = sigmoid((max pixel - cut) / scale), stored with ``threshold``."""
-    from sfx_cnn_veto.core.tf import import_keras
-
-    keras = import_keras()
-    inp = keras.Input(shape=shape + (1,))
-    x = keras.layers.GlobalMaxPooling2D()(inp)
-    dense = keras.layers.Dense(2)
-    x = keras.layers.Softmax()(dense(x))
-    model = keras.Model(inp, x)
-    a = 0.5 / scale
-    dense.set_weights([np.array([[-a, a]], dtype=np.float32), np.array([a * cut, -a * cut], dtype=np.float32)])
-    VetoModel(model, ModelMetadata(architecture="max", input_shape=shape + (1,), crop_shape=shape, normalize="none",
-                                   threshold=threshold, training={"train_runs": ["train"]})).save(path)
-
-
 def _labels(tmp_path, run, n, seed, *, first_name):
     lst, truth = write_run(str(tmp_path), run, n, seed=seed, hot=0, amplitude=(40.0, 400.0))
     rows = [LabelRow(str(tmp_path / f"{run}.cxi"), f"//{j}", run, 20 if hit else 0, int(hit))
@@ -84,7 +68,7 @@ def _labels(tmp_path, run, n, seed, *, first_name):
 def test_calibrate_lifts_a_shifted_runs_sensitivity_to_the_target(tmp_path):
     # a model whose stored threshold (0.99) is too high for this run's weak hits
     model = str(tmp_path / "m.keras")
-    _soft_max_model(model, (64, 64), cut=130.0, scale=100.0, threshold=0.99)
+    max_pixel_model(model, (64, 64), cut=130.0, scale=100.0, threshold=0.99)
     rows = _labels(tmp_path, "run7", 160, 31, first_name="all.csv")
     write_labels(str(tmp_path / "later.csv"), rows[100:])  # held out: the run after the calibration frames
 
@@ -120,7 +104,7 @@ def test_calibrate_lifts_a_shifted_runs_sensitivity_to_the_target(tmp_path):
 
 def test_calibrate_refuses_labels_without_hits_and_overwriting(tmp_path, capsys):
     model = str(tmp_path / "m.keras")
-    _soft_max_model(model, (64, 64), cut=130.0, scale=100.0, threshold=0.99)
+    max_pixel_model(model, (64, 64), cut=130.0, scale=100.0, threshold=0.99)
     lst, truth = write_run(str(tmp_path), "r", 20, seed=3, hot=0, hit_rate=0.0)
     write_labels(str(tmp_path / "l.csv"), [LabelRow(str(tmp_path / "r.cxi"), f"//{j}", "r", 0, 0) for j in range(20)])
     assert main(["calibrate", "-m", model, "--labels", str(tmp_path / "l.csv"), "-o", str(tmp_path / "c.keras")]) == 1

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 
-import numpy as np
 import pytest
 
 from sfx_cnn_veto.cli import main
 from sfx_cnn_veto.training import metrics as M
 from sfx_cnn_veto.training.labels import LabelRow, write_labels
 
-from train_helpers import write_run
+from train_helpers import max_pixel_model, write_run
 
 KEYS = {"events", "hit_fraction", "sensitivity", "specificity", "accuracy", "tp", "fp", "tn", "fn"}
 
@@ -38,22 +36,6 @@ def test_roc_and_balanced_threshold():
     assert M.best_balanced_threshold([1, 2, 3, 10, 11, 12], [0, 0, 0, 1, 1, 1]) == 10
 
 
-def _max_model(path, shape, cut):
-    """A fixed network: hit probability = sigmoid(4 (max pixel - cut)); hit iff max >= cut at threshold 0.5."""
-    from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
-    from sfx_cnn_veto.core.tf import import_keras
-
-    keras = import_keras()
-    inp = keras.Input(shape=shape + (1,))
-    x = keras.layers.GlobalMaxPooling2D()(inp)
-    dense = keras.layers.Dense(2)
-    x = keras.layers.Softmax()(dense(x))
-    model = keras.Model(inp, x)
-    dense.set_weights([np.array([[-2.0, 2.0]], dtype=np.float32), np.array([2 * cut, -2 * cut], dtype=np.float32)])
-    VetoModel(model, ModelMetadata(architecture="max", input_shape=shape + (1,), crop_shape=shape, normalize="none",
-                                   threshold=0.5, training={"train_runs": ["ea"]})).save(path)
-
-
 def test_evaluate_report_against_hand_computed(tmp_path):
     rows, frames = [], {}
     import h5py
@@ -70,7 +52,7 @@ def test_evaluate_report_against_hand_computed(tmp_path):
     labels = str(tmp_path / "labels.csv")
     write_labels(labels, rows)
     cut = 480.0
-    _max_model(str(tmp_path / "max.keras"), (64, 64), cut)
+    max_pixel_model(str(tmp_path / "max.keras"), (64, 64), cut, train_runs=("ea",))
     report = tmp_path / "rep"
     assert main(["evaluate", "-m", str(tmp_path / "max.keras"), "--labels", labels, "--report", str(report),
                  "--compare-model", str(tmp_path / "max.keras")]) == 2  # two events could not be scored
@@ -132,7 +114,7 @@ def test_evaluate_sensitivity_per_peak_count_bin_hand_computed(tmp_path, capsys)
         rows.append(LabelRow(str(tmp_path / "pk.cxi"), f"//{j}", "pk", n if hit else 0, int(hit)))
     write_labels(str(tmp_path / "labels.csv"), rows)
     cut = 520.0
-    _max_model(str(tmp_path / "max.keras"), (64, 64), cut)
+    max_pixel_model(str(tmp_path / "max.keras"), (64, 64), cut, train_runs=("ea",))
     assert main(["evaluate", "-m", str(tmp_path / "max.keras"), "--labels", str(tmp_path / "labels.csv"),
                  "--report", str(tmp_path / "rep")]) == 0
     bins = json.loads((tmp_path / "rep" / "metrics.json").read_text())["peak_bins"]

@@ -48,3 +48,23 @@ def write_run(directory: str, name: str, n: int, **kwargs) -> tuple[str, np.ndar
         for i in range(n):
             handle.write(f"{cxi} //{i}\n")
     return lst, truth
+
+
+def max_pixel_model(path, shape, cut, *, scale=0.25, threshold=0.5, train_runs=("train",)):
+    """A fixed network: hit probability = sigmoid((max pixel - cut) / scale), saved with ``threshold``.
+
+    With the default ``scale``, a frame is a hit iff its maximum is at least ``cut`` (threshold 0.5).
+    """
+    from sfx_cnn_veto.core.model import ModelMetadata, VetoModel
+    from sfx_cnn_veto.core.tf import import_keras
+
+    keras = import_keras()
+    inp = keras.Input(shape=tuple(shape) + (1,))
+    x = keras.layers.GlobalMaxPooling2D()(inp)
+    dense = keras.layers.Dense(2)
+    model = keras.Model(inp, keras.layers.Softmax()(dense(x)))
+    a = 0.5 / scale
+    dense.set_weights([np.array([[-a, a]], dtype=np.float32), np.array([a * cut, -a * cut], dtype=np.float32)])
+    VetoModel(model, ModelMetadata(architecture="max", input_shape=tuple(shape) + (1,), crop_shape=tuple(shape),
+                                   normalize="none", threshold=threshold,
+                                   training={"train_runs": list(train_runs)})).save(str(path))
