@@ -301,9 +301,15 @@ class _AuditCounter:
 
     The geometry is ``--audit-geometry``, else ``--geometry``, else ``LIST.geom`` beside the first input
     list; the ADC threshold, SNR cut and the rest are ``sfx-cnn-veto label``'s defaults.
+
+    It reads frames through a store of its own: the veto's store belongs to its prefetch thread, which
+    may close or reopen a file while the audit reads it (h5py then fails with "identifier is not of
+    specified type").
     """
 
     def __init__(self, args: argparse.Namespace) -> None:
+        from sfx_cnn_veto.cli_commands import reader_options
+        from sfx_cnn_veto.io.store import FrameStore
         from sfx_cnn_veto.training.commands import _FrameCounter, configure_label
 
         parser = argparse.ArgumentParser(add_help=False)
@@ -314,15 +320,19 @@ class _AuditCounter:
         self.frames = _FrameCounter(settings)
         self.list_path = next((i for i in args.inputs if i.endswith(".lst")), None)
         self.fraction = args.audit_fraction
+        self.store = FrameStore(reader_options(args))
 
-    def __call__(self, store, ref, line: str) -> int | str | None:
+    def close(self) -> None:
+        self.store.close()
+
+    def __call__(self, ref, line: str) -> int | str | None:
         """The peak count of an audited event, why it could not be counted, or None (not audited)."""
         if not A.is_audited(line, self.fraction):
             return None
         from sfx_cnn_veto.training.commands import _countable
 
         try:
-            frame = _countable(store.read(ref))
+            frame = _countable(self.store.read(ref))
             counter = self.frames.counter(ref.file, tuple(frame.shape), self.list_path)
             return int(counter(frame.reshape(-1, frame.shape[-1]) if frame.ndim > 2 else frame))
         except ConfigError:
@@ -451,8 +461,12 @@ def _score_on_this_rank(args, veto, journal: Journal, session: int, backend, ran
         auditor = _AuditCounter(args) if args.audit_fraction > 0 else None
         done = journal.done() if args.resume else {}
         t0 = time.perf_counter()
-        scored = _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
-                                  FrameStore, iter_events, reader_options, progress, auditor)
+        try:
+            scored = _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
+                                      FrameStore, iter_events, reader_options, progress, auditor)
+        finally:
+            if auditor is not None:
+                auditor.close()
         scoring_time = time.perf_counter() - t0
     except KeyboardInterrupt:
         failure = "interrupted"
@@ -538,7 +552,7 @@ def _score_my_blocks(args, veto, journal, session, rank, size, done, counter,
                     errors.report(ref, error)
                 else:
                     errors.ok()
-                audit = auditor(store, ref, line) if auditor is not None and not error else None
+                audit = auditor(ref, line) if auditor is not None and not error else None
                 current.append(Event(line, ref.path, event, None if error else float(decision.score), error, audit))
                 if len(current) == batch:
                     writer.write(current_index, current)
