@@ -60,6 +60,25 @@ def test_numba_equals_keras_on_paper_network(paper_model, method):
     assert not np.isnan(one).any()
 
 
+def test_numba_one_thread_serial_kernels_give_the_bits_of_two_threads(paper_model):
+    """One thread runs the kernels compiled without ``parallel``: the same scores, bit for bit."""
+    from sfx_cnn_veto.core import fused as F
+
+    batch = real_looking_batch(4, "robust")
+    one = F.FusedClassifier(paper_model, 1, threads=1)
+    two = F.FusedClassifier(paper_model, 1, threads=2)
+    calls = []
+    serial = F._serial
+    F._serial = lambda: calls.append(serial()) or calls[-1]
+    try:
+        got_one = one.predict_proba(batch)
+        got_two = two.predict_proba(batch)
+    finally:
+        F._serial = serial
+    assert calls and calls[0] is True and calls[-1] is False  # both variants really ran
+    assert np.array_equal(got_one, got_two)
+
+
 def test_numba_covers_other_layer_kinds():
     """same padding, channel-wise BN, average and global pooling, Dense with activations."""
     from sfx_cnn_veto.core.fused import FusedClassifier
