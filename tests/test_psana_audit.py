@@ -184,3 +184,24 @@ def test_psana_command_refuses_bad_audit_options_before_reading(tmp_path, capsys
                  "--table", str(tmp_path / "t.h5"), *extra])
     err = capsys.readouterr().err
     assert code == EXIT_USER_ERROR and message in err, err[-2000:]
+
+
+@needs_psana
+def test_psana_audit_counts_every_segment_of_a_tall_stack():
+    """(segments, ss, fs): every segment's peaks count, however far its rows lie from the stack's centre.
+
+    Stacked into 3200x400 and counted with the default resolution cut (1200 pixels from the stack's
+    centre), the spots in the first and last segments would all be masked.
+    """
+    from sfx_cnn_veto_psana.frames import toy_frames
+    from sfx_cnn_veto_psana.peaks import create_psana_peakfinder8
+    from sfx_cnn_veto_psana.veto import psana_audit
+
+    _import_psana()
+    hits, labels = toy_frames(8, shape=(400, 400), hit_fraction=0.5, seed=3)
+    segments, _ = toy_frames(8, shape=(400, 400), hit_fraction=0.0, seed=4)
+    segments[0], segments[7] = hits[np.flatnonzero(labels)[:2]]
+    count = create_psana_peakfinder8({})
+    per_segment = [count(s) for s in segments]
+    assert per_segment[0] >= A.DEFAULT_MIN_PEAKS and per_segment[7] >= A.DEFAULT_MIN_PEAKS
+    assert psana_audit(fraction=1.0).counter(segments) == sum(per_segment)

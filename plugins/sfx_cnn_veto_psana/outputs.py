@@ -256,17 +256,22 @@ def hit_rows(filename: str | os.PathLike) -> dict[str, np.ndarray]:
     return {k: v[keep] for k, v in table.items()}
 
 
-def audit_counts(filename: str | os.PathLike, *, fraction: float, min_peaks: int, target_sensitivity: float):
+def audit_counts(filename: str | os.PathLike, *, fraction: float, min_peaks: int | None = None,
+                 target_sensitivity: float | None = None):
     """The audit's :class:`~sfx_cnn_veto.core.audit.AuditCounts` from a finished table.
 
     Under MPI the joined table holds every rank's rows, so this is the merge of every rank's counts; the
     same events are audited serially (the draw is a hash of the timestamp). Undecided rows are not counted
     (as :class:`~sfx_cnn_veto.core.audit.Audit` does); an audited row with ``audit_peaks`` -1 is an audit error.
+    ``fraction``: the audit's (recorded in ``audit.json``); ``min_peaks`` (default 11) and
+    ``target_sensitivity`` (default 0.98) as the audit that wrote the table used.
     """
-    from sfx_cnn_veto.core.audit import AuditCounts
+    from sfx_cnn_veto.core.audit import DEFAULT_MIN_PEAKS, DEFAULT_TARGET, AuditCounts
 
+    min_peaks = DEFAULT_MIN_PEAKS if min_peaks is None else int(min_peaks)
+    target = DEFAULT_TARGET if target_sensitivity is None else float(target_sensitivity)
     table = read_table(filename)
-    counts = AuditCounts(audit_fraction=float(fraction), target_sensitivity=float(target_sensitivity))
+    counts = AuditCounts(audit_fraction=float(fraction), target_sensitivity=target)
     for is_hit, error, audited, peaks in zip(table["is_hit"], table["error"], table["audited"],
                                              table["audit_peaks"]):
         if error:
