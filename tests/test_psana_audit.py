@@ -205,3 +205,36 @@ def test_psana_audit_counts_every_segment_of_a_tall_stack():
     per_segment = [count(s) for s in segments]
     assert per_segment[0] >= A.DEFAULT_MIN_PEAKS and per_segment[7] >= A.DEFAULT_MIN_PEAKS
     assert psana_audit(fraction=1.0).counter(segments) == sum(per_segment)
+
+
+def test_table_columns_give_back_the_audits_own_counts_errors_included(tmp_path):
+    """``audit_counts`` of a table (the merge under MPI) equals the counts the audit kept while recording it.
+
+    The h5py table (LCLS-I, or no smalldata); a counter that fails on some frames makes audit errors,
+    undecided events are neither counted nor audited, and rescued rows are in the hit list.
+    """
+    from sfx_cnn_veto.core.pipeline import Decision
+    from sfx_cnn_veto_psana import VetoTable, audit_counts, read_hits, read_table
+
+    def counter(frame):  # the frame is its peak count here; negative: peakfinder8 fails
+        if frame < 0:
+            raise RuntimeError("peakfinder8 failed")
+        return frame
+
+    audit = A.Audit(counter, fraction=0.7, target_sensitivity=0.9)
+    table = VetoTable(None, tmp_path / "t.h5", hits=tmp_path / "h.npy", timestamp=lambda evt: evt)
+    rescued = set()
+    for stamp in range(1000, 1200):
+        decision = Decision(float("nan"), True, "no frame") if stamp % 17 == 0 else Decision(0.3, stamp % 3 == 0)
+        result = audit(stamp, [-1, 0, 4, 30][stamp % 4], decision)
+        table.record(stamp, decision, result)
+        if result.rescued:
+            rescued.add(stamp)
+    table.done()
+    got = audit_counts(tmp_path / "t.h5", fraction=0.7, target_sensitivity=0.9)
+    assert got.counts() == audit.counts.counts()
+    assert got.audit_errors > 0 and got.audited_vetoed_pf8_hits == len(rescued) > 0
+    assert got.estimate() == audit.counts.estimate()
+    rows = read_table(tmp_path / "t.h5")
+    assert set(rows["timestamp"][rows["rescued"]].tolist()) == rescued
+    assert set(read_hits(tmp_path / "h.npy").tolist()) == set(rows["timestamp"][rows["is_hit"]].tolist()) | rescued
