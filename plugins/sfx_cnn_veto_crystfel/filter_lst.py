@@ -134,12 +134,7 @@ class Summary:
         """The audit's summary line (and the ALARM line when it fires); none without an audit."""
         if self.audit is None:
             return []
-        rescued = f"; {self.rescued} audited misses are peakfinder8 hits, kept in {output}" if self.rescued else ""
-        lines = [f"filter-lst: {self.audit.summary()}{rescued}"]
-        alarm = self.audit.alarm_line()
-        if alarm:
-            lines.append(f"filter-lst: {alarm}")
-        return lines
+        return self.audit.report_lines("filter-lst", rescued=self.rescued, kept_in=output)
 
 
 def audit_verdict(event: Event, opts: Options) -> bool | None:
@@ -606,7 +601,7 @@ def _finish(args, journal: Journal, reports, start: float) -> int:
     print(summary.text(opts, args.output), file=sys.stderr)
     hitrate.finish(rates, args)
     if summary.audit is not None:
-        _write_audit_json(audit_json_path(args), summary.audit)
+        A.write_audit_json(audit_json_path(args), summary.audit)
         for line in summary.audit_lines(args.output):
             print(line, file=sys.stderr)
     return EXIT_EVENT_ERRORS if summary.errors else 0
@@ -615,14 +610,6 @@ def _finish(args, journal: Journal, reports, start: float) -> int:
 def audit_json_path(args: argparse.Namespace) -> str:
     """``--audit-json``, else ``audit.json`` in the hits list's directory."""
     return args.audit_json or os.path.join(os.path.dirname(os.path.abspath(args.output)), "audit.json")
-
-
-def _write_audit_json(path: str, counts: A.AuditCounts) -> None:
-    import json
-
-    text = json.dumps(counts.estimate(), indent=1, allow_nan=False) + "\n"
-    with atomic.writing([path]) as handles:
-        handles[path].write(text)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -1,15 +1,20 @@
 """What a psana user keeps from a veto pass: a per-event table and a hit list.
 
 - The table (HDF5) has one row per event: ``timestamp`` (uint64),
-  ``veto/score`` (float, NaN when undecided), ``veto/is_hit`` (0/1, 1 when
-  undecided), ``veto/error`` (0/1). Under psana2 it is written with psana's
+  ``veto/score`` (float, NaN when undecided), ``veto/is_hit`` (0/1, the CNN's
+  verdict; 1 when undecided), ``veto/error`` (0/1), and the live audit's
+  ``veto/audited`` (0/1), ``veto/audit_peaks`` (psana's peakfinder8 count of an
+  audited event; -1 when not audited or when peakfinder8 failed) and
+  ``veto/rescued`` (0/1: vetoed by the CNN, kept because peakfinder8 calls it
+  a hit; see :mod:`sfx_cnn_veto.core.audit`). Under psana2 it is written with psana's
   own ``ds.smalldata(filename=..., batch_size=...)``, so under MPI every
   big-data rank sends its rows to the smalldata servers and the file is joined
   at the end (rows are not in time order: sort by ``timestamp``). Without
   ``ds.smalldata`` (LCLS-I psana, or no DataSource) it is written with h5py,
   serially, in the same layout, plus ``veto/error_text``.
-- The hit list is a ``.npy`` array of the hits' timestamps (uint64, sorted),
-  exactly what psana2 takes for a second pass that reads only hits::
+- The hit list is a ``.npy`` array of the kept events' timestamps (uint64,
+  sorted): hits, undecided events and rescued ones, exactly what psana2 takes
+  for a second pass that reads only hits::
 
       ds = DataSource(exp=..., run=..., dir=..., timestamps="hits.npy")
 
@@ -19,6 +24,10 @@ Usage::
     for evt, decision in veto.events(run):
         table.record(evt, decision)
     table.done()       # on every rank, like smd.done()
+
+With the audit, ``for evt, decision, result in veto.audited(run, audit):
+table.record(evt, decision, result)``; after ``done()`` the process holding the
+joined table gets the counts of every rank from it (:func:`audit_counts`).
 """
 
 from __future__ import annotations
@@ -86,16 +95,23 @@ class VetoTable:
             self._h5 = _H5Table(self.filename, fiducials=fiducials is not None)
         self._done = False
 
-    def record(self, evt: Any, decision: Any) -> None:
-        """Add one event's row."""
+    def record(self, evt: Any, decision: Any, audit: Any = None) -> None:
+        """Add one event's row; ``audit``: its :class:`~sfx_cnn_veto.core.audit.AuditResult`, if any."""
         self.counts[decision.label] += 1
         if decision.error and self._errors_logged < MAX_LOGGED_ERRORS:
             self._errors_logged += 1
             log.warning("event %s: undecided, kept (%s)", self._safe_ts(evt), decision.error)
+        audited = audit is not None and audit.audited
+        if audited and audit.error and self._errors_logged < MAX_LOGGED_ERRORS:
+            self._errors_logged += 1
+            log.warning("event %s: the audit's peakfinder8 failed (%s)", self._safe_ts(evt), audit.error)
         row = {
             "score": float(decision.score),
             "is_hit": np.uint8(bool(decision.is_hit)),
             "error": np.uint8(decision.error is not None),
+            "audited": np.uint8(audited),
+            "audit_peaks": np.int32(audit.peaks if audited and audit.peaks is not None else -1),
+            "rescued": np.uint8(audit is not None and audit.rescued),
         }
         if self._smd is not None:
             self._smd.event(evt, {"veto": row})
@@ -156,6 +172,8 @@ class _H5Table:
             "is_hit": f.create_dataset("veto/is_hit", (0,), maxshape=(None,), dtype=np.uint8, chunks=(1024,)),
             "error": f.create_dataset("veto/error", (0,), maxshape=(None,), dtype=np.uint8, chunks=(1024,)),
         }
+        for name, dtype in (("audited", np.uint8), ("audit_peaks", np.int32), ("rescued", np.uint8)):
+            self._cols[name] = f.create_dataset(f"veto/{name}", (0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
         if fiducials:
             self._cols["fiducials"] = f.create_dataset(
                 "fiducials", (0,), maxshape=(None,), dtype=np.uint32, chunks=(1024,)
@@ -188,7 +206,11 @@ class _H5Table:
 
 
 def read_table(filename: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The table's columns, sorted by timestamp: ``timestamp, score, is_hit, error`` (+ ``fiducials``, psana1)."""
+    """The table's columns, sorted by timestamp.
+
+    ``timestamp, score, is_hit, error`` and the audit's ``audited, audit_peaks, rescued`` (tables written
+    before the audit: not audited, -1, 0), plus ``fiducials`` (psana1).
+    """
     import h5py
 
     with h5py.File(os.fspath(filename), "r") as f:
@@ -201,6 +223,11 @@ def read_table(filename: str | os.PathLike) -> dict[str, np.ndarray]:
             "is_hit": np.asarray(f["veto/is_hit"][:]).astype(bool),
             "error": np.asarray(f["veto/error"][:]).astype(bool),
         }
+        n = ts.size
+        cols["audited"] = np.asarray(f["veto/audited"][:]).astype(bool) if "veto/audited" in f else np.zeros(n, bool)
+        cols["audit_peaks"] = (np.asarray(f["veto/audit_peaks"][:], dtype=np.int64) if "veto/audit_peaks" in f
+                               else np.full(n, -1, np.int64))
+        cols["rescued"] = np.asarray(f["veto/rescued"][:]).astype(bool) if "veto/rescued" in f else np.zeros(n, bool)
         if "fiducials" in f:
             cols["fiducials"] = np.asarray(f["fiducials"][:], dtype=np.uint32)
     order = np.argsort(ts, kind="stable")
@@ -211,17 +238,47 @@ def count_rows(filename: str | os.PathLike) -> int:
     return int(read_table(filename)["timestamp"].size)
 
 
+def kept(table: dict[str, np.ndarray]) -> np.ndarray:
+    """Which rows are kept: the CNN's hits, undecided events (fail open) and those the audit rescued."""
+    return table["is_hit"] | table["rescued"]
+
+
 def hit_timestamps(filename: str | os.PathLike) -> np.ndarray:
-    """Sorted timestamps of the table's hits (undecided frames included: fail open)."""
+    """Sorted timestamps of the table's kept events (:func:`kept`)."""
     table = read_table(filename)
-    return np.unique(table["timestamp"][table["is_hit"]]).astype(np.uint64)
+    return np.unique(table["timestamp"][kept(table)]).astype(np.uint64)
 
 
 def hit_rows(filename: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The table's rows for hits (undecided included), sorted: for a psana1 ``idx`` second pass."""
+    """The table's kept rows (:func:`kept`), sorted: for a psana1 ``idx`` second pass."""
     table = read_table(filename)
-    keep = table["is_hit"]
+    keep = kept(table)
     return {k: v[keep] for k, v in table.items()}
+
+
+def audit_counts(filename: str | os.PathLike, *, fraction: float, min_peaks: int | None = None,
+                 target_sensitivity: float | None = None):
+    """The audit's :class:`~sfx_cnn_veto.core.audit.AuditCounts` from a finished table.
+
+    Under MPI the joined table holds every rank's rows, so this is the merge of every rank's counts; the
+    same events are audited serially (the draw is a hash of the timestamp). Undecided rows are not counted
+    (as :class:`~sfx_cnn_veto.core.audit.Audit` does); an audited row with ``audit_peaks`` -1 is an audit error.
+    ``fraction``: the audit's (recorded in ``audit.json``); ``min_peaks`` (default 11) and
+    ``target_sensitivity`` (default 0.98) as the audit that wrote the table used.
+    """
+    from sfx_cnn_veto.core.audit import DEFAULT_MIN_PEAKS, DEFAULT_TARGET, AuditCounts
+
+    min_peaks = DEFAULT_MIN_PEAKS if min_peaks is None else int(min_peaks)
+    target = DEFAULT_TARGET if target_sensitivity is None else float(target_sensitivity)
+    table = read_table(filename)
+    counts = AuditCounts(audit_fraction=float(fraction), target_sensitivity=target)
+    for is_hit, error, audited, peaks in zip(table["is_hit"], table["error"], table["audited"],
+                                             table["audit_peaks"]):
+        if error:
+            continue
+        verdict = None if audited and peaks < 0 else bool(peaks >= min_peaks)
+        counts.add(vetoed=not is_hit, audited=bool(audited), pf8_hit=verdict)
+    return counts
 
 
 def write_hits(path: str | os.PathLike, timestamps) -> str:

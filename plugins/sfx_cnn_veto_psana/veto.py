@@ -463,10 +463,11 @@ class PsanaVeto:
         same events. ``audit.counts.estimate()`` then holds the estimate of the veto's sensitivity (on MPI,
         merge each rank's ``audit.counts.counts()``).
         """
+        whole = getattr(audit.counter, "takes_segments", False)  # psana_audit's counter: (segments, ss, fs) as is
         for evt, decision in self.events(run, batch_size=batch_size):
             def frame(evt=evt):
                 data = np.asarray(self.frame(evt))
-                return data.reshape(-1, data.shape[-1]) if data.ndim > 2 else data  # segments stacked
+                return data.reshape(-1, data.shape[-1]) if data.ndim > 2 and not whole else data  # stacked
             yield evt, decision, audit(self.timestamp(evt), frame, decision)
 
     def decide(self, evt: Any):
@@ -518,4 +519,36 @@ def psana_audit(*, fraction: float = 0.02, options: dict | None = None, labeler:
         from sfx_cnn_veto.errors import ConfigError
 
         raise ConfigError(f"labeler {labeler!r} is not registered (have: {', '.join(sorted(specs))})")
-    return Audit(specs[labeler].create(dict(options or {})), fraction=fraction, **kwargs)
+    return Audit(SegmentsCounter(specs[labeler].create, options), fraction=fraction, **kwargs)
+
+
+class SegmentsCounter:
+    """A peak counter for psana's arrays: a 2-D frame as it is; ``(segments, ss, fs)`` stacked into one.
+
+    A stacked array has no beam: the distance of a pixel from the stack's centre means nothing, and
+    the default ``max_res`` (1200 pixels from it) would mask the outer segments of a tall stack
+    (a JUNGFRAU 4M stacks to 4096 rows). So stacked segments are counted with no ``min_res``/``max_res``
+    cut; 2-D frames with the options given.
+
+    Parameters
+    ----------
+    create : callable
+        ``create(options) -> counter`` (a labeler's, e.g. psana's peakfinder8).
+    options : dict, optional
+        The counter's indexamajig-style options (:mod:`sfx_cnn_veto.training.peaks`).
+    """
+
+    takes_segments = True
+
+    def __init__(self, create: Callable[[dict], Any], options: dict | None = None) -> None:
+        self._create, self._options = create, dict(options or {})
+        self._flat = create(dict(self._options))  # a missing peakfinder8 or a bad option fails now
+        self._stacked = None
+
+    def __call__(self, frame: Any) -> int:
+        frame = np.asarray(frame)
+        if frame.ndim <= 2:
+            return self._flat(frame)
+        if self._stacked is None:
+            self._stacked = self._create({**self._options, "min_res": 0, "max_res": float("inf")})
+        return self._stacked(frame.reshape(-1, frame.shape[-1]))

@@ -240,11 +240,46 @@ class AuditCounts:
                 + ("" if missed is None else f", about {missed:.0f} hits vetoed")
                 + "; lower the threshold (sfx-cnn-veto calibrate) or switch the veto off")
 
+    def report_lines(self, host: str, *, rescued: int = 0, kept_in: str = "") -> list[str]:
+        """The lines a host logs at the end: :meth:`summary` (with the rescued frames) and the ALARM line.
+
+        Parameters
+        ----------
+        host : str
+            The prefix of each line (``filter-lst``, ``psana``).
+        rescued : int
+            Vetoed frames kept because the audit's peakfinder8 calls them hits.
+        kept_in : str
+            Where those frames were kept (the hits list), named in the line.
+        """
+        where = f", kept in {kept_in}" if kept_in else ", kept"
+        extra = f"; {rescued} audited misses are peakfinder8 hits{where}" if rescued else ""
+        lines = [f"{host}: {self.summary()}{extra}"]
+        alarm = self.alarm_line()
+        if alarm:
+            lines.append(f"{host}: {alarm}")
+        return lines
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AuditCounts":
         """Counts back from :meth:`estimate`'s output (or any dict holding the fields)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def write_audit_json(path: str, counts: AuditCounts) -> str:
+    """Write :meth:`AuditCounts.estimate` as ``audit.json`` (``PATH.part``, renamed when complete).
+
+    The one writer of every host's ``audit.json``, so the keys are the same everywhere.
+    """
+    import json
+
+    from sfx_cnn_veto.io import files as atomic
+
+    text = json.dumps(counts.estimate(), indent=1, allow_nan=False) + "\n"
+    with atomic.writing([path]) as handles:
+        handles[path].write(text)
+    return path
 
 
 @dataclass(frozen=True)
