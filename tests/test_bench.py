@@ -41,9 +41,12 @@ def test_bench_quick_json(tmp_path, capsys):
     assert data["crop_map"]["panels"] == 64 and data["crop_map"]["layout"].endswith("jungfrau4M.geom")
     om_backend = data["networks"]["default"]["batch1_latency"]
     assert om_backend["om_default_backend"] == "auto" and om_backend["backend"] in ("numba", "keras")
+    # as OM runs it with one processing rank per core (1 thread), and with one rank on every core
+    assert om_backend["threads"] == 1 and data["networks"]["default"]["batch1_latency_all_threads"]["threads"] == "all"
+    assert data["default_batch1_latency_all_threads_ms"] > 0
     printed = capsys.readouterr().out
     assert "peakfinder8 / veto" in printed and "read_crop" in printed
-    assert "crop_map_ms" in printed and "CPU time" in printed
+    assert "crop_map_ms" in printed and "CPU time" in printed and "1 thread(s)" in printed
 
 
 def test_synthetic_frames_have_spots_in_the_crop():

@@ -81,6 +81,9 @@ def _summarize_issue18(result: dict[str, Any]) -> None:
     result["default_batch1_latency_p90_ms"] = latency.get("p90_ms")
     result["default_batch1_backend"] = latency.get("backend")
     result["ratio_pf8_full_over_default_batch1"] = _ratio(result.get("pf8_full_frame_ms"), latency.get("ms_per_frame"))
+    result["default_batch1_latency_threads"] = latency.get("threads")
+    all_threads = default.get("batch1_latency_all_threads", {})
+    result["default_batch1_latency_all_threads_ms"] = all_threads.get("ms_per_frame")
     crop_map = result.get("crop_map", {})
     result["crop_map_ms"] = crop_map.get("from_slab", {}).get("ms_per_frame")
     result["crop_map_from_block_ms"] = crop_map.get("from_block", {}).get("ms_per_frame")
@@ -108,9 +111,11 @@ def print_report(result: dict[str, Any]) -> None:
                 continue
             print(_row(f"{label} CNN alone, {backend}, batch 1", res["batch1"]))
             print(_row(f"{label} CNN alone, {backend}, batch {res['batch_size']}", res[f"batch{res['batch_size']}"]))
-        if "batch1_latency" in entry:
-            print(_row(f"{label} batch-1 latency, full frame ({entry['batch1_latency']['backend']})",
-                       entry["batch1_latency"]))
+        for key in ("batch1_latency", "batch1_latency_all_threads"):
+            if key in entry:
+                lat = entry[key]
+                print(_row(f"{label} batch-1 latency, full frame ({lat['backend']}, {lat.get('threads', '?')} thread(s))",
+                           lat))
         print(_row(f"{label} veto end to end ({entry['auto_backend']})", entry["end_to_end"]))
         if "end_to_end_keras" in entry:
             print(_row(f"{label} veto end to end (keras)", entry["end_to_end_keras"]))
