@@ -101,11 +101,13 @@ def merged_labels(work: Path, name: str, parts: list[tuple[int, Path]]) -> Path:
     return out
 
 
-def train(work: Path, recipe: str, seed: int, labels: Path, epochs: int) -> dict:
-    """Train one model (skipped when it exists); ``{"model": path or None, "seconds": ...}``."""
+def train(work: Path, recipe: str, seed: int, labels: Path, epochs: int, *, may_train: bool = True) -> dict:
+    """Train one model (skipped when it exists); ``{"model": path or None, "seconds": ..., "failed": ...}``."""
     model = work / "models" / f"{recipe}_s{seed}.keras"
-    failed = model.with_suffix(".failed.keras")
+    failed = model.with_name(f"{recipe}_s{seed}.failed.keras")
     record = {"model": str(model), "seconds": None, "failed": False}
+    if not may_train and not model.exists():
+        return {**record, "model": None}
     if not model.exists() and not failed.exists():
         start = time.perf_counter()
         cli(["train", "--labels", labels, "--train-runs", TRAIN_RUNS, "--seed", seed, "-o", model,
@@ -122,6 +124,29 @@ def evaluate(work: Path, model: str, set_name: str, labels: Path) -> dict:
     if not (report / "metrics.json").exists():
         checked(["evaluate", "-m", model, "--labels", labels, "--report", report])
     return json.loads((report / "metrics.json").read_text())
+
+
+def separation(report: Path, labels: Path, specificity: float = 0.97) -> dict:
+    """Threshold-free diagnostics (not part of the decision): how well the scores part 11-20-peak hits from misses.
+
+    ``auc_weak``: the chance that an 11-20-peak hit scores above a miss; ``weak_at_spe``: the fraction of
+    11-20-peak hits kept at the threshold that keeps ``1 - specificity`` of this set's misses (a threshold
+    set on the evaluation labels themselves, so it compares networks, not deployable figures).
+    """
+    import csv
+
+    with open(labels, newline="") as handle:
+        peaks = {(r["file"], r["event"]): int(r["num_peaks"] or 0) for r in csv.DictReader(handle)}
+    with open(report / "scores.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["score"] and r["label"] in ("0", "1")]
+    misses = np.array([float(r["score"]) for r in rows if r["label"] == "0"])
+    weak = np.array([float(r["score"]) for r in rows
+                     if r["label"] == "1" and 11 <= peaks[(r["file"], r["event"])] <= 20])
+    below = np.searchsorted(np.sort(misses), weak, side="left")
+    ties = np.searchsorted(np.sort(misses), weak, side="right") - below
+    cut = float(np.quantile(misses, specificity))
+    return {"auc_weak": float(np.mean((below + 0.5 * ties) / misses.size)),
+            "weak_at_spe": float(np.mean(weak > cut)), "spe_for_weak_at_spe": specificity}
 
 
 def summary_of(metrics: dict) -> dict:
@@ -155,9 +180,35 @@ def decide(results: dict) -> dict:
         verdict[set_name] = {"weak_higher": c["weak"][0] > b["weak"][0],
                              "specificity_within_2": c["spe"][0] >= b["spe"][0] - 2.0,
                              "training_seeds": [b["n"], c["n"]]}
-    verdict["candidate_wins"] = all(v["weak_higher"] and v["specificity_within_2"]
-                                    for k, v in verdict.items() if k in ("judge", "confirm"))
+    complete = all(n == len(results["args"]["train_seeds"].split(",")) for v in verdict.values()
+                   for n in v["training_seeds"])
+    verdict["complete"] = complete
+    verdict["candidate_wins"] = complete and all(v["weak_higher"] and v["specificity_within_2"]
+                                                 for k, v in verdict.items() if k in ("judge", "confirm"))
     return verdict
+
+
+def _paired(results: dict, set_name: str) -> list[str]:
+    """Per training seed: 11-20-peak sensitivity and specificity of both recipes (%)."""
+    out = []
+    base, cand = results["models"]["baseline"], results["models"]["candidate"]
+    for seed in base:
+        if seed in cand and set_name in base[seed] and set_name in cand[seed]:
+            b, c = base[seed][set_name], cand[seed][set_name]
+            out.append(f"seed {seed}: 11-20 peaks {100 * b['weak_11_20']['sensitivity']:.1f} -> "
+                       f"{100 * c['weak_11_20']['sensitivity']:.1f}, specificity {100 * b['specificity']:.1f} -> "
+                       f"{100 * c['specificity']:.1f}")
+    return out or ["none yet"]
+
+
+def _diagnostics(results: dict, recipe: str, set_name: str) -> str:
+    per = [m[set_name]["diagnostics"] for m in results["models"][recipe].values() if set_name in m]
+    if not per:
+        return f"{recipe}: n/a"
+    auc, auc_sd = mean_sd(d["auc_weak"] for d in per)
+    kept, kept_sd = mean_sd(d["weak_at_spe"] for d in per)
+    return (f"{recipe}: 11-20-peak hits above a miss {auc:.1f} ± {auc_sd:.1f}% of pairs, 11-20-peak hits kept "
+            f"at {per[0]['spe_for_weak_at_spe']:.0%} specificity {kept:.1f} ± {kept_sd:.1f}%")
 
 
 def markdown(results: dict) -> str:
@@ -189,13 +240,17 @@ def markdown(results: dict) -> str:
             lines.append(f"| {recipe} | {','.join(s for s, _ in per)} | {ms(m[set_name]['sensitivity'] for _, m in per)} | "
                          f"{ms(m[set_name]['specificity'] for _, m in per)} | {' | '.join(cells)} | {lost} of {hits} | "
                          f"{kept} of {misses} | {thresholds} |")
-        lines.append("")
+        lines += ["", "Per training seed (baseline -> candidate): " + "; ".join(_paired(results, set_name))]
+        lines += ["", "Diagnostics (not part of the decision; thresholds set on this set's own misses): "
+                  + "; ".join(_diagnostics(results, recipe, set_name) for recipe in results["models"]), ""]
     v = results.get("decision")
     if v:
+        if not v.get("complete"):
+            lines.append("**Incomplete: not every training seed of both recipes is here; no decision.**")
         lines.append("Decision rule (fixed beforehand): " + "; ".join(
             f"{k}: 11-20-peak sensitivity higher {v[k]['weak_higher']}, specificity within 2 points "
             f"{v[k]['specificity_within_2']}" for k in ("judge", "confirm")) +
-            f". **The candidate {'wins' if v['candidate_wins'] else 'does not win'}.**")
+            (f". **The candidate {'wins' if v['candidate_wins'] else 'does not win'}.**" if v.get("complete") else "."))
     return "\n".join(lines) + "\n"
 
 
@@ -206,6 +261,8 @@ def main(argv=None) -> int:
     parser.add_argument("--train-seeds", default="1,2,3", help="training seeds of each recipe")
     parser.add_argument("--epochs", type=int, default=40, help="maximum training epochs (the demo's 40)")
     parser.add_argument("--frames", type=int, default=500, help="frames per evaluation run")
+    parser.add_argument("--no-train", action="store_true",
+                        help="train nothing: report on the models already in --work (a partial run)")
     parser.add_argument("--sets", default=",".join(EVAL_SETS), help="evaluation sets to judge on")
     args = parser.parse_args(argv)
     os.environ.setdefault("SFX_CNN_VETO_PROGRESS", "0")
@@ -224,7 +281,7 @@ def main(argv=None) -> int:
                                              for seed, runs in EVAL_SETS[s]]) for s in sets}
     for seed in (int(s) for s in args.train_seeds.split(",")):
         for recipe in RECIPES:
-            rec = train(work, recipe, seed, labels, args.epochs)
+            rec = train(work, recipe, seed, labels, args.epochs, may_train=not args.no_train)
             results["training"][f"{recipe}_s{seed}"] = rec
             if rec["model"] is None:
                 continue
@@ -233,6 +290,8 @@ def main(argv=None) -> int:
                      "threshold_rule": ((meta.metrics or {}).get("validation") or {}).get("threshold_rule")}
             for s in sets:
                 entry[s] = summary_of(evaluate(work, rec["model"], s, set_labels[s]))
+                report = work / "reports" / f"{Path(rec['model']).stem}_{s.replace(' ', '_')}"
+                entry[s]["diagnostics"] = separation(report, set_labels[s])
             results["models"][recipe][str(seed)] = entry
             (out / "results.json").write_text(json.dumps(results, indent=1))
     results["decision"] = decide(results)
