@@ -47,6 +47,7 @@ EVAL_SETS = {
     "confirm": [(5, SHIFTED), (6, SHIFTED)],
     "confirm run100-103": [(5, "run100,run101,run102,run103")],
 }
+REFERENCE = "shipped (reference)"
 BINS = ("11-15", "16-20", "21-50", ">50")
 COMMANDS: list[str] = []
 
@@ -156,10 +157,28 @@ def summary_of(metrics: dict) -> dict:
     kept = bins["11-15"]["kept"] + bins["16-20"]["kept"]
     hits = bins["11-15"]["hits"] + bins["16-20"]["hits"]
     return {"tp": o["tp"], "fn": o["fn"], "tn": o["tn"], "fp": o["fp"], "sensitivity": o["sensitivity"],
-            "specificity": o["specificity"], "bins": {b: {"kept": r["kept"], "hits": r["hits"]} for b, r in bins.items()},
+            "specificity": o["specificity"],
+            "bins": {b: {"kept": r["kept"], "hits": r["hits"]} for b, r in bins.items()},
             "weak_11_20": {"kept": kept, "hits": hits, "sensitivity": kept / hits if hits else None},
             "runs": {run: {k: r[k] for k in ("tp", "fn", "tn", "fp", "sensitivity", "specificity")}
                      for run, r in metrics["runs"].items()}}
+
+
+def judge_model(work: Path, model: str, set_labels: dict[str, Path]) -> dict:
+    """One model on every evaluation set, at its own threshold: its summaries, threshold and training time."""
+    from sfx_cnn_veto.core.model import VetoModel
+
+    meta = VetoModel.read_metadata(model)
+    entry = {"threshold": meta.threshold,
+             "threshold_rule": ((meta.metrics or {}).get("validation") or {}).get("threshold_rule"),
+             "training_seconds": (meta.training or {}).get("seconds"),
+             "best_epoch": (meta.training or {}).get("best_epoch"),
+             "weak_min_peaks": ((meta.training or {}).get("augmentation") or {}).get("weak_min_peaks")}
+    for name, labels in set_labels.items():
+        entry[name] = summary_of(evaluate(work, model, name, labels))
+        report = work / "reports" / f"{Path(model).stem}_{name.replace(' ', '_')}"
+        entry[name]["diagnostics"] = separation(report, labels)
+    return entry
 
 
 def mean_sd(values) -> tuple[float, float]:
@@ -217,7 +236,8 @@ def markdown(results: dict) -> str:
         lines += [f"**{set_name}** ({results['sets'][set_name]}): mean ± sd over training seeds of the figures "
                   "pooled over the set (%); hits kept per peak count summed over training seeds.", "",
                   "| recipe | seeds | sensitivity | specificity | 11-20 peaks | 11-15 | 16-20 | 21-50 | >50 |"
-                  " hits lost | misses kept | thresholds |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                  " hits lost | misses kept | thresholds |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for recipe, models in results["models"].items():
             per = [(s, m) for s, m in models.items() if set_name in m]
             if not per:
@@ -237,7 +257,8 @@ def markdown(results: dict) -> str:
             kept = sum(m[set_name]["fp"] for _, m in per)
             misses = sum(m[set_name]["fp"] + m[set_name]["tn"] for _, m in per)
             thresholds = ", ".join(f"{m['threshold']:.3g}" for _, m in per)
-            lines.append(f"| {recipe} | {','.join(s for s, _ in per)} | {ms(m[set_name]['sensitivity'] for _, m in per)} | "
+            lines.append(f"| {recipe} | {','.join(s for s, _ in per)} | "
+                         f"{ms(m[set_name]['sensitivity'] for _, m in per)} | "
                          f"{ms(m[set_name]['specificity'] for _, m in per)} | {' | '.join(cells)} | {lost} of {hits} | "
                          f"{kept} of {misses} | {thresholds} |")
         lines += ["", "Per training seed (baseline -> candidate): " + "; ".join(_paired(results, set_name))]
@@ -266,7 +287,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sets", default=",".join(EVAL_SETS), help="evaluation sets to judge on")
     args = parser.parse_args(argv)
     os.environ.setdefault("SFX_CNN_VETO_PROGRESS", "0")
-    from sfx_cnn_veto.core.model import VetoModel
+    from sfx_cnn_veto.core.model import default_model_path
 
     out = Path(args.out)
     work = Path(args.work or out / "work")
@@ -285,15 +306,10 @@ def main(argv=None) -> int:
             results["training"][f"{recipe}_s{seed}"] = rec
             if rec["model"] is None:
                 continue
-            meta = VetoModel.read_metadata(rec["model"])
-            entry = {"threshold": meta.threshold,
-                     "threshold_rule": ((meta.metrics or {}).get("validation") or {}).get("threshold_rule")}
-            for s in sets:
-                entry[s] = summary_of(evaluate(work, rec["model"], s, set_labels[s]))
-                report = work / "reports" / f"{Path(rec['model']).stem}_{s.replace(' ', '_')}"
-                entry[s]["diagnostics"] = separation(report, set_labels[s])
-            results["models"][recipe][str(seed)] = entry
+            results["models"][recipe][str(seed)] = judge_model(work, rec["model"], set_labels)
             (out / "results.json").write_text(json.dumps(results, indent=1))
+    # for reference (not a recipe under test): the model shipped in the package, trained by the baseline recipe
+    results["models"][REFERENCE] = {"shipped": judge_model(work, default_model_path(), set_labels)}
     results["decision"] = decide(results)
     results["seconds"] = time.perf_counter() - started
     results["commands"] = COMMANDS
