@@ -52,19 +52,24 @@ BINS = ("11-15", "16-20", "21-50", ">50")
 COMMANDS: list[str] = []
 
 
-def cli(argv) -> int:
-    """Run one ``sfx-cnn-veto`` sub-command as a user would type it (printed and kept in COMMANDS)."""
+def cli(argv, *, run: bool = True) -> int:
+    """Run one ``sfx-cnn-veto`` sub-command as a user would type it (printed and kept in COMMANDS).
+
+    ``run=False``: its output is already in ``--work`` from an earlier invocation; only recorded.
+    """
     from sfx_cnn_veto.cli import main
 
     argv = [str(a) for a in argv]
     line = "sfx-cnn-veto " + " ".join(shlex.quote(a) for a in argv)
-    COMMANDS.append(line)
+    COMMANDS.append(line if run else "# done before: " + line)
+    if not run:
+        return 0
     print("$ " + line, file=sys.stderr, flush=True)
     return main(argv)
 
 
-def checked(argv) -> None:
-    code = cli(argv)
+def checked(argv, *, run: bool = True) -> None:
+    code = cli(argv, run=run)
     if code not in (0, 2):
         raise SystemExit(f"step failed (exit {code})")
 
@@ -72,10 +77,9 @@ def checked(argv) -> None:
 def training_labels(work: Path) -> Path:
     """The demo's training runs, simulated (seed 1, 300 frames) and labelled once."""
     labels = work / "train_labels.csv"
-    if not labels.exists():
-        data = work / "train_data"
-        checked(["simulate", data, "--seed", 1, "--frames", 300, "--runs", TRAIN_RUNS])
-        checked(["label", *[data / f"{r}.lst" for r in TRAIN_RUNS.split(",")], "-o", labels])
+    data, run = work / "train_data", not labels.exists()
+    checked(["simulate", data, "--seed", 1, "--frames", 300, "--runs", TRAIN_RUNS], run=run)
+    checked(["label", *[data / f"{r}.lst" for r in TRAIN_RUNS.split(",")], "-o", labels], run=run)
     return labels
 
 
@@ -83,10 +87,10 @@ def eval_labels(work: Path, seed: int, runs: str, frames: int) -> Path:
     """``runs`` of experiment.yaml at simulation ``seed``, labelled (the commands of run.py)."""
     data = work / f"eval_seed{seed}"
     labels = data / f"labels_{runs.replace(',', '_')}.csv"
-    if not labels.exists():
-        checked(["simulate", data, "--config", HERE / "experiment.yaml", "--seed", seed, "--frames", frames,
-                 "--runs", runs])
-        checked(["label", *[data / f"{r}.lst" for r in runs.split(",")], "-o", labels])
+    run = not labels.exists()
+    checked(["simulate", data, "--config", HERE / "experiment.yaml", "--seed", seed, "--frames", frames,
+             "--runs", runs], run=run)
+    checked(["label", *[data / f"{r}.lst" for r in runs.split(",")], "-o", labels], run=run)
     return labels
 
 
@@ -109,10 +113,11 @@ def train(work: Path, recipe: str, seed: int, labels: Path, epochs: int, *, may_
     record = {"model": str(model), "seconds": None, "failed": False}
     if not may_train and not model.exists():
         return {**record, "model": None}
-    if not model.exists() and not failed.exists():
-        start = time.perf_counter()
-        cli(["train", "--labels", labels, "--train-runs", TRAIN_RUNS, "--seed", seed, "-o", model,
-             "--epochs", epochs, "--lr", 0.01, "--augment", RECIPES[recipe]])
+    run = not model.exists() and not failed.exists()
+    start = time.perf_counter()
+    cli(["train", "--labels", labels, "--train-runs", TRAIN_RUNS, "--seed", seed, "-o", model,
+         "--epochs", epochs, "--lr", 0.01, "--augment", RECIPES[recipe]], run=run)
+    if run:
         record["seconds"] = time.perf_counter() - start
     if failed.exists() and not model.exists():
         record.update(model=None, failed=True)
@@ -122,8 +127,8 @@ def train(work: Path, recipe: str, seed: int, labels: Path, epochs: int, *, may_
 def evaluate(work: Path, model: str, set_name: str, labels: Path) -> dict:
     """``evaluate`` at the model's own threshold (skipped when its report exists); its metrics.json."""
     report = work / "reports" / f"{Path(model).stem}_{set_name.replace(' ', '_')}"
-    if not (report / "metrics.json").exists():
-        checked(["evaluate", "-m", model, "--labels", labels, "--report", report])
+    checked(["evaluate", "-m", model, "--labels", labels, "--report", report],
+            run=not (report / "metrics.json").exists())
     return json.loads((report / "metrics.json").read_text())
 
 
@@ -311,7 +316,8 @@ def main(argv=None) -> int:
     # for reference (not a recipe under test): the model shipped in the package, trained by the baseline recipe
     results["models"][REFERENCE] = {"shipped": judge_model(work, default_model_path(), set_labels)}
     results["decision"] = decide(results)
-    results["seconds"] = time.perf_counter() - started
+    # this invocation only: steps whose output was already in --work are not rerun (COMMANDS marks them)
+    results["seconds_this_invocation"] = time.perf_counter() - started
     results["commands"] = COMMANDS
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(markdown(results))
