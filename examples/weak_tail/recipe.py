@@ -21,7 +21,7 @@ over several seeds, without tuning on one run's figures. The protocol was fixed 
 
 Writes ``OUT/results.json`` and ``OUT/results.md``. Simulated data, models and reports go to ``--work``; a
 step whose output is already there is not run again (so an interrupted run resumes; delete ``--work`` to
-start afresh). About 1 h 15 min on 2 busy cores, nearly all of it the six trainings, run one at a time.
+start afresh). About 50 min on 2 busy cores, 30 of them the six trainings, run one at a time.
 """
 
 from __future__ import annotations
