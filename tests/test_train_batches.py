@@ -87,3 +87,38 @@ def test_training_with_batches_made_ahead_gives_the_in_line_model_bit_for_bit(ti
     ws, wa = (r.model.keras_model.get_weights() for r in (serial, ahead))
     assert len(ws) == len(wa) and all(np.array_equal(x, y) for x, y in zip(ws, wa))
     assert serial.history == ahead.history and serial.threshold == ahead.threshold
+
+
+def _dense_weak_hit(hit, miss, num_peaks, aug, rng):
+    """The dense formula weak_hit had before it sampled only the spot pixels (the reference)."""
+    from sfx_cnn_veto.training.datasets import PHOTON_SCALES, _noise_scale, bragg_signal
+
+    lo = min(1.0, float(aug.weak_min_peaks) / max(float(num_peaks), 1.0))
+    a = float(np.exp(rng.uniform(np.log(lo), 0.0))) if lo < 1.0 else 1.0
+    signal = bragg_signal(hit) * np.float32(a)
+    _, scale = _noise_scale(hit)
+    photon = np.float32(PHOTON_SCALES * max(scale, 1.0))
+    spots = rng.poisson(signal / photon).astype(np.float32) * photon
+    return np.asarray(miss, dtype=np.float32) + spots
+
+
+def test_weak_hit_from_sparse_spots_equals_the_dense_formula_and_leaves_the_same_rng_state():
+    from sfx_cnn_veto.training.datasets import BraggSpots, weak_hit
+
+    crops = _crop_set(n=6, size=48, margin=0, seed=5)
+    yy, xx = np.mgrid[:48, :48]
+    for k in range(0, 6, 2):  # some hits: Gaussian spots above the noise, a hot pixel, a -0.0 in the miss
+        for cy, cx in ((10, 12), (30, 33), (40, 8)):
+            crops.crops[k] += 400.0 * np.exp(-((yy - cy - k) ** 2 + (xx - cx) ** 2) / 2.0)
+        crops.crops[k, 5, 5] = 5000.0
+    crops.crops[1, 0, 0] = -0.0
+    aug = Augmentation(weak_hits=1.0, weak_min_peaks=11)
+    for k in (0, 2, 4):
+        for seed, peaks in ((0, 150), (1, 11), (2, 40)):
+            ra, rb = np.random.default_rng(seed), np.random.default_rng(seed)
+            dense = _dense_weak_hit(crops.crops[k], crops.crops[1], peaks, aug, ra)
+            sparse = weak_hit(crops.crops[k], crops.crops[1], peaks, aug, rb, spots=crops.bragg_spots(k))
+            assert np.array_equal(dense.view(np.uint32), sparse.view(np.uint32))  # bit for bit, signed zeros too
+            assert (dense != crops.crops[1]).any()
+            assert ra.bit_generator.state == rb.bit_generator.state
+    assert isinstance(crops.bragg_spots(0), BraggSpots) and crops.bragg_spots(0) is crops.bragg_spots(0)

@@ -54,9 +54,18 @@ class CropSet:
     skipped: list[tuple[LabelRow, str]] = field(default_factory=list)
     #: the distinct per-event frame shapes the crops were read from
     frame_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    #: :meth:`bragg_spots` of the hits asked so far
+    _spots: dict[int, "BraggSpots"] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def bragg_spots(self, i: int) -> "BraggSpots":
+        """The Bragg spots of crop ``i`` (:class:`BraggSpots`), computed once."""
+        i = int(i)
+        if i not in self._spots:
+            self._spots[i] = BraggSpots.of(self.crops[i])
+        return self._spots[i]
 
     def centre(self) -> np.ndarray:
         """The un-jittered crops ``(N, H, W)`` (views)."""
@@ -291,22 +300,50 @@ def bragg_signal(frame: np.ndarray, *, k: float = 4.0) -> np.ndarray:
     return despeckle_raw(above)
 
 
+@dataclass(frozen=True)
+class BraggSpots:
+    """A hit's Bragg signal (:func:`bragg_signal`) kept sparse, with the hit's noise scale (what :func:`weak_hit` needs).
+
+    ``index``: the flat (C-order) positions of the nonzero pixels; ``values``:
+    the signal there (float32); ``scale``: the hit's robust noise scale.
+    """
+
+    shape: tuple[int, ...]
+    index: np.ndarray
+    values: np.ndarray
+    scale: float
+
+    @classmethod
+    def of(cls, hit: np.ndarray) -> "BraggSpots":
+        signal = bragg_signal(hit)
+        index = np.flatnonzero(signal)
+        _, scale = _noise_scale(hit)
+        return cls(signal.shape, index, signal.ravel()[index], scale)
+
+
 def weak_hit(hit: np.ndarray, miss: np.ndarray, num_peaks: float, aug: Augmentation,
-             rng: np.random.Generator) -> np.ndarray:
+             rng: np.random.Generator, *, spots: BraggSpots | None = None) -> np.ndarray:
     """A weaker version of ``hit``: its Bragg spots (:func:`bragg_signal`) times ``a`` on top of ``miss``.
 
     ``a`` is log-uniform in ``[weak_min_peaks / num_peaks, 1]``, so about
     ``num_peaks * a >= weak_min_peaks`` peaks stay. The weakened spots are
     Poisson-sampled in photons of ``PHOTON_SCALES`` noise scales, so they are
     as grainy as a weak crystal's, not smooth scaled-down copies.
+
+    ``spots``: ``BraggSpots.of(hit)`` when already known (training reuses a
+    hit's). Only the spot pixels are sampled: a Poisson draw of mean 0 is 0
+    and takes no random number, so the result and ``rng``'s state after it are
+    those of sampling the whole dense frame.
     """
     lo = min(1.0, float(aug.weak_min_peaks) / max(float(num_peaks), 1.0))
     a = float(np.exp(rng.uniform(np.log(lo), 0.0))) if lo < 1.0 else 1.0
-    signal = bragg_signal(hit) * np.float32(a)
-    _, scale = _noise_scale(hit)
-    photon = np.float32(PHOTON_SCALES * max(scale, 1.0))
-    spots = rng.poisson(signal / photon).astype(np.float32) * photon
-    return np.asarray(miss, dtype=np.float32) + spots
+    spots = BraggSpots.of(hit) if spots is None else spots
+    photon = np.float32(PHOTON_SCALES * max(spots.scale, 1.0))
+    counts = rng.poisson(spots.values * np.float32(a) / photon).astype(np.float32) * photon
+    out = np.asarray(miss, dtype=np.float32) + np.float32(0.0)  # a new array; -0.0 reads +0.0, as with dense spots
+    flat = out.reshape(-1)
+    flat[spots.index] += counts
+    return out
 
 
 def weak_validation(val: CropSet, aug: Augmentation, seed: int, *, per_hit: int = 2) -> CropSet:
@@ -424,7 +461,8 @@ def make_batch(crops: CropSet, indices: Sequence[int], normalize: Callable[[np.n
         if aug is not None and aug.active:
             peaks = crops.rows[i].num_peaks if misses.size and crops.labels[i] == 1 else None
             if peaks is not None and rng.random() < aug.weak_hits:
-                window = weak_hit(crops.crops[i], crops.crops[int(rng.choice(misses))], peaks, aug, rng)
+                window = weak_hit(crops.crops[i], crops.crops[int(rng.choice(misses))], peaks, aug, rng,
+                                  spots=crops.bragg_spots(i))
                 if aug.raw_changes and rng.random() < aug.p_raw:
                     frame = augment_one(window, aug, rng, margin=m, crop_shape=(h, w))
                 else:
