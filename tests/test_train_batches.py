@@ -122,3 +122,51 @@ def test_weak_hit_from_sparse_spots_equals_the_dense_formula_and_leaves_the_same
             assert (dense != crops.crops[1]).any()
             assert ra.bit_generator.state == rb.bit_generator.state
     assert isinstance(crops.bragg_spots(0), BraggSpots) and crops.bragg_spots(0) is crops.bragg_spots(0)
+
+
+def _dense_background_noise(frame, aug, rng):
+    """The background part of augment_raw as it was, pixel by pixel (the reference)."""
+    from sfx_cnn_veto.training.datasets import _noise_scale
+
+    frame = np.array(frame, dtype=np.float32)
+    h, w = frame.shape
+    med, scale = _noise_scale(frame)
+    hb, wb = h // 10, w // 10
+    if hb == 0 or wb == 0:
+        bg = np.full_like(frame, med)
+    else:
+        core = np.minimum(frame[: hb * 10, : wb * 10], np.float32(med + 3.0 * scale))
+        means = core.reshape(hb, 10, wb, 10).mean(axis=(1, 3), dtype=np.float32)
+        up = np.repeat(np.repeat(means, 10, axis=0), 10, axis=1)
+        bg = np.pad(up, ((0, h - up.shape[0]), (0, w - up.shape[1])), mode="edge")
+    variance = None
+    lo, hi = aug.weaken
+    alpha = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if aug.weaken != (1.0, 1.0) else 1.0
+    if alpha < 1.0:
+        frame = bg + np.float32(alpha) * (frame - bg)
+        variance = np.float32(scale * scale * (1.0 - alpha * alpha))
+    k = float(rng.uniform(*aug.background))
+    if k > 0:
+        extra = np.float32(k) * np.maximum(bg - np.float32(med - scale), np.float32(0.0))
+        frame = frame + extra
+        more = extra * np.float32(max(scale, 1.0))
+        variance = more if variance is None else variance + more
+    if variance is not None:
+        frame = frame + rng.standard_normal(frame.shape, dtype=np.float32) * np.sqrt(variance)
+    return frame
+
+
+@pytest.mark.parametrize("shape", [(48, 48), (53, 47), (7, 30)])
+@pytest.mark.parametrize("weaken", [(1.0, 1.0), (0.2, 0.9)])
+def test_background_augmentation_on_the_block_grid_equals_the_pixel_by_pixel_formula(shape, weaken):
+    from sfx_cnn_veto.training.datasets import augment_raw
+
+    frame = np.random.default_rng(3).poisson(20.0, shape).astype(np.float32) * 3.0 + 100.0
+    frame[shape[0] // 2, 1:4] += 900.0  # a spot above the clip
+    aug = Augmentation(flips=False, background=(0.5, 4.0), weaken=weaken)
+    for seed in range(4):
+        ra, rb = np.random.default_rng(seed), np.random.default_rng(seed)
+        want, got = _dense_background_noise(frame, aug, ra), augment_raw(frame, aug, rb)
+        assert np.array_equal(want.view(np.uint32), got.view(np.uint32))
+        assert not np.array_equal(got, frame)
+        assert ra.bit_generator.state == rb.bit_generator.state

@@ -263,16 +263,45 @@ class Augmentation:
         return bool(self.shift or self.flips or self.raw_changes or self.weak_hits)
 
 
-def _smooth_background(frame: np.ndarray, med: float, scale: float, block: int = 10) -> np.ndarray:
-    """A coarse background: block means of the frame clipped at ``med + 3 scale`` (spots left out), upsampled."""
+#: The side of the blocks of the smooth background (:func:`_smooth_background`)
+BACKGROUND_BLOCK = 10
+
+
+def _background_blocks(frame: np.ndarray, med: float, scale: float, block: int = BACKGROUND_BLOCK) -> np.ndarray:
+    """Block means of the frame clipped at ``med + 3 scale`` (spots left out): the coarse background's grid.
+
+    A frame smaller than one block has a one-value grid, ``med``.
+    """
     h, w = frame.shape
     hb, wb = h // block, w // block
     if hb == 0 or wb == 0:
-        return np.full_like(frame, med)
+        return np.full((1, 1), med, dtype=frame.dtype)
     core = np.minimum(frame[: hb * block, : wb * block], np.float32(med + 3.0 * scale))
-    means = core.reshape(hb, block, wb, block).mean(axis=(1, 3), dtype=np.float32)
-    up = np.repeat(np.repeat(means, block, axis=0), block, axis=1)
-    return np.pad(up, ((0, h - up.shape[0]), (0, w - up.shape[1])), mode="edge")
+    return core.reshape(hb, block, wb, block).mean(axis=(1, 3), dtype=np.float32)
+
+
+def _upsample(grid: np.ndarray, shape: tuple[int, int], block: int = BACKGROUND_BLOCK) -> np.ndarray:
+    """A grid of block values (:func:`_background_blocks`, or a pixel-wise function of it) at full ``shape``.
+
+    Each value fills its block; the rows and columns past the last whole block
+    repeat the last one (a one-value grid fills everything).
+    """
+    h, w = shape
+    if grid.shape == (1, 1) and (h < block or w < block):
+        return np.full(shape, grid[0, 0], dtype=grid.dtype)
+    hb, wb = grid.shape
+    out = np.empty(shape, dtype=grid.dtype)
+    out[: hb * block, : wb * block].reshape(hb, block, wb, block)[...] = grid[:, None, :, None]
+    if h > hb * block:
+        out[hb * block:, : wb * block] = out[hb * block - 1, : wb * block]
+    if w > wb * block:
+        out[:, wb * block:] = out[:, wb * block - 1: wb * block]
+    return out
+
+
+def _smooth_background(frame: np.ndarray, med: float, scale: float, block: int = BACKGROUND_BLOCK) -> np.ndarray:
+    """A coarse background: block means of the frame clipped at ``med + 3 scale`` (spots left out), upsampled."""
+    return _upsample(_background_blocks(frame, med, scale, block), frame.shape, block)
 
 
 def _noise_scale(frame: np.ndarray) -> tuple[float, float]:
@@ -394,25 +423,30 @@ def augment_raw(frame: np.ndarray, aug: Augmentation, rng: np.random.Generator) 
     med, scale = _noise_scale(frame)
     need_bg = aug.weaken != (1.0, 1.0) or aug.background != (0.0, 0.0)
     if need_bg:
-        bg = _smooth_background(frame, med, scale)
-        variance = None  # of the noise to add
+        # the background, the extra background and its noise level are constant over each block: computed
+        # on the grid of blocks, then upsampled (the same values as pixel by pixel, for less work)
+        grid = _background_blocks(frame, med, scale)
+        variance = None  # of the noise to add (a number, or per block)
         if aug.weaken != (1.0, 1.0):
             lo, hi = aug.weaken
             alpha = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
             if alpha < 1.0:
                 # weaker signal above the background; the noise it loses is added back below
+                bg = _upsample(grid, frame.shape)
                 frame = bg + np.float32(alpha) * (frame - bg)
                 variance = np.float32(scale * scale * (1.0 - alpha * alpha))
         if aug.background != (0.0, 0.0):
             k = float(rng.uniform(*aug.background))
             if k > 0:
                 # extra background with photon-like noise: variance proportional to the added level
-                extra = np.float32(k) * np.maximum(bg - np.float32(med - scale), np.float32(0.0))
-                frame = frame + extra
+                extra = np.float32(k) * np.maximum(grid - np.float32(med - scale), np.float32(0.0))
+                frame = frame + _upsample(extra, frame.shape)
                 more = extra * np.float32(max(scale, 1.0))
                 variance = more if variance is None else variance + more
         if variance is not None:
-            frame = frame + rng.standard_normal(frame.shape, dtype=np.float32) * np.sqrt(variance)
+            sigma = np.sqrt(variance)
+            sigma = _upsample(sigma, frame.shape) if np.ndim(sigma) else sigma
+            frame = frame + rng.standard_normal(frame.shape, dtype=np.float32) * sigma
     if aug.gain != (1.0, 1.0):
         frame *= np.float32(rng.uniform(*aug.gain))
     if aug.offset != (0.0, 0.0):
