@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from sfx_cnn_veto.errors import ConfigError
-from sfx_cnn_veto.training.batches import Prefetcher, epoch_batches
+from sfx_cnn_veto.prefetch import Prefetcher
+from sfx_cnn_veto.training.batches import epoch_batches
 from sfx_cnn_veto.training.datasets import Augmentation, CropSet
 from sfx_cnn_veto.training.labels import LabelRow
 
