@@ -64,10 +64,11 @@ def configure_label(parser: argparse.ArgumentParser) -> None:
     pf.add_argument("--mask", default=None, metavar="FILE[:DATASET]",
                     help="good-pixel mask (nonzero = good); default: the geometry's, else the CXI file's own")
     add_center_argument(pf, "beam center in pixels (default: from the geometry, else the frame center)")
-    parser.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
-                        help="label up to N inputs at once, each in a process of its own (default: the cores; "
-                             "1: all in this process). Only peakfinder8 without --fast-mode on frames; the same "
-                             "counts either way")
+    parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                        help="label up to N inputs at once, each in a process of its own (default 1: all in this "
+                             "process; 0: one per core). Only peakfinder8 without --fast-mode on frames; the same "
+                             "counts either way. The processes are started fresh: a script that calls label with "
+                             "N > 1 needs an `if __name__ == \"__main__\":` guard")
     rule = parser.add_argument_group("labelling rule")
     rule.add_argument("--rule", choices=("paper", "percentile"), default="paper",
                       help="paper: <MISS_BELOW peaks miss, >HIT_ABOVE hit; percentile: bottom/top quartile per run")
@@ -306,9 +307,9 @@ def _label_jobs(args: argparse.Namespace, n_inputs: int) -> int:
     """How many processes count peaks: 1 unless peakfinder8 counts frames of several inputs (``--jobs``)."""
     if args.stream or args.hitlist or args.cxi_npeaks or args.labeler != "peakfinder8" or args.fast_mode:
         return 1  # cheap, or a counter that may carry state from frame to frame
-    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    jobs = args.jobs if args.jobs else (os.cpu_count() or 1)
     if jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+        raise ConfigError(f"--jobs must be >= 0, got {jobs}")
     return min(jobs, n_inputs)
 
 
