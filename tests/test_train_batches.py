@@ -171,3 +171,26 @@ def test_background_augmentation_on_the_block_grid_equals_the_pixel_by_pixel_for
         assert np.array_equal(want.view(np.uint32), got.view(np.uint32))
         assert not np.array_equal(got, frame)
         assert ra.bit_generator.state == rb.bit_generator.state
+
+
+def test_early_stop_with_batches_made_ahead_ends_the_producer_and_matches_in_line(tiny_labels):  # noqa: F811
+    """Learning rate 0: the validation loss never improves, so patience 1 stops after epoch 2 of 8."""
+    import dataclasses
+
+    from sfx_cnn_veto.training import train as T
+
+    d, labels = tiny_labels
+    cfg = T.TrainConfig(labels=labels, output=str(d / "stop.keras"), train_runs=["ta"], val_runs=["tb"],
+                        crop_shape=(64, 64), epochs=8, patience=1, batch_size=20, optimizer="adam",
+                        learning_rate=0.0, decay=0.0, seed=3, margin=4, augment="shift=4,flips=1,gain=0.5:2")
+    _, train_rows, val_rows = T.select_rows(cfg)
+    prep = T.plan_preprocessing(cfg, None)
+    data = T.read_and_split(cfg, train_rows, val_rows, prep)
+    fits = []
+    for prefetch in (0, 2):
+        c = dataclasses.replace(cfg, prefetch=prefetch)
+        model = T.build_model(c, None, prep)
+        before = threading.active_count()
+        fits.append(T.fit(c, model, data, prep))
+        assert threading.active_count() == before  # the producer thread has ended
+    assert len(fits[0].history["loss"]) == 2 and fits[0].history == fits[1].history
