@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     timings["simulate"] = step("1/8 simulate the experiment", sim)
     lists = sorted(data.glob("*.lst"), key=lambda p: int("".join(c for c in p.stem if c.isdigit()) or 0))
     labels = out / "labels.csv"
-    timings["label"] = step("2/8 label every run with peakfinder8", ["label", *lists, "-o", labels])
+    timings["label"] = step("2/8 label every run with peakfinder8", ["label", *lists, "-o", labels, "--jobs", 0])
 
     default_model, paper_model = models / "default.keras", models / "paper.keras"
     epochs_default = 2 if args.quick else (args.epochs or 40)

@@ -243,3 +243,19 @@ def test_label_cli_uses_the_geometry_mask_and_threshold(tmp_path, capsys):
                                  for p in (with_geom, explicit, own_mask))
     assert n_own != n_explicit  # the two masks give different counts on these frames: the test can tell
     assert n_geom == n_explicit
+
+
+def test_label_in_worker_processes_writes_the_same_labels_and_errors_as_in_one(tmp_path, capsys):
+    lists = [write_run(str(tmp_path), f"run{k}", 12, seed=20 + k)[0] for k in range(3)]
+    with open(lists[1], "a") as handle:  # an event that cannot be read, counted in a worker
+        handle.write(f"{tmp_path}/run1.cxi //99\n")
+    outs, errs = [], []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"labels_{jobs}.csv"
+        assert main(["label", *lists, "-o", str(out), "--jobs", jobs]) == 2
+        outs.append(out.read_text())
+        errs.append(capsys.readouterr().err)
+    assert outs[0] == outs[1]
+    assert len(_read_csv(tmp_path / "labels_2.csv")[1]) == 37
+    assert all("run1.cxi //99" in err or "//99" in err for err in errs)
+    assert sum(row.label == 1 for row in L.read_labels(str(tmp_path / "labels_2.csv"))) > 0

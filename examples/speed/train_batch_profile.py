@@ -5,7 +5,11 @@ times, in one process, ``make_batch`` (the demo's default augmentation and the
 ``despeckle`` normalization, from a normalized-window cache as ``fit`` uses it)
 against ``train_on_batch`` of the default network on the same batch, and prints
 a cProfile of one ``make_batch``. Synthetic Poisson crops (350x350 with the
-8-pixel margin); a batch of 100 as ``train``'s default::
+8-pixel margin); a batch of 100 as ``train``'s default; TensorFlow on one
+thread, as ``train`` runs it (bit-exact). Then ``steps`` training steps twice:
+in line (make a batch, train on it) and with the batches made ahead in a
+thread (:class:`~sfx_cnn_veto.training.batches.Prefetcher`, as ``fit`` does),
+with the wall time of each and the ratio::
 
     PYTHONPATH=.:plugins python examples/speed/train_batch_profile.py
 """
@@ -31,10 +35,29 @@ def timed(func, repeats: int = 3) -> tuple[float, float]:
     return (time.perf_counter() - wall) / repeats, (time.process_time() - cpu) / repeats
 
 
-def main(n: int = 200, batch: int = 100) -> None:
+def steps_in_line_and_ahead(make, train_step, steps: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Wall and CPU seconds of ``steps`` training steps, batches made in line, then made ahead in a thread."""
+    from sfx_cnn_veto.training.batches import Prefetcher
+
+    def in_line():
+        for _ in range(steps):
+            train_step(make())
+
+    def ahead():
+        with Prefetcher((make() for _ in range(steps)), depth=2) as batches:
+            for x in batches:
+                train_step(x)
+
+    return timed(in_line, repeats=1), timed(ahead, repeats=1)
+
+
+def main(n: int = 200, batch: int = 100, steps: int = 10) -> None:
     from sfx_cnn_veto import manager
     from sfx_cnn_veto.training import datasets
     from sfx_cnn_veto.training.labels import LabelRow
+    from sfx_cnn_veto.training.train import _pin_threads
+
+    _pin_threads(1)  # as train runs TensorFlow (bit-exact)
 
     rng = np.random.default_rng(0)
     labels = (np.arange(n) % 2).astype(np.int64)
@@ -58,6 +81,11 @@ def main(n: int = 200, batch: int = 100) -> None:
     print("make_batch(%d): wall %.3f s, CPU %.3f s" % ((batch,) + timed(make)))
     print("train_on_batch(%d), default network: wall %.3f s, CPU %.3f s"
           % ((batch,) + timed(lambda: model.train_on_batch(x, y))))
+    (line_wall, line_cpu), (ahead_wall, ahead_cpu) = steps_in_line_and_ahead(
+        make, lambda xb: model.train_on_batch(xb, y), steps)
+    print(f"{steps} steps, batches made in line: wall {line_wall:.2f} s, CPU {line_cpu:.2f} s; made ahead in a "
+          f"thread: wall {ahead_wall:.2f} s, CPU {ahead_cpu:.2f} s ({line_wall / ahead_wall:.2f}x)")
+    print(f"load average {os.getloadavg()[0]:.2f}")
     profile = cProfile.Profile()
     profile.enable()
     make()

@@ -29,6 +29,7 @@ import numpy as np
 
 from sfx_cnn_veto.errors import ConfigError
 from sfx_cnn_veto.io.geometry import format_geometry
+from sfx_cnn_veto.prefetch import Prefetcher
 from sfx_cnn_veto.simulate.detector import MASK_GAP
 from sfx_cnn_veto.simulate.layouts import SlabLayout, slab_layout
 from sfx_cnn_veto.io.cxi import create_frames
@@ -103,12 +104,15 @@ def write_run(
         mask = data_1.create_dataset("mask", data=own_mask)
         mask.attrs["convention"] = "CXI: 0 = good pixel; bit 1 = panel gap, bit 2 = beamstop shadow, bit 4 = hot/cold pixel known from a dark run"
         _write_instrument(entry, data, mask, run, seed, slabs)
-        for index in range(n_frames):
-            frame, truth = sim.frame(index)
-            data[index] = frame if slabs is None else slabs.slab(frame)
-            truths.append(truth)
-            if progress is not None:
-                progress(1)
+        # frames are made one or two ahead in a thread (each from its own seeded generator, so the same
+        # frames) while this one compresses and writes the previous ones
+        with Prefetcher((sim.frame(index) for index in range(n_frames)), depth=2,
+                        name="sfx-cnn-veto-simulate") as frames:
+            for index, (frame, truth) in enumerate(frames):
+                data[index] = frame if slabs is None else slabs.slab(frame)
+                truths.append(truth)
+                if progress is not None:
+                    progress(1)
     os.replace(part, paths.cxi)
     with open(paths.lst, "w", encoding="utf-8", newline="\n") as handle:
         for index in range(n_frames):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import Any
@@ -63,6 +64,11 @@ def configure_label(parser: argparse.ArgumentParser) -> None:
     pf.add_argument("--mask", default=None, metavar="FILE[:DATASET]",
                     help="good-pixel mask (nonzero = good); default: the geometry's, else the CXI file's own")
     add_center_argument(pf, "beam center in pixels (default: from the geometry, else the frame center)")
+    parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                        help="label up to N inputs at once, each in a process of its own (default 1: all in this "
+                             "process; 0: one per core). Only peakfinder8 without --fast-mode on frames; the same "
+                             "counts either way. The processes are started fresh: a script that calls label with "
+                             "N > 1 needs an `if __name__ == \"__main__\":` guard")
     rule = parser.add_argument_group("labelling rule")
     rule.add_argument("--rule", choices=("paper", "percentile"), default="paper",
                       help="paper: <MISS_BELOW peaks miss, >HIT_ABOVE hit; percentile: bottom/top quartile per run")
@@ -240,9 +246,11 @@ def run_label(args: argparse.Namespace) -> int:
     errors = EventErrors(" (written with no count and no label)", prefix="sfx-cnn-veto: warning: ")
     all_rows: list[L.LabelRow] = []
     with FrameStore({"dataset": args.dataset} if args.dataset else {}) as store:
-        for n_input, item in enumerate(args.inputs):
-            run = args.run[n_input] if args.run else os.path.splitext(os.path.basename(item))[0]
-            all_rows += _label_input(args, store, item, run, counts, errors)
+        inputs = [(item, args.run[n] if args.run else os.path.splitext(os.path.basename(item))[0],
+                   _events_of(args, store, item)) for n, item in enumerate(args.inputs)]
+        with _counts_elsewhere(args, inputs) as counted:
+            for (item, run, events), done in zip(inputs, counted):
+                all_rows += _label_input(args, store, item, run, events, counts, errors, done)
     errors.finish()
     L.write_labels(args.output, all_rows)
     print(f"{'run':<16} {'events':>7} {'hits':>6} {'misses':>7} {'ambig.':>7} {'no count':>9}", file=sys.stderr)
@@ -252,21 +260,35 @@ def run_label(args: argparse.Namespace) -> int:
     return EXIT_EVENT_ERRORS if any(r.num_peaks is None for r in all_rows) else 0
 
 
-def _label_input(args: argparse.Namespace, store, item: str, run: str, peaks: "_PeakCounts", errors) -> list:
-    """The label rows of one input (a list or a frame file): every event, with its count or why it has none."""
-    from sfx_cnn_veto.cli_commands import progress
+def _events_of(args: argparse.Namespace, store, item: str) -> list:
+    """The ``(ref, error)`` of every event of one input (a list or a frame file)."""
     from sfx_cnn_veto.io.store import iter_events
+
+    try:
+        return list(iter_events([item], store, prefix=args.prefix))
+    except VetoError as exc:
+        raise ConfigError(f"{item}: {exc}") from exc
+
+
+def _label_input(args: argparse.Namespace, store, item: str, run: str, events: list, peaks: "_PeakCounts",
+                 errors, done=None) -> list:
+    """The label rows of one input: every event, with its count or why it has none.
+
+    ``done``: a callable giving the ``(count, why)`` of every event, counted in
+    another process (:func:`_counts_elsewhere`), or None to count them here.
+    """
+    from sfx_cnn_veto.cli_commands import progress
     from sfx_cnn_veto.training import labels as L
 
     list_path = item if item.endswith(".lst") else None
-    try:
-        events = list(iter_events([item], store, prefix=args.prefix))
-    except VetoError as exc:
-        raise ConfigError(f"{item}: {exc}") from exc
+    results = done() if done is not None else None
     counts: list[int | None] = []
     with progress(total=len(events), desc=f"label {run}") as bar:
-        for ref, error in events:
-            count, why = (None, error) if error is not None else peaks.count(store, ref, list_path)
+        for k, (ref, error) in enumerate(events):
+            if error is not None:
+                count, why = None, error
+            else:
+                count, why = results[k] if results is not None else peaks.count(store, ref, list_path)
             if why is not None:
                 errors.report(ref, why)
             else:
@@ -279,6 +301,51 @@ def _label_input(args: argparse.Namespace, store, item: str, run: str, peaks: "_
         labels = L.percentile_rule(counts, percentile=args.percentile)
     return [L.LabelRow(ref.file, ref.event, run, count, label)
             for (ref, _), count, label in zip(events, counts, labels)]
+
+
+def _label_jobs(args: argparse.Namespace, n_inputs: int) -> int:
+    """How many processes count peaks: 1 unless peakfinder8 counts frames of several inputs (``--jobs``)."""
+    if args.stream or args.hitlist or args.cxi_npeaks or args.labeler != "peakfinder8" or args.fast_mode:
+        return 1  # cheap, or a counter that may carry state from frame to frame
+    jobs = args.jobs if args.jobs else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 0, got {jobs}")
+    return min(jobs, n_inputs)
+
+
+@contextlib.contextmanager
+def _counts_elsewhere(args: argparse.Namespace, inputs: list):
+    """One callable per input giving its events' ``(count, why)``, counted in worker processes.
+
+    With one job, ``None`` per input: the caller counts in this process.
+    The workers are started fresh (``spawn``: nothing of this process's
+    threads or TensorFlow), each counts whole inputs with counters of its own.
+    """
+    jobs = _label_jobs(args, len(inputs))
+    if jobs <= 1:
+        yield [None] * len(inputs)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    plain = argparse.Namespace(**{k: v for k, v in vars(args).items() if not callable(v)})
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_count_events, plain, item, events) for item, _, events in inputs]
+        try:
+            yield [future.result for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _count_events(args: argparse.Namespace, item: str, events: list) -> list[tuple[int | None, str | None]]:
+    """``(count, why)`` of each event of one input (``why`` for those already in error: not counted)."""
+    from sfx_cnn_veto.io.store import FrameStore
+
+    peaks = _PeakCounts(args)
+    list_path = item if item.endswith(".lst") else None
+    with FrameStore({"dataset": args.dataset} if args.dataset else {}) as store:
+        return [(None, error) if error is not None else peaks.count(store, ref, list_path) for ref, error in events]
 
 
 class _PeakCounts:
@@ -393,6 +460,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=d.threads,
                         help="TensorFlow threads (default 1: the same seed and data give the same model, bit for bit; "
                              "2 is 13-37%% faster on 2 cores but not bit-exact)")
+    parser.add_argument("--prefetch", type=int, default=d.prefetch, metavar="N",
+                        help=f"augmented batches prepared ahead in a second thread while TensorFlow trains (default "
+                             f"{d.prefetch}; 0: in line); the model is the same either way, bit for bit")
     parser.add_argument("--no-mask", action="store_true",
                         help="train on raw frames, bad pixels included (the default for --arch paper, as in the paper)")
 
@@ -414,7 +484,7 @@ def run_train(args: argparse.Namespace) -> int:
         crop_center=_center(args.center), geometry=args.geometry, max_per_run=args.max_per_run,
         reader_options={"dataset": args.dataset} if args.dataset else {},
         use_mask=False if args.no_mask else (True if args.mask else None), mask=args.mask,
-        threads=args.threads if args.threads and args.threads > 0 else None,
+        threads=args.threads if args.threads and args.threads > 0 else None, prefetch=max(0, args.prefetch),
     )
     result = train(cfg)
     meta = result.model.metadata

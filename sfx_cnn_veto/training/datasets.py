@@ -54,9 +54,18 @@ class CropSet:
     skipped: list[tuple[LabelRow, str]] = field(default_factory=list)
     #: the distinct per-event frame shapes the crops were read from
     frame_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    #: :meth:`bragg_spots` of the hits asked so far
+    _spots: dict[int, "BraggSpots"] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def bragg_spots(self, i: int) -> "BraggSpots":
+        """The Bragg spots of crop ``i`` (:class:`BraggSpots`), computed once."""
+        i = int(i)
+        if i not in self._spots:
+            self._spots[i] = BraggSpots.of(self.crops[i])
+        return self._spots[i]
 
     def centre(self) -> np.ndarray:
         """The un-jittered crops ``(N, H, W)`` (views)."""
@@ -254,16 +263,45 @@ class Augmentation:
         return bool(self.shift or self.flips or self.raw_changes or self.weak_hits)
 
 
-def _smooth_background(frame: np.ndarray, med: float, scale: float, block: int = 10) -> np.ndarray:
-    """A coarse background: block means of the frame clipped at ``med + 3 scale`` (spots left out), upsampled."""
+#: The side of the blocks of the smooth background (:func:`_smooth_background`)
+BACKGROUND_BLOCK = 10
+
+
+def _background_blocks(frame: np.ndarray, med: float, scale: float, block: int = BACKGROUND_BLOCK) -> np.ndarray:
+    """Block means of the frame clipped at ``med + 3 scale`` (spots left out): the coarse background's grid.
+
+    A frame smaller than one block has a one-value grid, ``med``.
+    """
     h, w = frame.shape
     hb, wb = h // block, w // block
     if hb == 0 or wb == 0:
-        return np.full_like(frame, med)
+        return np.full((1, 1), med, dtype=frame.dtype)
     core = np.minimum(frame[: hb * block, : wb * block], np.float32(med + 3.0 * scale))
-    means = core.reshape(hb, block, wb, block).mean(axis=(1, 3), dtype=np.float32)
-    up = np.repeat(np.repeat(means, block, axis=0), block, axis=1)
-    return np.pad(up, ((0, h - up.shape[0]), (0, w - up.shape[1])), mode="edge")
+    return core.reshape(hb, block, wb, block).mean(axis=(1, 3), dtype=np.float32)
+
+
+def _upsample(grid: np.ndarray, shape: tuple[int, int], block: int = BACKGROUND_BLOCK) -> np.ndarray:
+    """A grid of block values (:func:`_background_blocks`, or a pixel-wise function of it) at full ``shape``.
+
+    Each value fills its block; the rows and columns past the last whole block
+    repeat the last one (a one-value grid fills everything).
+    """
+    h, w = shape
+    if grid.shape == (1, 1) and (h < block or w < block):
+        return np.full(shape, grid[0, 0], dtype=grid.dtype)
+    hb, wb = grid.shape
+    out = np.empty(shape, dtype=grid.dtype)
+    out[: hb * block, : wb * block].reshape(hb, block, wb, block)[...] = grid[:, None, :, None]
+    if h > hb * block:
+        out[hb * block:, : wb * block] = out[hb * block - 1, : wb * block]
+    if w > wb * block:
+        out[:, wb * block:] = out[:, wb * block - 1: wb * block]
+    return out
+
+
+def _smooth_background(frame: np.ndarray, med: float, scale: float, block: int = BACKGROUND_BLOCK) -> np.ndarray:
+    """A coarse background: block means of the frame clipped at ``med + 3 scale`` (spots left out), upsampled."""
+    return _upsample(_background_blocks(frame, med, scale, block), frame.shape, block)
 
 
 def _noise_scale(frame: np.ndarray) -> tuple[float, float]:
@@ -291,22 +329,50 @@ def bragg_signal(frame: np.ndarray, *, k: float = 4.0) -> np.ndarray:
     return despeckle_raw(above)
 
 
+@dataclass(frozen=True)
+class BraggSpots:
+    """A hit's Bragg signal (:func:`bragg_signal`) kept sparse, with the hit's noise scale (what :func:`weak_hit` needs).
+
+    ``index``: the flat (C-order) positions of the nonzero pixels; ``values``:
+    the signal there (float32); ``scale``: the hit's robust noise scale.
+    """
+
+    shape: tuple[int, ...]
+    index: np.ndarray
+    values: np.ndarray
+    scale: float
+
+    @classmethod
+    def of(cls, hit: np.ndarray) -> "BraggSpots":
+        signal = bragg_signal(hit)
+        index = np.flatnonzero(signal)
+        _, scale = _noise_scale(hit)
+        return cls(signal.shape, index, signal.ravel()[index], scale)
+
+
 def weak_hit(hit: np.ndarray, miss: np.ndarray, num_peaks: float, aug: Augmentation,
-             rng: np.random.Generator) -> np.ndarray:
+             rng: np.random.Generator, *, spots: BraggSpots | None = None) -> np.ndarray:
     """A weaker version of ``hit``: its Bragg spots (:func:`bragg_signal`) times ``a`` on top of ``miss``.
 
     ``a`` is log-uniform in ``[weak_min_peaks / num_peaks, 1]``, so about
     ``num_peaks * a >= weak_min_peaks`` peaks stay. The weakened spots are
     Poisson-sampled in photons of ``PHOTON_SCALES`` noise scales, so they are
     as grainy as a weak crystal's, not smooth scaled-down copies.
+
+    ``spots``: ``BraggSpots.of(hit)`` when already known (training reuses a
+    hit's). Only the spot pixels are sampled: a Poisson draw of mean 0 is 0
+    and takes no random number, so the result and ``rng``'s state after it are
+    those of sampling the whole dense frame.
     """
     lo = min(1.0, float(aug.weak_min_peaks) / max(float(num_peaks), 1.0))
     a = float(np.exp(rng.uniform(np.log(lo), 0.0))) if lo < 1.0 else 1.0
-    signal = bragg_signal(hit) * np.float32(a)
-    _, scale = _noise_scale(hit)
-    photon = np.float32(PHOTON_SCALES * max(scale, 1.0))
-    spots = rng.poisson(signal / photon).astype(np.float32) * photon
-    return np.asarray(miss, dtype=np.float32) + spots
+    spots = BraggSpots.of(hit) if spots is None else spots
+    photon = np.float32(PHOTON_SCALES * max(spots.scale, 1.0))
+    counts = rng.poisson(spots.values * np.float32(a) / photon).astype(np.float32) * photon
+    out = np.asarray(miss, dtype=np.float32) + np.float32(0.0)  # a new array; -0.0 reads +0.0, as with dense spots
+    flat = out.reshape(-1)
+    flat[spots.index] += counts
+    return out
 
 
 def weak_validation(val: CropSet, aug: Augmentation, seed: int, *, per_hit: int = 2) -> CropSet:
@@ -357,25 +423,30 @@ def augment_raw(frame: np.ndarray, aug: Augmentation, rng: np.random.Generator) 
     med, scale = _noise_scale(frame)
     need_bg = aug.weaken != (1.0, 1.0) or aug.background != (0.0, 0.0)
     if need_bg:
-        bg = _smooth_background(frame, med, scale)
-        variance = None  # of the noise to add
+        # the background, the extra background and its noise level are constant over each block: computed
+        # on the grid of blocks, then upsampled (the same values as pixel by pixel, for less work)
+        grid = _background_blocks(frame, med, scale)
+        variance = None  # of the noise to add (a number, or per block)
         if aug.weaken != (1.0, 1.0):
             lo, hi = aug.weaken
             alpha = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
             if alpha < 1.0:
                 # weaker signal above the background; the noise it loses is added back below
+                bg = _upsample(grid, frame.shape)
                 frame = bg + np.float32(alpha) * (frame - bg)
                 variance = np.float32(scale * scale * (1.0 - alpha * alpha))
         if aug.background != (0.0, 0.0):
             k = float(rng.uniform(*aug.background))
             if k > 0:
                 # extra background with photon-like noise: variance proportional to the added level
-                extra = np.float32(k) * np.maximum(bg - np.float32(med - scale), np.float32(0.0))
-                frame = frame + extra
+                extra = np.float32(k) * np.maximum(grid - np.float32(med - scale), np.float32(0.0))
+                frame = frame + _upsample(extra, frame.shape)
                 more = extra * np.float32(max(scale, 1.0))
                 variance = more if variance is None else variance + more
         if variance is not None:
-            frame = frame + rng.standard_normal(frame.shape, dtype=np.float32) * np.sqrt(variance)
+            sigma = np.sqrt(variance)
+            sigma = _upsample(sigma, frame.shape) if np.ndim(sigma) else sigma
+            frame = frame + rng.standard_normal(frame.shape, dtype=np.float32) * sigma
     if aug.gain != (1.0, 1.0):
         frame *= np.float32(rng.uniform(*aug.gain))
     if aug.offset != (0.0, 0.0):
@@ -424,7 +495,8 @@ def make_batch(crops: CropSet, indices: Sequence[int], normalize: Callable[[np.n
         if aug is not None and aug.active:
             peaks = crops.rows[i].num_peaks if misses.size and crops.labels[i] == 1 else None
             if peaks is not None and rng.random() < aug.weak_hits:
-                window = weak_hit(crops.crops[i], crops.crops[int(rng.choice(misses))], peaks, aug, rng)
+                window = weak_hit(crops.crops[i], crops.crops[int(rng.choice(misses))], peaks, aug, rng,
+                                  spots=crops.bragg_spots(i))
                 if aug.raw_changes and rng.random() < aug.p_raw:
                     frame = augment_one(window, aug, rng, margin=m, crop_shape=(h, w))
                 else:

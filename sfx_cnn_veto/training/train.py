@@ -21,6 +21,7 @@ import numpy as np
 from sfx_cnn_veto import __version__, manager
 from sfx_cnn_veto.errors import ConfigError
 from sfx_cnn_veto.training import metrics as M
+from sfx_cnn_veto.training.batches import Prefetcher, epoch_batches
 from sfx_cnn_veto.io.files import file_sha256
 from sfx_cnn_veto.training.datasets import (
     Augmentation,
@@ -88,6 +89,8 @@ class TrainConfig:
     #: TensorFlow threads: 1 makes training bit-exact (same seed and data, same model); more is
     #: faster (13-37% with 2 here) but not bit-exact; None leaves TensorFlow's default
     threads: int | None = 1
+    #: batches prepared ahead in a thread while TensorFlow trains (0: in line); the model is the same, bit for bit
+    prefetch: int = 2
     curves: bool = True
     quiet: bool = False
 
@@ -424,21 +427,21 @@ def fit(cfg: TrainConfig, model, data: TrainData, prep: Preprocessing) -> Fit:
     x_calib = make_batch(train_set, calib_idx, normalize) if batchnorm_layers(model) else np.zeros((0,))
     cache = normalized_windows(train_set, normalize) if aug.active and aug.p_raw < 1.0 else None
     weights = _class_weights(train_set.labels) if cfg.class_weight else {0: 1.0, 1: 1.0}
-    rng = np.random.default_rng(cfg.seed)
-    n = len(train_set)
-    steps = math.ceil(n / cfg.batch_size)
+    rng = np.random.default_rng(cfg.seed)  # drawn from by the batches only (shuffles, augmentation)
+    steps = math.ceil(len(train_set) / cfg.batch_size)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
     best = (math.inf, -1)
     best_weights = model.get_weights()
     bad_epochs = 0
-    with progress(total=cfg.epochs * steps, desc="train", unit="batch") as bar:
+    batches = epoch_batches(train_set, normalize, epochs=cfg.epochs, batch_size=cfg.batch_size, aug=aug, rng=rng,
+                            cache=cache)
+    with progress(total=cfg.epochs * steps, desc="train", unit="batch") as bar, \
+            Prefetcher(batches, depth=cfg.prefetch) as ahead:
         for epoch in range(cfg.epochs):
-            order = rng.permutation(n)
             losses, accs = [], []
-            for s in range(steps):
-                idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-                x = make_batch(train_set, idx, normalize, aug=aug, rng=rng, cache=cache)
-                y = train_set.labels[idx]
+            for _ in range(steps):
+                batch = next(ahead)
+                x, y = batch.x, train_set.labels[batch.indices]
                 sw = np.array([weights[int(c)] for c in y], dtype=np.float32)
                 out = model.train_on_batch(x, np.eye(2, dtype=np.float32)[y], sample_weight=sw, return_dict=True)
                 losses.append(float(out["loss"]))
