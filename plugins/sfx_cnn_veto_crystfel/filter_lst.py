@@ -633,17 +633,5 @@ def configure(parser: argparse.ArgumentParser) -> None:
     hitrate.add_arguments(parser)
     parser.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
                         help="MPI scale-out: auto (when run under mpirun -n N>1), on, off (default auto)")
-    audit = parser.add_argument_group("live audit (peakfinder8 on a sample of the frames; see the README)")
-    audit.add_argument("--audit-fraction", type=float, default=A.DEFAULT_FRACTION, metavar="F",
-                       help=f"run peakfinder8 on this fraction of the events, picked by a hash of each line "
-                            f"(default {A.DEFAULT_FRACTION}; 0: no audit); audited misses it calls hits are kept")
-    audit.add_argument("--audit-geometry", default=None, metavar="FILE.geom",
-                       help="geometry for the audit's peakfinder8 (default: --geometry, else LIST.geom)")
-    audit.add_argument("--audit-min-peaks", type=int, default=A.DEFAULT_MIN_PEAKS, metavar="N",
-                       help=f"peaks that make a peakfinder8 hit (default {A.DEFAULT_MIN_PEAKS}, "
-                            "as label's --hit-above 10)")
-    audit.add_argument("--target-sensitivity", type=float, default=A.DEFAULT_TARGET, metavar="S",
-                       help=f"the audit's ALARM fires when the sensitivity's 95%% interval lies below this "
-                            f"(default {A.DEFAULT_TARGET})")
-    audit.add_argument("--audit-json", default=None, metavar="PATH",
-                       help="where to write the audit (default: audit.json beside the hits list)")
+    A.add_audit_arguments(parser, peakfinder="peakfinder8", picked_by="line", json_beside="the hits list",
+                          geometry=True)

@@ -58,21 +58,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 def _configure_audit(parser: argparse.ArgumentParser) -> None:
     """The live audit's options, spelled and defaulted as ``filter-lst`` spells them."""
-    from sfx_cnn_veto.core import audit as A
+    from sfx_cnn_veto.core.audit import add_audit_arguments
 
-    audit = parser.add_argument_group("live audit (psana's peakfinder8 on a sample of the events; see the README)")
-    audit.add_argument("--audit-fraction", type=float, default=A.DEFAULT_FRACTION, metavar="F",
-                       help=f"run psana's peakfinder8 on this fraction of the events, picked by a hash of each "
-                            f"timestamp (default {A.DEFAULT_FRACTION}; 0: no audit); audited misses it calls hits "
-                            "are kept")
-    audit.add_argument("--audit-min-peaks", type=int, default=A.DEFAULT_MIN_PEAKS, metavar="N",
-                       help=f"peaks that make a peakfinder8 hit (default {A.DEFAULT_MIN_PEAKS}, "
-                            "as label's --hit-above 10)")
-    audit.add_argument("--target-sensitivity", type=float, default=A.DEFAULT_TARGET, metavar="S",
-                       help=f"the audit's ALARM fires when the sensitivity's 95%% interval lies below this "
-                            f"(default {A.DEFAULT_TARGET})")
-    audit.add_argument("--audit-json", default=None, metavar="PATH",
-                       help="where to write the audit (default: audit.json beside the --table)")
+    add_audit_arguments(parser, peakfinder="psana's peakfinder8", picked_by="timestamp", json_beside="the --table")
 
 
 def audit_json_path(args: argparse.Namespace) -> str:

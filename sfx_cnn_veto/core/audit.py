@@ -104,6 +104,33 @@ def check_fraction(fraction: float, *, name: str = "audit_fraction") -> float:
     return value
 
 
+def add_audit_arguments(parser: Any, *, peakfinder: str, picked_by: str, json_beside: str,
+                        geometry: bool = False) -> Any:
+    """The live audit's command-line options, spelled and defaulted the same in every command.
+
+    ``peakfinder`` names the peak finder (``peakfinder8``, ``psana's peakfinder8``), ``picked_by``
+    what identifies an event (``line``, ``timestamp``), ``json_beside`` where ``audit.json`` goes by
+    default; ``geometry`` adds ``--audit-geometry``. Returns the argument group.
+    """
+    audit = parser.add_argument_group(f"live audit ({peakfinder} on a sample of the events; see the README)")
+    audit.add_argument("--audit-fraction", type=float, default=DEFAULT_FRACTION, metavar="F",
+                       help=f"run {peakfinder} on this fraction of the events, picked by a hash of each "
+                            f"{picked_by} (default {DEFAULT_FRACTION}; 0: no audit); audited misses it calls hits "
+                            "are kept")
+    if geometry:
+        audit.add_argument("--audit-geometry", default=None, metavar="FILE.geom",
+                           help="geometry for the audit's peakfinder8 (default: --geometry, else LIST.geom)")
+    audit.add_argument("--audit-min-peaks", type=int, default=DEFAULT_MIN_PEAKS, metavar="N",
+                       help=f"peaks that make a peakfinder8 hit (default {DEFAULT_MIN_PEAKS}, "
+                            "as label's --hit-above 10)")
+    audit.add_argument("--target-sensitivity", type=float, default=DEFAULT_TARGET, metavar="S",
+                       help=f"the audit's ALARM fires when the sensitivity's 95%% interval lies below this "
+                            f"(default {DEFAULT_TARGET})")
+    audit.add_argument("--audit-json", default=None, metavar="PATH",
+                       help=f"where to write the audit (default: audit.json beside {json_beside})")
+    return audit
+
+
 def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval of a binomial fraction; ``(0, 1)`` with no trials."""
     if trials <= 0:
