@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 import time
@@ -159,10 +158,7 @@ def main(argv=None) -> int:
             results["models"][recipe][str(seed)] = entry
     results["decision"] = decide(results)
     results["seconds_this_invocation"] = time.perf_counter() - started
-    results["commands"] = R.COMMANDS
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "results.md").write_text(markdown(results))
-    print(markdown(results))
+    R.write_results(out, results, markdown(results))
     return 0
 
 

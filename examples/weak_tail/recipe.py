@@ -318,11 +318,16 @@ def main(argv=None) -> int:
     results["decision"] = decide(results)
     # this invocation only: steps whose output was already in --work are not rerun (COMMANDS marks them)
     results["seconds_this_invocation"] = time.perf_counter() - started
+    write_results(out, results, markdown(results))
+    return 0
+
+
+def write_results(out: Path, results: dict, text: str) -> None:
+    """``OUT/results.json`` (with the commands run) and ``OUT/results.md``; the Markdown printed too."""
     results["commands"] = COMMANDS
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "results.md").write_text(markdown(results))
-    print(markdown(results))
-    return 0
+    (out / "results.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
