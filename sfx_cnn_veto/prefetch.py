@@ -68,7 +68,7 @@ class Prefetcher:
             return next(self._items)
         if self._stop.is_set():
             raise StopIteration
-        item = self._queue.get()
+        item = self._get()
         if item is _DONE:
             self._stop.set()
             raise StopIteration
@@ -77,10 +77,21 @@ class Prefetcher:
             raise item.exc
         return item
 
-    def close(self) -> None:
-        """Stop the producer and wait for it (at most the item it is computing); discard what it made ahead."""
+    def _get(self) -> Any:
+        """The next item, polling: a producer that died without its end marker raises, never hangs."""
+        while True:
+            try:
+                return self._queue.get(timeout=0.5)
+            except queue.Empty:
+                if self._thread.is_alive() or not self._queue.empty():
+                    continue
+                raise RuntimeError(f"internal: the {self._thread.name} thread ended without its end marker") from None
+
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the producer and discard what it made ahead; with ``wait``, wait for it (at most the item it
+        is computing). ``wait=False`` suits a reader that may sit in a slow read: the daemon thread ends on its own."""
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
+        if wait and self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         if self._thread is None:
             close = getattr(self._items, "close", None)

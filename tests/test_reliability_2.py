@@ -54,6 +54,27 @@ def test_prefetch_raises_the_readers_error_after_its_items():
     assert out == [1]
 
 
+def test_prefetch_consumer_raises_when_the_reader_died_without_its_end_marker(monkeypatch):
+    """A reader thread gone without a word (no item, no end, no error) is an error, not a hang."""
+    from sfx_cnn_veto.core.pipeline import _background
+    from sfx_cnn_veto.prefetch import Prefetcher
+
+    monkeypatch.setattr(Prefetcher, "_produce", lambda self: None)
+    outcome: list = []
+
+    def consume():
+        try:
+            outcome.append(list(_background(iter([0, 1]), maxsize=1)))
+        except RuntimeError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    thread.join(5.0)
+    assert outcome and isinstance(outcome[0], RuntimeError), f"the consumer hung or ended quietly: {outcome}"
+    assert "without its end marker" in str(outcome[0])
+
+
 def test_stream_events_ends_for_a_consumer_slower_than_a_second_per_decision(tiny, tmp_path):
     """The issue's reproduction: every decision came out, then the generator never returned."""
     from sfx_cnn_veto.core.pipeline import Veto

@@ -20,8 +20,6 @@ lost hit is the worst outcome.
 from __future__ import annotations
 
 import math
-import queue
-import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -590,53 +588,19 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-_DONE = object()  # the reader's end marker: always delivered (or the consumer has gone)
-
-
 def _background(iterable: Iterable[Any], *, maxsize: int) -> Iterator[Any]:
     """Run ``iterable`` in a daemon thread, ``maxsize`` items ahead (h5py releases the GIL on reads).
 
-    Every hand-off waits for room as long as the consumer is there, the end
-    marker included: a consumer slower than any timeout still gets every item
-    and then the end (a dropped marker left it waiting forever).
+    A :class:`~sfx_cnn_veto.prefetch.Prefetcher`: every hand-off waits for room
+    as long as the consumer is there, the end marker included (a consumer
+    slower than any timeout still gets every item and then the end), and the
+    reader's error is raised after the items it read. Leaving early does not
+    wait for a read in progress.
     """
-    q: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
-    failure: list[BaseException] = []
-    stop = threading.Event()
+    from sfx_cnn_veto.prefetch import Prefetcher
 
-    def hand_over(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False  # the consumer has gone
-
-    def work():
-        try:
-            for item in iterable:
-                if not hand_over(item):
-                    return
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-            failure.append(exc)
-        finally:
-            hand_over(_DONE)
-
-    thread = threading.Thread(target=work, name="sfx-cnn-veto-reader", daemon=True)
-    thread.start()
+    items = Prefetcher(iterable, depth=max(1, maxsize), name="sfx-cnn-veto-reader")
     try:
-        while True:
-            try:
-                item = q.get(timeout=0.5)
-            except queue.Empty:
-                if thread.is_alive() or not q.empty():
-                    continue
-                raise RuntimeError("internal: the reader thread ended without its end marker") from None
-            if item is _DONE:
-                break
-            yield item
-        if failure:
-            raise failure[0]
+        yield from items
     finally:
-        stop.set()
+        items.close(wait=False)
