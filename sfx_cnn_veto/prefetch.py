@@ -1,7 +1,8 @@
 """An iterator run ahead in a thread: NumPy, numba (``nogil``) and h5py work overlapping the consumer's.
 
-Used for the training's augmented batches (:mod:`sfx_cnn_veto.training.batches`)
-and the simulator's frames (:func:`sfx_cnn_veto.simulate.writer.write_run`).
+Used for the veto's frame reader (:func:`sfx_cnn_veto.core.pipeline._background`),
+the training's augmented batches (:mod:`sfx_cnn_veto.training.batches`) and the
+simulator's frames (:func:`sfx_cnn_veto.simulate.writer.write_run`).
 """
 
 from __future__ import annotations
