@@ -21,6 +21,18 @@ FRAME = 72
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def in_dir(directory, argv) -> int:
+    """``sfx-cnn-veto ARGV`` run in this process from ``directory`` (relative paths in lists resolve there)."""
+    from sfx_cnn_veto.cli import main
+
+    cwd = os.getcwd()
+    os.chdir(directory)
+    try:
+        return main([str(a) for a in argv])
+    finally:
+        os.chdir(cwd)
+
+
 def env() -> dict:
     """Environment for subprocesses: this checkout first on the path, TF quiet."""
     e = dict(os.environ)

@@ -72,15 +72,10 @@ def world(tmp_path_factory):
 
 def run_filter(world, out, *extra, inputs=None):
     out.mkdir(exist_ok=True)
-    cwd = os.getcwd()
-    os.chdir(world["dir"])
-    try:
-        code = main(["filter-lst", *(inputs or ["in.lst"]), "-m", world["model"], "-o", str(out / "hits.lst"),
-                     "--misses", str(out / "misses.lst"), "--errors", str(out / "errors.lst"),
-                     "--scores", str(out / "scores.csv"), "--batch-size", "8", *extra])
-    finally:
-        os.chdir(cwd)
-    return code
+    return data.in_dir(world["dir"], ["filter-lst", *(inputs or ["in.lst"]), "-m", world["model"],
+                                      "-o", out / "hits.lst", "--misses", out / "misses.lst",
+                                      "--errors", out / "errors.lst", "--scores", out / "scores.csv",
+                                      "--batch-size", "8", *extra])
 
 
 def test_every_event_is_accounted_for_once(world, tmp_path, capsys):

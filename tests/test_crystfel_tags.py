@@ -50,19 +50,10 @@ def run(tmp_path_factory):
     return {"dir": d, "model": model, "events": events, "scores": scores}
 
 
-def in_dir(d, argv):
-    cwd = os.getcwd()
-    os.chdir(d)
-    try:
-        return main(argv)
-    finally:
-        os.chdir(cwd)
-
-
 def test_tag_stream_adds_only_the_tag_lines(run, tmp_path):
     d = run["dir"]
     out = tmp_path / "out.stream"
-    assert in_dir(d, ["tag-stream", "in.stream", "-o", str(out), "--scores", "scores.csv"]) == 2  # gone.cxi
+    assert data.in_dir(d, ["tag-stream", "in.stream", "-o", str(out), "--scores", "scores.csv"]) == 2  # gone.cxi
     original = (d / "in.stream").read_bytes()
     tagged = out.read_bytes()
     stripped = b"".join(l for l in tagged.splitlines(keepends=True) if not l.startswith(b"cnn_hit"))
@@ -84,7 +75,7 @@ def test_tag_stream_adds_only_the_tag_lines(run, tmp_path):
 def test_tag_stream_scores_frames_and_splits(run, tmp_path):
     d = run["dir"]
     hits, misses, out = tmp_path / "hits.stream", tmp_path / "misses.stream", tmp_path / "all.stream"
-    code = in_dir(d, ["tag-stream", "in.stream", "-o", str(out), "--hits", str(hits), "--misses", str(misses),
+    code = data.in_dir(d, ["tag-stream", "in.stream", "-o", str(out), "--hits", str(hits), "--misses", str(misses),
                       "-m", run["model"]])
     assert code == 2
     preamble = (d / "in.stream").read_text().split("----- Begin chunk -----")[0]
@@ -128,7 +119,7 @@ def test_sidecars_mirror_cxi(run, tmp_path):
 
     d = run["dir"]
     before = _sha(d / "run_1.cxi")
-    assert in_dir(d, ["tag-cxi", "in.lst", "--scores", "scores.csv", "--output-dir", str(tmp_path)]) == 2
+    assert data.in_dir(d, ["tag-cxi", "in.lst", "--scores", "scores.csv", "--output-dir", str(tmp_path)]) == 2
     assert _sha(d / "run_1.cxi") == before  # the user's file is not touched
     with h5py.File(tmp_path / "run 2.cnn.h5", "r") as f:
         score = f["/entry_1/result_1/cnnHitScore"][()]
@@ -169,7 +160,7 @@ def test_tag_cxi_scores_and_in_place(run, tmp_path):
 def test_convert_lst_to_scores(run, tmp_path):
     d = run["dir"]
     out = tmp_path / "hits.csv"
-    assert in_dir(d, ["convert", "lst-scores", "hits.lst", "--scores", "scores.csv", "-o", str(out)]) == 2
+    assert data.in_dir(d, ["convert", "lst-scores", "hits.lst", "--scores", "scores.csv", "-o", str(out)]) == 2
     rows = data.read_csv(out)
     hits = data.read_lines(d / "hits.lst")
     assert [r["file"] + " " + r["event"] for r in rows] == hits

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import _crystfel_data as data
-from sfx_cnn_veto.cli import main
 
 
 # ---------------------------------------------------------------------------
@@ -179,13 +178,8 @@ def world(tmp_path_factory):
 
 
 def _filter(world, out, *extra):
-    cwd = os.getcwd()
-    os.chdir(world["dir"])
-    try:
-        return main(["filter-lst", "in.lst", "-m", world["model"], "-o", str(out / "hits.lst"),
-                     "--batch-size", "4", *extra])
-    finally:
-        os.chdir(cwd)
+    return data.in_dir(world["dir"], ["filter-lst", "in.lst", "-m", world["model"], "-o", out / "hits.lst",
+                                      "--batch-size", "4", *extra])
 
 
 def _interrupted_journal(world, out, monkeypatch, *extra):

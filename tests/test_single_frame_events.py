@@ -18,21 +18,11 @@ import pytest
 
 import _crystfel_data as data
 from _real import REAL
-from sfx_cnn_veto.cli import main
 from sfx_cnn_veto.io.stream import format_chunk, format_preamble, iter_chunks
 
 from test_crystfel_formats import CRYSTAL, GEOM
 
 REAL_STREAM = REAL / "crystfel" / "test.stream"
-
-
-def in_dir(directory, argv):
-    cwd = os.getcwd()
-    os.chdir(directory)
-    try:
-        return main(argv)
-    finally:
-        os.chdir(cwd)
 
 
 def _with_empty_events(text: str) -> str:
@@ -64,7 +54,7 @@ def real_run(tmp_path_factory):
 def test_label_matches_every_chunk_of_the_real_stream(real_run, tmp_path, stream):
     d, peaks = real_run
     out = tmp_path / "labels.csv"
-    assert in_dir(d, ["label", "files.lst", "--stream", stream, "-o", str(out)]) == 0
+    assert data.in_dir(d, ["label", "files.lst", "--stream", stream, "-o", str(out)]) == 0
     rows = data.read_csv(out)
     assert len(rows) == 70
     assert {os.path.normpath(r["file"]): int(r["num_peaks"]) for r in rows} == peaks
@@ -84,11 +74,11 @@ def test_label_matches_stream_names_with_the_prefix_and_from_another_directory(t
     (run / "out.stream").write_text(text)
     out = tmp_path / "labels.csv"
     # in RUN, with the same -x: the list line plus the prefix is the stream's name
-    assert in_dir(run, ["label", "in.lst", "-x", "data/", "--stream", "out.stream", "-o", str(out)]) == 0
+    assert data.in_dir(run, ["label", "in.lst", "-x", "data/", "--stream", "out.stream", "-o", str(out)]) == 0
     assert [(r["num_peaks"], r["label"]) for r in data.read_csv(out)] == [("3", ""), ("15", "1")]
     # elsewhere, with absolute paths: the stream's names are relative to the stream's directory
     (tmp_path / "abs.lst").write_text(f"{run}/data/a/x.h5\n{run}/data/b/x.h5\n")
-    assert in_dir(tmp_path, ["label", "abs.lst", "--stream", str(run / "out.stream"), "-o", str(out)]) == 0
+    assert data.in_dir(tmp_path, ["label", "abs.lst", "--stream", str(run / "out.stream"), "-o", str(out)]) == 0
     assert [r["num_peaks"] for r in data.read_csv(out)] == ["3", "15"]
 
 
@@ -119,7 +109,7 @@ def single_frames(tmp_path_factory):
         (d / f"run-{version}.stream").write_text(text)
     (d / "files.lst").write_text("".join(f"{n}\n" for n in names))
     (d / "files-0.12.lst").write_text("".join(f"{n} //\n" for n in names))  # as indexamajig 0.12 accepts
-    assert in_dir(d, ["score", "files.lst", "-m", model, "-o", "scores.csv"]) == 0
+    assert data.in_dir(d, ["score", "files.lst", "-m", model, "-o", "scores.csv"]) == 0
     scores = {r["file"]: r for r in data.read_csv(d / "scores.csv")}
     assert len(scores) == 6 and {r["is_hit"] for r in scores.values()} == {"0", "1"}
     return d, model, scores
@@ -130,7 +120,7 @@ def test_tag_stream_scores_single_frame_chunks_as_their_files(single_frames, tmp
     d, model, scores = single_frames
     out = tmp_path / "tagged.stream"
     # run from elsewhere: the stream's names are relative to the directory indexamajig ran in (the stream's)
-    assert in_dir(tmp_path, ["tag-stream", str(d / f"run-{version}.stream"), "-m", model, "-o", str(out)]) == 0
+    assert data.in_dir(tmp_path, ["tag-stream", str(d / f"run-{version}.stream"), "-m", model, "-o", str(out)]) == 0
     err = capsys.readouterr().err
     chunks = list(iter_chunks(out))
     assert len(chunks) == 6 and not any("cnn_hit_error" in c.header for c in chunks)
@@ -147,7 +137,7 @@ def test_filter_lst_takes_empty_event_lines_and_tag_stream_matches_their_scores(
     """``file.cbf //`` list lines are decided (kept as written) and their scores CSV tags the 0.12 stream."""
     d, model, scores = single_frames
     hits, misses = tmp_path / "hits.lst", tmp_path / "misses.lst"
-    assert in_dir(d, ["filter-lst", "files-0.12.lst", "-m", model, "-o", str(hits), "--misses", str(misses),
+    assert data.in_dir(d, ["filter-lst", "files-0.12.lst", "-m", model, "-o", str(hits), "--misses", str(misses),
                       "--scores", str(tmp_path / "scores.csv")]) == 0
     written = hits.read_text().splitlines() + misses.read_text().splitlines()
     assert sorted(written) == sorted((d / "files-0.12.lst").read_text().splitlines())
@@ -155,7 +145,7 @@ def test_filter_lst_takes_empty_event_lines_and_tag_stream_matches_their_scores(
         {name for name, row in scores.items() if row["is_hit"] == "1"}
     for stream in ("run-0.12.stream", "run-0.9.stream"):
         out = tmp_path / f"tagged-{stream}"
-        assert in_dir(d, ["tag-stream", stream, "--scores", str(tmp_path / "scores.csv"), "-o", str(out)]) == 0
+        assert data.in_dir(d, ["tag-stream", stream, "--scores", str(tmp_path / "scores.csv"), "-o", str(out)]) == 0
         assert [c.header["cnn_hit"] for c in iter_chunks(out)] == [scores[c.filename]["is_hit"]
                                                                   for c in iter_chunks(d / stream)]
 
