@@ -114,6 +114,15 @@ def run_files(ps, tmp_path_factory, frames):
     return write_run(tmp_path_factory.mktemp("xtc"), frames, exp="sfxtest01", run=3, detector_name=DETECTOR)
 
 
+def _calib_veto(run_files, veto):
+    """``(ds, run, PsanaVeto)`` of the test run's first run, scoring the detector's calib array."""
+    from sfx_cnn_veto_psana import PsanaVeto
+
+    ds = _open(run_files)
+    run = next(ds.runs())
+    return ds, run, PsanaVeto(veto, detector=run.Detector(DETECTOR), source="calib")
+
+
 def _open(run_files, **extra):
     from sfx_cnn_veto_psana import allow_offline_runs
 
@@ -159,12 +168,8 @@ def test_xtc2_round_trip(run_files, frames):
 @needs_psana
 def test_events_equal_direct_decisions(run_files, frames, direct):
     """Every event once, in order, deciding exactly as Veto.decide on the same frames; failures fail open."""
-    from sfx_cnn_veto_psana import PsanaVeto
-
     veto, expected = direct
-    ds = _open(run_files)
-    run = next(ds.runs())
-    pv = PsanaVeto(veto, detector=run.Detector(DETECTOR), source="calib")
+    ds, run, pv = _calib_veto(run_files, veto)
     out = list(pv.events(run, batch_size=4))  # batches of 4 over 16 events
     assert [int(evt.timestamp) for evt, _ in out] == [int(t) for t in run_files.timestamps]
     for (evt, decision), exp, frame in zip(out, expected, frames):
@@ -230,13 +235,11 @@ def test_hits_table_and_second_pass(run_files, frames, direct, model_path, tmp_p
 def test_audit_runs_psanas_peakfinder8_on_the_hashed_timestamps(run_files, frames, direct):
     """The live audit: events picked by a hash of the timestamp, counted by psana's peakfinder8, hits kept."""
     from sfx_cnn_veto.core.audit import is_audited
-    from sfx_cnn_veto_psana import PsanaVeto, psana_audit
+    from sfx_cnn_veto_psana import psana_audit
     from sfx_cnn_veto_psana.peaks import create_psana_peakfinder8
 
     veto, expected = direct
-    ds = _open(run_files)
-    run = next(ds.runs())
-    pv = PsanaVeto(veto, detector=run.Detector(DETECTOR), source="calib")
+    ds, run, pv = _calib_veto(run_files, veto)
     audit = psana_audit(fraction=0.6, min_peaks=3)
     out = list(pv.audited(run, audit, batch_size=4))
     direct_counter = create_psana_peakfinder8({})
@@ -256,9 +259,7 @@ def test_audit_runs_psanas_peakfinder8_on_the_hashed_timestamps(run_files, frame
     assert c.audited_vetoed + c.audited_kept == len(audited) > 0
     assert c.vetoed + c.kept == sum(1 for _e, d, _r in out if not d.error)
     # hits(audit=...) keeps the same events
-    ds = _open(run_files)
-    run = next(ds.runs())
-    pv = PsanaVeto(veto, detector=run.Detector(DETECTOR), source="calib")
+    ds, run, pv = _calib_veto(run_files, veto)
     kept = {pv.timestamp(evt) for evt, _d in pv.hits(run, audit=psana_audit(fraction=0.6, min_peaks=3))}
     assert kept == {pv.timestamp(e) for e, _d, r in out if r.keep}
 
