@@ -218,9 +218,9 @@ def _with_serial_copies(source: str) -> str:
     """``source`` plus a ``NAME_serial`` copy of each parallel kernel, compiled without ``parallel``.
 
     With one thread (OM's and MPI ranks' usual setting) a ``prange`` kernel
-    still pays numba's parallel launch, ~40 us a call measured here (batch-1
-    pooling 0.076 -> 0.038 ms, a 58x58x16 conv 0.28 -> 0.23 ms). Each item is
-    computed by the same code in the same order, so both give identical bits.
+    still pays numba's parallel launch, some 40-50 us a call here
+    (``examples/speed/serial_kernels.py`` times both). Each item is computed
+    by the same code in the same order, so both give identical bits.
     """
     copies = []
     for block in source.split("\n\n\n"):
