@@ -609,7 +609,7 @@ def _finish(args, journal: Journal, reports, start: float) -> int:
 
 def audit_json_path(args: argparse.Namespace) -> str:
     """``--audit-json``, else ``audit.json`` in the hits list's directory."""
-    return args.audit_json or os.path.join(os.path.dirname(os.path.abspath(args.output)), "audit.json")
+    return A.audit_json_path(args.audit_json, args.output)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

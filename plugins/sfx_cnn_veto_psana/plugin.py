@@ -65,7 +65,9 @@ def _configure_audit(parser: argparse.ArgumentParser) -> None:
 
 def audit_json_path(args: argparse.Namespace) -> str:
     """``--audit-json``, else ``audit.json`` in the table's directory (``--table`` is always given)."""
-    return args.audit_json or os.path.join(os.path.dirname(os.path.abspath(args.table)), "audit.json")
+    from sfx_cnn_veto.core.audit import audit_json_path as json_path
+
+    return json_path(args.audit_json, args.table)
 
 
 def _check_options(args: argparse.Namespace) -> None:

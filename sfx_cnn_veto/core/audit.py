@@ -131,6 +131,13 @@ def add_audit_arguments(parser: Any, *, peakfinder: str, picked_by: str, json_be
     return audit
 
 
+def audit_json_path(explicit: str | None, beside: str) -> str:
+    """``--audit-json`` when given, else ``audit.json`` in the directory of the output ``beside``."""
+    import os
+
+    return explicit or os.path.join(os.path.dirname(os.path.abspath(beside)), "audit.json")
+
+
 def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval of a binomial fraction; ``(0, 1)`` with no trials."""
     if trials <= 0:
