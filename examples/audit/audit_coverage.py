@@ -34,6 +34,21 @@ def _rows(path: str) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def relative_list(lst: str) -> None:
+    """Rewrite ``lst`` with each file path relative to its folder (``run90.geom`` stays its geometry).
+
+    The audit picks events by a hash of the list's line, so with ``simulate``'s absolute paths the
+    audited frames would change with ``OUTDIR`` (and a seed's result with them); relative lines make
+    each seed's result the same wherever it runs.
+    """
+    folder = os.path.dirname(os.path.abspath(lst))
+    with open(lst, encoding="utf-8") as handle:
+        lines = [line.rstrip("\n").partition(" ") for line in handle if line.strip()]
+    with open(lst, "w", encoding="utf-8", newline="\n") as dest:
+        for path, sep, event in lines:
+            dest.write(os.path.relpath(path, folder) + sep + event + "\n")
+
+
 def one_seed(outdir: str, seed: int, *, frames: int, fraction: float, threshold: float | None) -> dict:
     """Simulate, label every frame, filter with the audit; the audit's interval and the true figures."""
     d = os.path.join(outdir, f"seed{seed}")
@@ -44,6 +59,7 @@ def one_seed(outdir: str, seed: int, *, frames: int, fraction: float, threshold:
     if cli(["label", lst, "-o", os.path.join(d, "labels.csv")]) not in (0, 2):
         raise SystemExit(f"label failed for seed {seed}")
     extra = ["--threshold", str(threshold)] if threshold is not None else []
+    relative_list(lst)
     cwd = os.getcwd()
     os.chdir(d)
     try:
